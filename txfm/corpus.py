@@ -1,0 +1,334 @@
+"""The Corpus: TxFM's on-disk input contract (see docs/formats.md).
+
+A corpus is a directory with a JSON manifest (gene vocabulary, source datasets
+with the genes each one measures, shards), CSR count shards over the whole
+vocabulary and a per-sample metadata table. Raw integer counts are stored;
+normalisation happens at training time.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+FORMAT = "txfm-corpus"
+FORMAT_VERSION = 1
+
+
+class CorpusError(ValueError):
+    """A corpus directory is missing, malformed or of an unknown version."""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """One source dataset inside a corpus."""
+
+    name: str
+    n_samples: int
+    measured: np.ndarray  # int64 gene indices into the vocabulary, sorted
+    source: str = ""
+    notes: str = ""
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_counts(x: sp.csr_matrix, where: str) -> sp.csr_matrix:
+    """Validate raw counts: finite, non-negative integers. Returns int32 CSR."""
+    data = x.data
+    if data.size:
+        if not np.all(np.isfinite(data)):
+            raise CorpusError(f"{where}: counts contain NaN or Inf; pass raw integer counts")
+        if data.min() < 0:
+            raise CorpusError(f"{where}: counts contain negative values (min {data.min()}); pass raw counts")
+        if not np.issubdtype(data.dtype, np.integer) and np.any(data != np.round(data)):
+            raise CorpusError(f"{where}: counts are not integers; a corpus stores raw integer counts")
+        if data.max() > np.iinfo(np.int32).max:
+            raise CorpusError(f"{where}: a count exceeds int32 ({data.max()})")
+    out = sp.csr_matrix(x, dtype=np.int32, copy=True)
+    out.eliminate_zeros()
+    out.sort_indices()
+    return out
+
+
+class CorpusWriter:
+    """Write a corpus directory atomically (temp folder, renamed on success).
+
+    Use as a context manager; see docs/formats.md for the layout. Samples are
+    buffered and flushed into shards of ``shard_size`` rows, so arbitrarily
+    large inputs can be added chunk by chunk with bounded memory.
+    """
+
+    def __init__(self, out: str | os.PathLike, genes: Sequence[str], gene_ids: Sequence[str] | None = None,
+                 shard_size: int = 8192, overwrite: bool = False):
+        self.out = Path(out)
+        genes = [str(g) for g in genes]
+        if len(genes) == 0:
+            raise CorpusError(f"{self.out}: the gene vocabulary is empty")
+        dup = pd.Index(genes)[pd.Index(genes).duplicated()].unique().tolist()
+        if dup:
+            raise CorpusError(f"{self.out}: duplicate genes in the vocabulary: {dup[:5]}; harmonise gene ids first")
+        if gene_ids is not None and len(gene_ids) != len(genes):
+            raise CorpusError(f"{self.out}: {len(gene_ids)} gene ids for {len(genes)} genes")
+        if self.out.exists() and not overwrite:
+            raise CorpusError(f"{self.out} already exists; choose another --out or pass overwrite")
+        self.genes = genes
+        self.gene_ids = [str(g) if g is not None else "" for g in (gene_ids or [""] * len(genes))]
+        self.shard_size = int(shard_size)
+        self.overwrite = overwrite
+        self.datasets: list[dict] = []
+        self._tmp: Path | None = None
+        self._buf: list[tuple[sp.csr_matrix, np.ndarray]] = []
+        self._buf_rows = 0
+        self._shards: list[dict] = []
+        self._obs: list[pd.DataFrame] = []
+        self._n = 0
+
+    def __enter__(self) -> "CorpusWriter":
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.tmp-", dir=self.out.parent))
+        (self._tmp / "shards").mkdir()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            return
+        try:
+            self._finish()
+        except BaseException:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            raise
+
+    def add_dataset(self, name: str, measured: Sequence[int] | np.ndarray, source: str = "", notes: str = "") -> int:
+        """Register a source dataset; ``measured`` are vocabulary indices it profiles. Returns its index."""
+        if any(d["name"] == name for d in self.datasets):
+            raise CorpusError(f"{self.out}: dataset {name!r} added twice")
+        m = np.unique(np.asarray(measured, dtype=np.int64))
+        if m.size == 0:
+            raise CorpusError(f"{self.out}: dataset {name!r} measures no gene of the vocabulary")
+        if m[0] < 0 or m[-1] >= len(self.genes):
+            raise CorpusError(f"{self.out}: dataset {name!r} has measured-gene indices outside the vocabulary")
+        self.datasets.append({"name": str(name), "n_samples": 0, "measured": m.tolist(),
+                              "source": str(source), "notes": str(notes)})
+        return len(self.datasets) - 1
+
+    def add_samples(self, dataset: int, counts: sp.spmatrix | np.ndarray, obs: pd.DataFrame | None = None) -> None:
+        """Append samples of ``dataset``: counts (n, G) in vocabulary column order, obs with n rows."""
+        if self._tmp is None:
+            raise CorpusError("CorpusWriter must be used as a context manager (with CorpusWriter(...) as w)")
+        ds = self.datasets[dataset]
+        x = sp.csr_matrix(counts)
+        if x.shape[1] != len(self.genes):
+            raise CorpusError(f"{self.out}: dataset {ds['name']!r}: counts have {x.shape[1]} columns, "
+                              f"vocabulary has {len(self.genes)} genes")
+        x = _check_counts(x, f"{self.out}: dataset {ds['name']!r}")
+        n = x.shape[0]
+        if n == 0:
+            return
+        unmeasured = np.setdiff1d(np.unique(x.indices), np.asarray(ds["measured"]))
+        if unmeasured.size:
+            raise CorpusError(f"{self.out}: dataset {ds['name']!r} has counts in {unmeasured.size} genes it "
+                              f"does not list as measured (e.g. {self.genes[int(unmeasured[0])]})")
+        obs = pd.DataFrame(index=range(n)) if obs is None else obs.reset_index(drop=True).copy()
+        if len(obs) != n:
+            raise CorpusError(f"{self.out}: dataset {ds['name']!r}: obs has {len(obs)} rows for {n} samples")
+        if "sample_id" not in obs:
+            obs["sample_id"] = [f"{ds['name']}:{self._n + i}" for i in range(n)]
+        obs.insert(0, "dataset", ds["name"])
+        if "batch" not in obs:
+            obs["batch"] = ds["name"]
+        for c in obs.columns:
+            obs[c] = obs[c].astype(str)
+        self._obs.append(obs)
+        self._buf.append((x, np.full(n, dataset, dtype=np.int16)))
+        self._buf_rows += n
+        ds["n_samples"] += n
+        self._n += n
+        while self._buf_rows >= self.shard_size:
+            self._flush(self.shard_size)
+
+    def _flush(self, rows: int) -> None:
+        x = sp.vstack([b[0] for b in self._buf], format="csr")
+        d = np.concatenate([b[1] for b in self._buf])
+        take, rest = x[:rows], x[rows:]
+        first = sum(s["n_samples"] for s in self._shards)
+        name = f"shards/shard-{len(self._shards):05d}.npz"
+        np.savez(self._tmp / name, indptr=take.indptr.astype(np.int64), indices=take.indices.astype(np.int32),
+                 data=take.data.astype(np.int32), dataset=d[:rows],
+                 sample=np.arange(first, first + take.shape[0], dtype=np.int64))
+        self._shards.append({"file": name, "n_samples": int(take.shape[0])})
+        self._buf = [(sp.csr_matrix(rest), d[rows:])] if rest.shape[0] else []
+        self._buf_rows = rest.shape[0]
+
+    def _finish(self) -> None:
+        if self._buf_rows:
+            self._flush(self._buf_rows)
+        if self._n == 0:
+            raise CorpusError(f"{self.out}: no samples were added; nothing to write")
+        obs = pd.concat(self._obs, ignore_index=True)
+        dup = obs["sample_id"][obs["sample_id"].duplicated()]
+        if len(dup):
+            raise CorpusError(f"{self.out}: duplicate sample ids, e.g. {dup.iloc[0]!r}; make them unique per source")
+        obs.to_parquet(self._tmp / "obs.parquet", index=False)
+        h = hashlib.sha256()
+        h.update(json.dumps([self.genes, [d["measured"] for d in self.datasets]]).encode())
+        for s in self._shards:
+            h.update(_sha256_file(self._tmp / s["file"]).encode())
+        manifest = {
+            "format": FORMAT, "format_version": FORMAT_VERSION,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "genes": self.genes, "gene_ids": self.gene_ids, "datasets": self.datasets,
+            "shards": self._shards, "n_samples": self._n, "obs_columns": list(obs.columns),
+            "fingerprint": h.hexdigest(),
+        }
+        (self._tmp / "manifest.json").write_text(json.dumps(manifest))
+        if self.out.exists() and self.overwrite:
+            shutil.rmtree(self.out)
+        os.replace(self._tmp, self.out)
+
+
+class Corpus:
+    """Read-only view of a corpus directory; shards are loaded on demand."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        mpath = self.path / "manifest.json"
+        if not mpath.exists():
+            raise CorpusError(f"{self.path}: not a corpus (no manifest.json); build one with "
+                              f"`python -m data build-corpus --source ... --out {self.path}`")
+        try:
+            m = json.loads(mpath.read_text())
+        except json.JSONDecodeError as e:
+            raise CorpusError(f"{mpath}: manifest is not valid JSON ({e}); rebuild the corpus") from e
+        if m.get("format") != FORMAT:
+            raise CorpusError(f"{mpath}: format is {m.get('format')!r}, expected {FORMAT!r}")
+        if m.get("format_version") != FORMAT_VERSION:
+            raise CorpusError(f"{mpath}: corpus format version {m.get('format_version')} is not supported by "
+                              f"this txfm (reads version {FORMAT_VERSION}); rebuild the corpus or upgrade txfm")
+        self.manifest = m
+        self.genes: list[str] = m["genes"]
+        self.gene_ids: list[str] = m["gene_ids"]
+        self.datasets = [DatasetInfo(d["name"], d["n_samples"], np.asarray(d["measured"], dtype=np.int64),
+                                     d.get("source", ""), d.get("notes", "")) for d in m["datasets"]]
+        self.shards: list[dict] = m["shards"]
+        self.n_samples: int = m["n_samples"]
+        self.fingerprint: str = m["fingerprint"]
+        self._offsets = np.cumsum([0] + [s["n_samples"] for s in self.shards])
+        self._obs: pd.DataFrame | None = None
+        for s in self.shards:
+            if not (self.path / s["file"]).exists():
+                raise CorpusError(f"{self.path}: shard {s['file']} is missing; the corpus is incomplete, rebuild it")
+
+    @property
+    def n_genes(self) -> int:
+        return len(self.genes)
+
+    @property
+    def obs(self) -> pd.DataFrame:
+        """Per-sample metadata in global row order (loaded once)."""
+        if self._obs is None:
+            self._obs = pd.read_parquet(self.path / "obs.parquet")
+        return self._obs
+
+    def measured_mask(self, dataset: int) -> np.ndarray:
+        """Boolean (G,) mask of the genes ``dataset`` measures."""
+        mask = np.zeros(self.n_genes, dtype=bool)
+        mask[self.datasets[dataset].measured] = True
+        return mask
+
+    def measured_matrix(self) -> np.ndarray:
+        """Boolean (n_datasets, G) measured-gene masks."""
+        return np.stack([self.measured_mask(i) for i in range(len(self.datasets))])
+
+    def shard_offsets(self) -> np.ndarray:
+        """(n_shards + 1,) global row index where each shard starts."""
+        return self._offsets
+
+    def load_shard(self, i: int) -> tuple[sp.csr_matrix, np.ndarray]:
+        """Shard ``i`` as (counts CSR (n, G) int32, dataset index per row (n,))."""
+        f = self.path / self.shards[i]["file"]
+        try:
+            with np.load(f, allow_pickle=False) as z:
+                x = sp.csr_matrix((z["data"], z["indices"], z["indptr"]),
+                                  shape=(int(z["indptr"].shape[0] - 1), self.n_genes))
+                d = z["dataset"].astype(np.int64)
+        except (OSError, ValueError, KeyError) as e:
+            raise CorpusError(f"{f}: unreadable shard ({e}); the corpus is corrupt, rebuild it") from e
+        if x.shape[0] != self.shards[i]["n_samples"]:
+            raise CorpusError(f"{f}: holds {x.shape[0]} rows, manifest says {self.shards[i]['n_samples']}")
+        return x, d
+
+    def iter_shards(self) -> Iterator[tuple[int, sp.csr_matrix, np.ndarray]]:
+        """Yield (first global row, counts, dataset) for each shard in order."""
+        for i in range(len(self.shards)):
+            x, d = self.load_shard(i)
+            yield int(self._offsets[i]), x, d
+
+    def read_rows(self, rows: Sequence[int] | np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
+        """Counts and dataset index for the given global rows, in the given order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        shard_of = np.searchsorted(self._offsets, rows, side="right") - 1
+        parts, order = [], []
+        dsets = np.empty(rows.size, dtype=np.int64)
+        for s in np.unique(shard_of):
+            sel = np.flatnonzero(shard_of == s)
+            x, d = self.load_shard(int(s))
+            local = rows[sel] - self._offsets[s]
+            parts.append(x[local])
+            dsets[sel] = d[local]
+            order.append(sel)
+        if not parts:
+            return sp.csr_matrix((0, self.n_genes), dtype=np.int32), dsets
+        x = sp.vstack(parts, format="csr")
+        inv = np.empty(rows.size, dtype=np.int64)
+        inv[np.concatenate(order)] = np.arange(rows.size)
+        return x[inv], dsets
+
+    def split(self, by: str = "batch", val_fraction: float = 0.05, seed: int = 0) -> np.ndarray:
+        """Boolean (N,) validation mask holding out whole groups.
+
+        ``by`` is "batch" (dataset + batch) or "dataset". Groups are shuffled
+        with ``seed`` and taken until ``val_fraction`` of the samples is
+        reached; at least one group stays in training.
+        """
+        if not 0 <= val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        if val_fraction == 0:
+            return np.zeros(self.n_samples, dtype=bool)
+        if by == "batch":
+            key = self.obs["dataset"].astype(str) + "/" + self.obs["batch"].astype(str)
+        elif by == "dataset":
+            key = self.obs["dataset"].astype(str)
+        else:
+            raise ValueError(f"split by must be 'batch' or 'dataset', got {by!r}")
+        codes, groups = pd.factorize(key, sort=True)
+        if len(groups) < 2:
+            # one group only: hold out a deterministic random fraction of its samples
+            rng = np.random.default_rng(seed)
+            return rng.random(self.n_samples) < val_fraction
+        sizes = np.bincount(codes, minlength=len(groups))
+        order = np.random.default_rng(seed).permutation(len(groups))
+        target, taken, chosen = val_fraction * self.n_samples, 0, []
+        for g in order:
+            if taken + sizes[g] <= target and len(chosen) < len(groups) - 1:
+                chosen.append(g)
+                taken += sizes[g]
+        if not chosen:  # every group is larger than the target: hold out the smallest one
+            chosen = [int(np.argmin(sizes))]
+        return np.isin(codes, chosen)
