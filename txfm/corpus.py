@@ -305,7 +305,9 @@ class Corpus:
 
         ``by`` is "batch" (dataset + batch) or "dataset". Groups are shuffled
         with ``seed`` and taken until ``val_fraction`` of the samples is
-        reached; at least one group stays in training.
+        reached; at least one group stays in training. When even the
+        smallest group is more than twice the target, random samples are
+        held out instead (a corpus with a few large batches).
         """
         if not 0 <= val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
@@ -329,6 +331,8 @@ class Corpus:
             if taken + sizes[g] <= target and len(chosen) < len(groups) - 1:
                 chosen.append(g)
                 taken += sizes[g]
-        if not chosen:  # every group is larger than the target: hold out the smallest one
+        if not chosen and sizes.min() <= 2 * target:  # every group is a bit larger than the target
             chosen = [int(np.argmin(sizes))]
+        if not chosen:  # groups are far larger than the target: hold out random samples instead
+            return np.random.default_rng(seed).random(self.n_samples) < val_fraction
         return np.isin(codes, chosen)

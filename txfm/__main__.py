@@ -1,0 +1,124 @@
+"""Command line: python -m txfm {train,embed,baseline-pca,bench} --help"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .cli_args import add_dataclass_args, collect
+from .config import PRESETS, ModelConfig, TrainConfig, model_config
+
+
+def _train(ns: argparse.Namespace) -> int:
+    from .corpus import Corpus
+    from .trainer import train
+
+    tc = TrainConfig(**collect(ns, TrainConfig))
+    mc = None
+    if not ns.resume:
+        n_genes = Corpus(tc.corpus).n_genes
+        mc = model_config(tc.preset, n_genes, **{k: v for k, v in collect(ns, ModelConfig).items()})
+    last = train(tc, mc, resume=ns.resume)
+    print(f"checkpoint: {last}")
+    return 0
+
+
+def _embed(ns: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .inference import embed
+
+    if ns.input.endswith(".h5ad"):
+        import anndata
+
+        a = anndata.read_h5ad(ns.input)
+        x = a.layers[ns.layer] if ns.layer else a.X
+        genes, obs = list(a.var_names), a.obs
+    else:
+        from .corpus import Corpus
+
+        c = Corpus(ns.input)
+        x, _ = c.read_rows(np.arange(c.n_samples))
+        genes, obs = c.genes, c.obs
+    res = embed(ns.checkpoint, x, genes, max_genes=ns.max_genes, seed=ns.seed, batch_size=ns.batch_size,
+                all_layers=ns.all_layers, device=ns.device)
+    print(res.mapping.summary())
+    out = Path(ns.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp.npz")
+    arrays = {"cls": res.cls, "sample_id": np.asarray(obs.index.astype(str)) if "sample_id" not in obs
+              else obs["sample_id"].astype(str).to_numpy()}
+    if res.layers is not None:
+        arrays["layers"] = res.layers
+    np.savez(tmp, **arrays)
+    tmp.replace(out)
+    print(f"embeddings {res.cls.shape} -> {out}")
+    return 0
+
+
+def _baseline(ns: argparse.Namespace) -> int:
+    from .baseline import PCAConfig, run_baseline
+
+    out = run_baseline(ns.corpus, ns.out, PCAConfig(**collect(ns, PCAConfig)))
+    print(f"PCA baseline -> {out}")
+    return 0
+
+
+def _bench(ns: argparse.Namespace) -> int:
+    from .bench import run_benchmarks
+
+    run_benchmarks(ns.out, quick=ns.quick)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m txfm", description="TxFM: masked-autoencoder transformer for RNA-seq counts")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train (or resume) a run on a corpus",
+                       description=f"Train TxFM on a corpus. Presets: {', '.join(f'{k} {v}' for k, v in PRESETS.items())}. "
+                                   "Under torchrun, DDP is used automatically (nccl on GPU, gloo on CPU).")
+    add_dataclass_args(t, TrainConfig, required={"corpus", "out"})
+    add_dataclass_args(t, ModelConfig, skip={"n_genes"}, defaults={"dim": "preset", "depth": "preset",
+                                                                   "heads": "preset", "drop_path": "preset"})
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt exactly")
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("embed", help="CLS embeddings of samples (h5ad file or corpus directory)")
+    e.add_argument("--checkpoint", required=True, help="a TxFM checkpoint (.pt)")
+    e.add_argument("--input", required=True, help=".h5ad file (raw counts, var_names = symbols or Ensembl ids) or a corpus dir")
+    e.add_argument("--layer", default=None, help="h5ad layer holding raw counts (default: X)")
+    e.add_argument("--out", required=True, help="output .npz with 'cls' (n, d), 'sample_id' and optionally 'layers'")
+    e.add_argument("--max-genes", type=int, default=None, help="cap on genes shown to the encoder (default: training K)")
+    e.add_argument("--all-layers", action="store_true", help="also save the CLS state after each block")
+    e.add_argument("--batch-size", type=int, default=256, help="samples per forward pass (default: 256)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the gene selection when capped (default: 0)")
+    e.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default: cpu)")
+    e.set_defaults(func=_embed)
+
+    from .baseline import PCAConfig
+
+    b = sub.add_parser("baseline-pca", help="fit the PCA baseline on a corpus")
+    b.add_argument("--corpus", required=True, help="corpus directory")
+    b.add_argument("--out", required=True, help="output file (.pt, plain types)")
+    add_dataclass_args(b, PCAConfig)
+    b.set_defaults(func=_baseline)
+
+    k = sub.add_parser("bench", help="throughput, MFU, MAE asymmetry and reader benchmarks -> a markdown table")
+    k.add_argument("--out", default="docs/bench-txfm.md", help="markdown file to write (default: docs/bench-txfm.md)")
+    k.add_argument("--quick", action="store_true", help="few steps only (smoke test of the benchmark itself)")
+    k.set_defaults(func=_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    try:
+        return ns.func(ns)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:  # one clear line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""PCA baseline on the same corpus: gene loadings as a gene matrix, sample scores as embeddings.
+
+Input: library-normalised log1p counts (as TxFM's targets), genes detected in at
+least ``min_cells`` samples, optionally standardised per gene. The centred and
+scaled matrix is never densified: randomized SVD runs on a scipy LinearOperator
+over the sparse counts.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from scipy.sparse.linalg import LinearOperator
+from sklearn.utils.extmath import randomized_svd
+
+from . import __version__
+from .checkpoint import FORMAT_VERSION, atomic_torch_save
+from .corpus import Corpus
+from .preprocessing import preprocess
+
+FORMAT = "txfm-pca-baseline"
+
+
+@dataclass(frozen=True)
+class PCAConfig:
+    n_components: int = 256  # principal components kept (capped by the data's rank)
+    min_cells: int = 10  # genes detected in fewer samples are left out
+    scale: bool = True  # standardise each gene (unit variance) before PCA
+    max_samples: int = 100_000  # random subsample of samples used to fit
+    preprocessing: str = "libnorm_log1p"
+    library_size: float = 1e5
+    seed: int = 0
+    n_iter: int = 6  # power iterations of the randomized SVD
+
+
+@dataclass
+class PCABaseline:
+    genes: list[str]  # (G',) genes used, in vocabulary order
+    gene_ids: list[str]
+    gene_index: np.ndarray  # (G',) their vocabulary indices
+    mean: np.ndarray  # (G',) per-gene mean of the preprocessed values
+    scale: np.ndarray  # (G',) per-gene standard deviation (ones when not scaling)
+    components: np.ndarray  # (k, G') principal axes
+    explained_variance: np.ndarray  # (k,) eigenvalues
+    config: PCAConfig
+    n_samples_fit: int = 0
+
+    def gene_loadings(self) -> np.ndarray:
+        """(G', k) gene matrix: principal axes weighted by sqrt(eigenvalue)."""
+        return (self.components.T * np.sqrt(self.explained_variance)).astype(np.float32)
+
+    def transform(self, x_vocab: sp.csr_matrix) -> np.ndarray:
+        """(n, G) raw counts in vocabulary order -> (n, k) sample scores."""
+        z = preprocess(x_vocab, self.config.preprocessing, self.config.library_size)[:, self.gene_index]
+        z = np.asarray(z.todense() if sp.issparse(z) else z, dtype=np.float64)
+        return (((z - self.mean) / self.scale) @ self.components.T).astype(np.float32)
+
+    def to_dict(self, corpus: dict | None = None) -> dict:
+        t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "txfm_version": __version__,
+                "config": asdict(self.config), "genes": list(self.genes), "gene_ids": list(self.gene_ids),
+                "gene_index": t(self.gene_index), "mean": t(self.mean), "scale": t(self.scale),
+                "components": t(self.components), "explained_variance": t(self.explained_variance),
+                "n_samples_fit": int(self.n_samples_fit), "corpus": corpus or {}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PCABaseline":
+        return cls(d["genes"], d["gene_ids"], d["gene_index"].numpy(), d["mean"].numpy(), d["scale"].numpy(),
+                   d["components"].numpy(), d["explained_variance"].numpy(), PCAConfig(**d["config"]),
+                   int(d["n_samples_fit"]))
+
+    def save(self, path: str | os.PathLike, corpus: dict | None = None) -> None:
+        atomic_torch_save(self.to_dict(corpus), path)
+
+
+def fit_pca_matrix(x: sp.csr_matrix, cfg: PCAConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """PCA of preprocessed values x (n, g) sparse: returns mean, scale, components (k, g), eigenvalues (k,)."""
+    n, g = x.shape
+    x = sp.csr_matrix(x, dtype=np.float64)
+    mean = np.asarray(x.mean(axis=0)).ravel()
+    var = np.asarray(x.multiply(x).mean(axis=0)).ravel() - mean ** 2
+    scale = np.sqrt(np.maximum(var * n / max(n - 1, 1), 0)) if cfg.scale else np.ones(g)
+    scale[scale == 0] = 1.0
+    inv = 1.0 / scale
+
+    def matmat(v):  # ((X - 1 mean^T) / scale) @ v
+        v = np.asarray(v).reshape(g, -1) * inv[:, None]
+        return x @ v - np.outer(np.ones(n), mean @ v)
+
+    def rmatmat(u):  # ((X - 1 mean^T) / scale)^T @ u
+        u = np.asarray(u).reshape(n, -1)
+        return (x.T @ u - np.outer(mean, u.sum(axis=0))) * inv[:, None]
+
+    op = LinearOperator((n, g), matvec=matmat, rmatvec=rmatmat, matmat=matmat, rmatmat=rmatmat, dtype=np.float64)
+    k = min(cfg.n_components, n - 1, g)
+    _, s, vt = randomized_svd(op, n_components=k, n_iter=cfg.n_iter, random_state=cfg.seed)
+    return mean, scale, vt, s ** 2 / max(n - 1, 1)
+
+
+def fit_pca(corpus: Corpus, cfg: PCAConfig, rows: np.ndarray | None = None) -> PCABaseline:
+    """Fit the PCA baseline on (a subsample of) the corpus' samples (``rows``: bool mask, default all)."""
+    idx = np.arange(corpus.n_samples) if rows is None else np.flatnonzero(rows)
+    rng = np.random.default_rng(cfg.seed)
+    if idx.size > cfg.max_samples:
+        idx = np.sort(rng.choice(idx, cfg.max_samples, replace=False))
+    x, _ = corpus.read_rows(idx)
+    z = preprocess(x, cfg.preprocessing, cfg.library_size)
+    detected = np.bincount(x.indices, minlength=corpus.n_genes)
+    keep = np.flatnonzero(detected >= cfg.min_cells)
+    if keep.size < 2:
+        raise ValueError(f"{corpus.path}: only {keep.size} genes are detected in >= {cfg.min_cells} samples; "
+                         f"lower --min-cells")
+    mean, scale, comps, ev = fit_pca_matrix(z[:, keep], cfg)
+    return PCABaseline([corpus.genes[i] for i in keep], [corpus.gene_ids[i] for i in keep], keep, mean, scale,
+                       comps, ev, cfg, int(idx.size))
+
+
+def run_baseline(corpus_path: str, out: str | os.PathLike, cfg: PCAConfig) -> Path:
+    """Fit on the corpus and write ``out`` (a .pt file readable with weights_only=True)."""
+    corpus = Corpus(corpus_path)
+    pca = fit_pca(corpus, cfg)
+    out = Path(out)
+    pca.save(out, {"path": str(corpus_path), "fingerprint": corpus.fingerprint, "n_samples": corpus.n_samples,
+                   "n_genes": corpus.n_genes})
+    return out

@@ -1,0 +1,120 @@
+"""Checkpoints: plain types only, ``torch.load(weights_only=True)`` loadable,
+written atomically, with the gene vocabulary and configs inside.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .config import ModelConfig, TrainConfig, from_dict
+from .model import TxFM
+
+FORMAT = "txfm-checkpoint"
+FORMAT_VERSION = 1
+STEP_RE = re.compile(r"step-(\d+)\.pt$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is unreadable, of an unknown format/version, or does not match."""
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save to a temp file in the same folder, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_file(path: str | os.PathLike, expected_format: str | tuple[str, ...] = FORMAT) -> dict:
+    """Load a checkpoint-like file safely (no unpickling) and check its format and version."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint; train one with `python -m txfm train ...`")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for truncated/corrupt/unsafe files
+        raise CheckpointError(f"{path}: not a readable TxFM checkpoint ({type(e).__name__}: {str(e)[:200]}); "
+                              f"the file may be truncated or corrupt — use another checkpoint of the run") from e
+    if not isinstance(ck, dict) or "format" not in ck:
+        raise CheckpointError(f"{path}: not a TxFM checkpoint (no 'format' field)")
+    formats = (expected_format,) if isinstance(expected_format, str) else expected_format
+    if ck["format"] not in formats:
+        raise CheckpointError(f"{path}: format is {ck['format']!r}, expected one of {formats}")
+    if ck.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {ck.get('format_version')} is not supported "
+                              f"(this txfm {__version__} reads version {FORMAT_VERSION}); upgrade txfm or re-export")
+    return ck
+
+
+def save_checkpoint(path: str | os.PathLike, model: TxFM, genes: list[str], gene_ids: list[str],
+                    train_cfg: TrainConfig | None, optimizer=None, scheduler=None, step: int = 0,
+                    samples_seen: int = 0, corpus: dict | None = None, extra: dict | None = None) -> None:
+    """Write a checkpoint of the UNWRAPPED model (see docs/formats.md)."""
+    from dataclasses import asdict
+
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    ck = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "txfm_version": __version__,
+        "model_config": asdict(model.cfg), "train_config": asdict(train_cfg) if train_cfg else {},
+        "genes": list(genes), "gene_ids": list(gene_ids),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict() if optimizer is not None else {},
+        "scheduler": scheduler.state_dict() if scheduler is not None else {},
+        "step": int(step), "samples_seen": int(samples_seen), "rng": rng,
+        "corpus": corpus or {}, "n_parameters": int(model.n_parameters()),
+    }
+    if extra:
+        ck.update(extra)
+    atomic_torch_save(ck, path)
+
+
+def load_model(path: str | os.PathLike, genes: list[str] | None = None) -> tuple[TxFM, dict]:
+    """Rebuild the model from a checkpoint (eval mode, CPU). With ``genes``, the vocabulary must match."""
+    ck = load_file(path)
+    if genes is not None and list(genes) != list(ck["genes"]):
+        raise CheckpointError(vocabulary_mismatch(path, ck["genes"], genes))
+    cfg = from_dict(ModelConfig, ck["model_config"])
+    model = TxFM(cfg)
+    try:
+        model.load_state_dict(ck["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not match its model config ({str(e)[:200]})") from e
+    model.eval()
+    return model, ck
+
+
+def vocabulary_mismatch(path, have: list[str], want: list[str]) -> str:
+    extra, missing = set(want) - set(have), set(have) - set(want)
+    how = (f"{len(missing)} checkpoint genes absent (e.g. {sorted(missing)[:3]}), "
+           f"{len(extra)} new genes (e.g. {sorted(extra)[:3]})") if extra or missing else "same genes, different order"
+    return (f"{path}: gene vocabulary differs from the corpus ({len(have)} vs {len(want)} genes; {how}); "
+            f"resume or fine-tune only on a corpus built with the checkpoint's vocabulary")
+
+
+def step_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """step-*.pt files of a run, oldest first."""
+    files = [p for p in Path(run_dir).glob("step-*.pt") if STEP_RE.search(p.name)]
+    return sorted(files, key=lambda p: int(STEP_RE.search(p.name).group(1)))
+
+
+def prune(run_dir: str | os.PathLike, keep_last: int) -> None:
+    """Delete all but the newest ``keep_last`` step checkpoints (0 keeps all)."""
+    if keep_last <= 0:
+        return
+    for p in step_checkpoints(run_dir)[:-keep_last]:
+        p.unlink(missing_ok=True)

@@ -1,0 +1,100 @@
+"""Frozen configs for the model and the trainer, and the size presets.
+
+The CLI builds these from argparse; checkpoints store them as plain dicts.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Literal
+
+Activation = Literal["rect_tanh", "relu", "clamped_relu", "softmax"]
+Loss = Literal["poisson", "mse", "smoothl1", "negbin"]
+Preprocessing = Literal["libnorm_log1p", "log1p"]
+Precision = Literal["auto", "fp32", "bf16"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    n_genes: int  # G: size of the gene vocabulary (decoder output width)
+    dim: int = 128  # d: token width; the codebook has d - 1 dims, the value is the last one
+    depth: int = 4  # number of transformer blocks
+    heads: int = 4  # attention heads (dim must divide)
+    mlp_ratio: float = 4.0  # hidden width of each block's MLP relative to dim
+    drop_path: float = 0.0  # stochastic depth rate of the last block (linearly increasing from 0)
+    layerscale_init: float = 0.1  # initial LayerScale gain of each residual branch
+    decoder_depth: int = 4  # residual MLP blocks on the CLS embedding (0 = a single Linear)
+    decoder_hidden: int = 0  # width h of the decoder (and of the per-gene decoder weights); 0 = dim
+    activation: Activation = "rect_tanh"  # output activation phi(z), see txfm/activations.py
+    library_size: float = 1e5  # L: library-size normalisation target; bounds rect_tanh at log(L+1)
+    loss: Loss = "poisson"  # reconstruction loss on all measured genes
+
+    def __post_init__(self) -> None:
+        if self.dim % self.heads:
+            raise ValueError(f"dim {self.dim} must be divisible by heads {self.heads}")
+        if self.dim < 2:
+            raise ValueError("dim must be at least 2 (codebook of dim - 1 plus the value)")
+
+    @property
+    def hidden(self) -> int:
+        return self.decoder_hidden or self.dim
+
+
+# name -> (depth, heads, dim, stochastic depth); S/B/L follow the paper.
+PRESETS: dict[str, dict] = {
+    "tiny": dict(depth=4, heads=4, dim=128, drop_path=0.0),
+    "S": dict(depth=6, heads=6, dim=384, drop_path=0.1),
+    "B": dict(depth=12, heads=12, dim=768, drop_path=0.1),
+    "L": dict(depth=24, heads=16, dim=1024, drop_path=0.3),
+}
+
+
+def model_config(preset: str, n_genes: int, **overrides) -> ModelConfig:
+    """A ModelConfig from a named preset, with field overrides (None values ignored)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    kw = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    return ModelConfig(n_genes=n_genes, **kw)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    corpus: str  # corpus directory (txfm.corpus format)
+    out: str  # run directory: checkpoints, metrics, config
+    preset: str = "tiny"  # model size preset the run started from
+    reveal: int = 2048  # K: genes revealed to the encoder per sample
+    reveal_tau: float = 0.0  # frequency-weighted reveal sampling w ~ m^tau (0 = uniform)
+    preprocessing: Preprocessing = "libnorm_log1p"  # input/target transform
+    batch_size: int = 64  # global batch size (split across DDP ranks)
+    epochs: float = 1.0  # passes over the training samples (may be fractional)
+    max_steps: int = 0  # if > 0, overrides the step count derived from epochs
+    lr: float = 1e-3  # peak learning rate of the one-cycle cosine schedule
+    warmup: float = 0.1  # fraction of steps spent warming up
+    weight_decay: float = -1.0  # AdamW weight decay; < 0 means 1 / (lr * total_steps) as in the paper
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-6
+    grad_clip: float = 1.0  # max global gradient norm (0 = off)
+    precision: Precision = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU
+    seed: int = 0  # seeds model init, data order, masking, stochastic depth
+    workers: int = 0  # DataLoader worker processes per rank
+    val_fraction: float = 0.05  # held-out fraction of samples (whole batches/datasets)
+    val_by: Literal["batch", "dataset"] = "batch"  # grouping for the held-out split
+    val_every: int = 200  # steps between validation passes (0 = only at the end)
+    val_batches: int = 8  # batches per validation pass
+    log_every: int = 10  # steps between metric rows
+    save_every: int = 500  # steps between checkpoints (the last step is always saved)
+    keep_last: int = 3  # step checkpoints kept besides last.pt (0 = keep all)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+
+def to_dict(cfg) -> dict:
+    return asdict(cfg)
+
+
+def from_dict(cls, d: dict):
+    """Rebuild a config dataclass from a stored dict, ignoring unknown keys."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in d.items() if k in names})
+
+
+__all__ = ["ModelConfig", "TrainConfig", "PRESETS", "model_config", "to_dict", "from_dict", "replace"]

@@ -1,0 +1,147 @@
+"""Inference: sample embeddings for any count matrix, and the gene weight matrices."""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from tqdm import tqdm
+
+from .checkpoint import load_file, load_model, CheckpointError
+from .dataset import BatchSpec, collate, sample_rng
+
+
+@dataclass
+class GeneMapping:
+    """How a query's genes map onto a vocabulary."""
+
+    index: np.ndarray  # (g,) vocabulary index per query gene, -1 when unknown
+    unknown: list[str] = field(default_factory=list)
+    duplicated: list[str] = field(default_factory=list)  # query genes mapping to an already-used vocabulary gene
+
+    @property
+    def n_mapped(self) -> int:
+        return int((self.index >= 0).sum())
+
+    def summary(self) -> str:
+        s = f"{self.n_mapped}/{self.index.size} genes mapped onto the vocabulary"
+        if self.unknown:
+            s += f"; {len(self.unknown)} unknown (e.g. {', '.join(self.unknown[:5])})"
+        if self.duplicated:
+            s += f"; {len(self.duplicated)} duplicates summed (e.g. {', '.join(self.duplicated[:5])})"
+        return s
+
+
+def map_to_vocabulary(query: Sequence[str], genes: Sequence[str], gene_ids: Sequence[str] | None = None) -> GeneMapping:
+    """Map query identifiers to vocabulary indices: exact symbol, Ensembl id (version stripped), then
+    case-insensitive symbol. Harmonise ids with ``python -m data`` first for aliases and old symbols."""
+    exact = {g: i for i, g in enumerate(genes)}
+    upper: dict[str, int] = {}
+    for i, g in enumerate(genes):
+        upper.setdefault(g.upper(), i)
+    ens = {e.split(".")[0]: i for i, e in enumerate(gene_ids or []) if e}
+    idx = np.full(len(query), -1, dtype=np.int64)
+    for j, q in enumerate(map(str, query)):
+        if q in exact:
+            idx[j] = exact[q]
+        elif q.split(".")[0] in ens:
+            idx[j] = ens[q.split(".")[0]]
+        elif q.upper() in upper:
+            idx[j] = upper[q.upper()]
+    unknown = [str(q) for q, i in zip(query, idx) if i < 0]
+    seen, dups = set(), []
+    for q, i in zip(query, idx):
+        if i >= 0:
+            if i in seen:
+                dups.append(str(q))
+            seen.add(int(i))
+    return GeneMapping(idx, unknown, dups)
+
+
+def project_counts(counts, mapping: GeneMapping, n_genes: int) -> sp.csr_matrix:
+    """(n, g) counts in query order -> (n, G) CSR in vocabulary order (unknown genes dropped, duplicates summed)."""
+    x = sp.csr_matrix(counts)
+    keep = np.flatnonzero(mapping.index >= 0)
+    proj = sp.csr_matrix((np.ones(keep.size), (keep, mapping.index[keep])), shape=(x.shape[1], n_genes))
+    return (x @ proj).tocsr()
+
+
+@dataclass
+class Embeddings:
+    cls: np.ndarray  # (n, d) final CLS embeddings
+    layers: np.ndarray | None  # (n, depth, d) CLS state after each block, when requested
+    mapping: GeneMapping
+
+
+@torch.no_grad()
+def embed(checkpoint: str | os.PathLike, counts, genes: Sequence[str], max_genes: int | None = None,
+          seed: int = 0, batch_size: int = 256, all_layers: bool = False, device: str = "cpu",
+          progress: bool = True) -> Embeddings:
+    """CLS embeddings of samples.
+
+    counts: (n, g) raw counts (dense or sparse) with columns named by ``genes`` (symbols or Ensembl ids).
+    Every mapped gene counts as measured; the encoder sees all of them up to ``max_genes`` (default: the
+    run's training K), chosen deterministically from ``seed``.
+    """
+    model, ck = load_model(checkpoint)
+    model.to(device)
+    mapping = map_to_vocabulary(genes, ck["genes"], ck.get("gene_ids"))
+    if mapping.n_mapped == 0:
+        raise ValueError(f"none of the {len(genes)} genes is in the checkpoint's vocabulary of "
+                         f"{len(ck['genes'])} genes (e.g. {list(genes)[:3]}); harmonise gene ids first")
+    if mapping.unknown:
+        warnings.warn(mapping.summary(), stacklevel=2)
+    x = project_counts(counts, mapping, model.cfg.n_genes)
+    tc = ck.get("train_config", {})
+    spec = BatchSpec(max_genes or tc.get("reveal", 2048), tc.get("preprocessing", "libnorm_log1p"),
+                     model.cfg.library_size)
+    measured = np.zeros((1, model.cfg.n_genes), dtype=bool)
+    measured[0, mapping.index[mapping.index >= 0]] = True
+    cls_out, layer_out = [], []
+    for i in tqdm(range(0, x.shape[0], batch_size), disable=not progress, desc="embed", unit="batch"):
+        rows = x[i:i + batch_size]
+        b = collate(rows, np.zeros(rows.shape[0], dtype=np.int64), [sample_rng(seed, 0, i + j) for j in range(rows.shape[0])],
+                    measured, spec)
+        res = model.forward_encoder(b["gene_idx"].to(device), b["values"].to(device), b["pad_mask"].to(device),
+                                    all_layers=all_layers)
+        if all_layers:
+            cls_out.append(res[0].float().cpu().numpy())
+            layer_out.append(torch.stack(res[1], dim=1).float().cpu().numpy())
+        else:
+            cls_out.append(res.float().cpu().numpy())
+    return Embeddings(np.concatenate(cls_out), np.concatenate(layer_out) if all_layers else None, mapping)
+
+
+def gene_table(genes: Sequence[str], gene_ids: Sequence[str] | None) -> pd.DataFrame:
+    ids = list(gene_ids) if gene_ids else [""] * len(genes)
+    return pd.DataFrame({"symbol": list(genes), "ensembl_id": ids})
+
+
+def gene_matrices(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], pd.DataFrame, dict]:
+    """Gene weight matrices of a TxFM checkpoint or a PCA baseline file.
+
+    Returns ({"codebook": (G, d-1), "decoder": (G, h)} or {"pca": (G', k)}, genes (symbol, ensembl_id),
+    meta with kind, model_config, train_config, corpus, samples_seen, n_parameters).
+    """
+    ck = load_file(path, ("txfm-checkpoint", "txfm-pca-baseline"))
+    if ck["format"] == "txfm-pca-baseline":
+        from .baseline import PCABaseline
+        pca = PCABaseline.from_dict(ck)
+        meta = {"kind": "pca", "model_config": ck["config"], "train_config": {}, "corpus": ck.get("corpus", {}),
+                "samples_seen": int(ck.get("n_samples_fit", 0)), "n_parameters": int(pca.components.size)}
+        return {"pca": pca.gene_loadings()}, gene_table(pca.genes, pca.gene_ids), meta
+    model, ck = load_model(path)
+    mats = {k: v.float().numpy().astype(np.float32) for k, v in model.gene_matrices().items()}
+    meta = {"kind": "txfm", "model_config": ck["model_config"], "train_config": ck["train_config"],
+            "corpus": ck.get("corpus", {}), "samples_seen": ck.get("samples_seen", 0),
+            "n_parameters": ck.get("n_parameters", model.n_parameters()), "step": ck.get("step", 0)}
+    return mats, gene_table(ck["genes"], ck.get("gene_ids")), meta
+
+
+__all__ = ["embed", "gene_matrices", "map_to_vocabulary", "project_counts", "GeneMapping", "Embeddings",
+           "CheckpointError"]

@@ -1,0 +1,80 @@
+"""Reconstruction losses over measured genes, returned with their parts.
+
+All losses compare a prediction p = phi(z) with the log1p-preprocessed target
+t, element-wise over (B, G), then average over each sample's MEASURED genes
+(unmeasured genes are excluded by the per-sample ``measured`` mask) and over
+the batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class LossParts:
+    """The loss to optimise and its parts for logging (all scalars)."""
+
+    loss: torch.Tensor  # mean over measured genes (masked + revealed), then over samples
+    masked: torch.Tensor  # mean over measured genes hidden from the encoder
+    revealed: torch.Tensor  # mean over genes shown to the encoder
+
+    def as_floats(self) -> dict[str, float]:
+        return {"loss": self.loss.item(), "loss_masked": self.masked.item(), "loss_revealed": self.revealed.item()}
+
+
+def poisson_nll_log1p(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Poisson NLL in log space: exp(p) - p * exp(t) (rate exp(p), "count" exp(t) = 1 + x)."""
+    return torch.exp(p) - p * torch.exp(t)
+
+
+def negbin_nll_log1p(p: torch.Tensor, t: torch.Tensor, log_theta: torch.Tensor) -> torch.Tensor:
+    """Negative binomial NLL with mean exp(p), observation exp(t), per-gene inverse dispersion exp(log_theta)."""
+    mu, y, theta = torch.exp(p), torch.exp(t), torch.exp(log_theta).expand_as(p)
+    log_mu_theta = torch.log(theta + mu)
+    return (torch.lgamma(theta) + torch.lgamma(y + 1) - torch.lgamma(y + theta)
+            - theta * (torch.log(theta) - log_mu_theta) - y * (p - log_mu_theta))
+
+
+def elementwise_loss(name: str, p: torch.Tensor, t: torch.Tensor, log_theta: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, G) per-gene loss for ModelConfig.loss."""
+    if name == "poisson":
+        return poisson_nll_log1p(p, t)
+    if name == "mse":
+        return (p - t) ** 2
+    if name == "smoothl1":
+        return F.smooth_l1_loss(p, t, reduction="none")
+    if name == "negbin":
+        if log_theta is None:
+            raise ValueError("the negbin loss needs per-gene log_theta")
+        return negbin_nll_log1p(p, t, log_theta)
+    raise ValueError(f"unknown loss {name!r}")
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over genes where mask, per sample, then mean over samples that have any."""
+    m = mask.to(x.dtype)
+    per = (x * m).sum(-1)
+    cnt = m.sum(-1)
+    has = cnt > 0
+    if not bool(has.any()):
+        return x.new_zeros(())
+    return (per[has] / cnt[has]).mean()
+
+
+def reconstruction_loss(name: str, pred: torch.Tensor, target: torch.Tensor, measured: torch.Tensor,
+                        revealed: torch.Tensor, log_theta: torch.Tensor | None = None) -> LossParts:
+    """Loss over measured genes with masked/revealed parts.
+
+    pred, target: (B, G) float; measured, revealed: (B, G) bool (revealed ⊆ measured).
+    Computed in float32 whatever the autocast dtype.
+    """
+    el = elementwise_loss(name, pred.float(), target.float(), None if log_theta is None else log_theta.float())
+    el = torch.where(measured, el, torch.zeros_like(el))  # unmeasured genes may hold garbage: never let it in
+    total = _masked_mean(el, measured)
+    with torch.no_grad():
+        masked = _masked_mean(el.detach(), measured & ~revealed)
+        shown = _masked_mean(el.detach(), revealed)
+    return LossParts(total, masked, shown)

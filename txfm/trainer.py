@@ -1,0 +1,230 @@
+"""Training loop: AdamW + one-cycle cosine, gradient clipping, bf16 autocast,
+DDP under torchrun, validation, metrics log, checkpoints and exact resume.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from .checkpoint import load_file, prune, save_checkpoint, vocabulary_mismatch, CheckpointError
+from .config import ModelConfig, TrainConfig, from_dict
+from .corpus import Corpus
+from .dataset import BatchSpec, CorpusStream, detection_counts, validation_batches
+from .masking import frequency_weights
+from .model import TxFM
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss stopped being finite."""
+
+
+def _dist_setup(device_pref: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, device); initialises the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() if device_pref == "auto" else device_pref.startswith("cuda")
+    if use_cuda:
+        device = torch.device(f"cuda:{local}" if device_pref in ("auto", "cuda") else device_pref)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return rank, world, device
+
+
+def total_steps(cfg: TrainConfig, n_train: int) -> int:
+    return cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(cfg.epochs * n_train / cfg.batch_size))
+
+
+def make_optimizer(model: TxFM, cfg: TrainConfig, steps: int):
+    """AdamW (decay on matrices and the codebook, none on norms/biases/gains) and one-cycle cosine."""
+    wd = cfg.weight_decay if cfg.weight_decay >= 0 else 1.0 / (cfg.lr * steps)
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=cfg.warmup,
+                                                anneal_strategy="cos", cycle_momentum=False)
+    return opt, sched, wd
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _atomic_copy(src: Path, dst: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", dir=dst.parent)
+    os.close(fd)
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric rows logged after ``step`` (written by a run killed after its last checkpoint)."""
+    if not path.exists():
+        return
+    rows = [r for r in path.read_text().splitlines() if r.strip() and json.loads(r).get("step", 0) <= step]
+    path.write_text("".join(r + "\n" for r in rows))
+
+
+@torch.no_grad()
+def evaluate(model: TxFM, batches, device: torch.device, precision: str) -> dict[str, float]:
+    """Mean loss parts over the given batches (eval mode)."""
+    was = model.training
+    model.eval()
+    sums, n = {}, 0
+    for batch in batches:
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        with _autocast(device, precision):
+            parts, _ = model(batch)
+        for k, v in parts.as_floats().items():
+            sums[k] = sums.get(k, 0.0) + v
+        n += 1
+    model.train(was)
+    return {f"val_{k}": v / n for k, v in sums.items()} if n else {}
+
+
+def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool = False,
+          quiet: bool = False) -> Path:
+    """Train (or resume) a run; returns the path of the final checkpoint (``out/last.pt``).
+
+    model_cfg: the architecture for a new run (its n_genes must equal the corpus vocabulary);
+    ignored when resuming (the checkpoint's config is used).
+    """
+    rank, world, device = _dist_setup(cfg.device)
+    out = Path(cfg.out)
+    corpus = Corpus(cfg.corpus)
+    ck = None
+    if resume:
+        last = out / "last.pt"
+        if not last.exists():
+            raise CheckpointError(f"{last}: nothing to resume; start the run without --resume")
+        ck = load_file(last)
+        if ck["genes"] != corpus.genes:
+            raise CheckpointError(vocabulary_mismatch(last, ck["genes"], corpus.genes))
+        cfg = replace(from_dict(TrainConfig, ck["train_config"]), out=cfg.out, corpus=cfg.corpus,
+                      workers=cfg.workers, device=cfg.device)
+        model_cfg = from_dict(ModelConfig, ck["model_config"])
+    if model_cfg is None or model_cfg.n_genes != corpus.n_genes:
+        raise ValueError(f"model n_genes must equal the corpus vocabulary ({corpus.n_genes} genes)")
+    if cfg.batch_size % world:
+        raise ValueError(f"batch size {cfg.batch_size} must be divisible by the number of ranks {world}")
+
+    val = corpus.split(cfg.val_by, cfg.val_fraction, cfg.seed)
+    train_rows = ~val
+    n_train = int(train_rows.sum())
+    steps = total_steps(cfg, n_train)
+    torch.manual_seed(cfg.seed)
+    model = TxFM(model_cfg).to(device)
+    opt, sched, wd = make_optimizer(model, cfg, steps)
+    start = samples_seen = 0
+    if ck is not None:
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        start, samples_seen = ck["step"], ck["samples_seen"]
+        torch.set_rng_state(ck["rng"]["torch"])
+        if device.type == "cuda" and "cuda" in ck["rng"]:
+            torch.cuda.set_rng_state_all(ck["rng"]["cuda"])
+    ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model
+
+    weights = None
+    if cfg.reveal_tau != 0:
+        weights = frequency_weights(detection_counts(corpus, train_rows), cfg.reveal_tau)
+    spec = BatchSpec(cfg.reveal, cfg.preprocessing, model_cfg.library_size, weights)
+    local_bs = cfg.batch_size // world
+    stream = CorpusStream(cfg.corpus, local_bs, spec, train_rows, cfg.seed, rank, world, start_batch=start)
+    loader = DataLoader(stream, batch_size=None, num_workers=cfg.workers, pin_memory=device.type == "cuda",
+                        generator=torch.Generator().manual_seed(cfg.seed),  # keeps the global RNG untouched
+                        persistent_workers=False)
+
+    is_main = rank == 0
+    metrics_path = out / "metrics.jsonl"
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        if resume:
+            _truncate_metrics(metrics_path, start)
+        elif metrics_path.exists():
+            metrics_path.unlink()
+        (out / "config.json").write_text(json.dumps({"train": asdict(cfg), "model": asdict(model_cfg),
+                                                     "weight_decay_used": wd, "total_steps": steps,
+                                                     "n_train": n_train, "n_val": int(val.sum()),
+                                                     "world_size": world}, indent=2))
+        if not quiet:
+            print(f"TxFM {cfg.preset}: {model.n_parameters():,} parameters "
+                  f"(codebook {model.codebook.weight.numel():,}, decoder out {model.decoder.out.weight.numel():,}); "
+                  f"{corpus.n_genes:,} genes, {n_train:,} train / {int(val.sum()):,} val samples; "
+                  f"{steps:,} steps of {cfg.batch_size}; device {device}, ranks {world}")
+    corpus_info = {"path": str(cfg.corpus), "fingerprint": corpus.fingerprint, "n_samples": corpus.n_samples,
+                   "n_genes": corpus.n_genes, "n_train": n_train, "datasets": [d.name for d in corpus.datasets]}
+
+    def checkpoint(step: int) -> None:
+        path = out / f"step-{step:07d}.pt"
+        save_checkpoint(path, model, corpus.genes, corpus.gene_ids, cfg, opt, sched, step, samples_seen,
+                        corpus_info)
+        _atomic_copy(path, out / "last.pt")
+        prune(out, cfg.keep_last)
+
+    def log(row: dict) -> None:
+        with open(metrics_path, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+    bar = tqdm(total=steps, initial=start, disable=quiet or not is_main, unit="step", dynamic_ncols=True)
+    model.train()
+    t0, seen0, it = time.perf_counter(), samples_seen, iter(loader)
+    for step in range(start + 1, steps + 1):
+        batch = {k: v.to(device, non_blocking=True) for k, v in next(it).items()}
+        with _autocast(device, cfg.precision):
+            parts, _ = ddp(batch)
+        finite = torch.tensor([float(torch.isfinite(parts.loss))], device=device)
+        if world > 1:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if finite.item() == 0:
+            bar.close()
+            raise TrainingDiverged(
+                f"loss is not finite at step {step} (loss={float(parts.loss)}); the run stopped without saving. "
+                f"Lower --lr, use --activation rect_tanh (plain relu is known to diverge), or check the corpus "
+                f"for extreme counts. Last good checkpoint: {out / 'last.pt'}")
+        opt.zero_grad(set_to_none=True)
+        parts.loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        opt.step()
+        sched.step()
+        samples_seen += cfg.batch_size
+        if is_main and (step % cfg.log_every == 0 or step == steps):
+            el = time.perf_counter() - t0
+            row = {"step": step, "samples_seen": samples_seen, "lr": sched.get_last_lr()[0],
+                   **parts.as_floats(), "grad_norm": float(gnorm),
+                   "samples_per_s": (samples_seen - seen0) / el if el > 0 else 0.0, "elapsed_s": el}
+            if (cfg.val_every and step % cfg.val_every == 0) or step == steps:
+                row.update(evaluate(model, validation_batches(corpus, val, local_bs, spec, cfg.val_batches,
+                                                              cfg.seed), device, cfg.precision))
+            log(row)
+            bar.set_postfix(loss=f"{row['loss']:.4f}", sps=f"{row['samples_per_s']:.0f}")
+        if is_main and (step % cfg.save_every == 0 or step == steps):
+            checkpoint(step)
+        bar.update(1)
+    bar.close()
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return out / "last.pt"
+
+__all__ = ["train", "evaluate", "TrainingDiverged", "total_steps", "make_optimizer"]
