@@ -1,0 +1,147 @@
+"""Bundle folder I/O: the manifest, atomic creation, file hashes (docs/formats.md "Bundle").
+
+Light on purpose (numpy, pandas, pyarrow only): the app imports this module through
+`precompute.validate` and must never pull in torch, sklearn or umap.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+BUNDLE_FORMAT = "txfm-bundle"
+BUNDLE_FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+PARTIAL_SUFFIX = ".partial"
+
+
+class BundleError(ValueError):
+    """A bundle is missing, incomplete, tampered with or of an unknown format."""
+
+
+def now_iso() -> str:
+    """Current UTC time as an ISO-8601 string with seconds precision."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file, read in 4 MiB chunks (constant memory)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def partial_dir(out: Path) -> Path:
+    """The temporary sibling folder a bundle is built in before the final rename."""
+    out = Path(out)
+    return out.parent / f".{out.name}{PARTIAL_SUFFIX}"
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to `path` through a temp file + rename so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=False, default=_json_default)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def save_npy(path: Path, arr: np.ndarray) -> None:
+    """Save an array as .npy (temp + rename); readers memory-map it with np.load(mmap_mode='r')."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, np.ascontiguousarray(arr), allow_pickle=False)
+    os.replace(tmp, path)
+
+
+def save_parquet(path: Path, df: pd.DataFrame) -> None:
+    """Save a DataFrame as Parquet without its index (temp + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def file_table(root: Path) -> dict[str, dict[str, Any]]:
+    """{relative posix path: {"bytes", "sha256"}} for every file under `root` except the manifest."""
+    root = Path(root)
+    out: dict[str, dict[str, Any]] = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.name != MANIFEST:
+            rel = p.relative_to(root).as_posix()
+            out[rel] = {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+    return out
+
+
+def read_manifest(bundle: Path) -> dict[str, Any]:
+    """Read and check a bundle's manifest.json; raise BundleError naming the file and the fix."""
+    path = Path(bundle) / MANIFEST
+    if not path.is_file():
+        hint = ""
+        if partial_dir(Path(bundle)).exists():
+            hint = f" (an unfinished build is in {partial_dir(Path(bundle))}; rerun `python -m precompute run` to finish it)"
+        raise BundleError(f"{path}: no manifest.json, so this is not a finished bundle{hint}; "
+                          f"build one with `python -m precompute run --out {bundle}`")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise BundleError(f"{path}: not valid JSON ({e}); the bundle is damaged, rebuild it with "
+                          f"`python -m precompute run --force`") from e
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise BundleError(f"{path}: format is {found!r}, expected {BUNDLE_FORMAT!r}; "
+                          "point the reader at a bundle folder written by `python -m precompute run`")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version > BUNDLE_FORMAT_VERSION or version < 1:
+        raise BundleError(f"{path}: format_version {version!r} is not supported (this code reads "
+                          f"1..{BUNDLE_FORMAT_VERSION}); update the code or rebuild the bundle")
+    return manifest
+
+
+def finalise(work: Path, out: Path, manifest: dict[str, Any]) -> Path:
+    """Hash every file in `work`, write the final manifest and rename `work` to `out`.
+
+    An existing `out` is replaced only after the new bundle is complete (old -> trash -> removed).
+    """
+    work, out = Path(work), Path(out)
+    manifest = dict(manifest)
+    manifest["files"] = file_table(work)
+    write_json_atomic(work / MANIFEST, manifest)
+    if out.exists():
+        trash = out.parent / f".{out.name}.old"
+        if trash.exists():
+            shutil.rmtree(trash)
+        os.replace(out, trash)
+        os.replace(work, out)
+        shutil.rmtree(trash)
+    else:
+        os.replace(work, out)
+    return out

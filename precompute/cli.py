@@ -1,0 +1,142 @@
+"""Command line: run, compare, validate, synthetic, bench, crosscheck, results."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_REFERENCES = "cache/references"
+
+
+def _add_params(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("step parameters (recorded in the manifest)")
+    g.add_argument("--ranks", type=int, nargs="+", default=None,
+                   help="rank sweep for recall (default 8 16 32 ... up to the matrix width)")
+    g.add_argument("--rank-policy", choices=["paper", "best"], default="paper",
+                   help="rank used for kNN/UMAP/modules: 'paper' = codebook 32, decoder 256, pca 1024 "
+                        "(capped at the width); 'best' = best combined recall in the sweep")
+    g.add_argument("--rank", action="append", default=[], metavar="MATRIX=R",
+                   help="explicit rank for one matrix, e.g. --rank decoder=128 (repeatable)")
+    g.add_argument("--n-nulls", type=int, default=3, help="sampled nulls averaged in the recall (default 3)")
+    g.add_argument("--null-size", type=int, default=5000, help="genes per null sample (default 5000)")
+    g.add_argument("--full-null", action="store_true", help="exact all-pairs null instead of sampled nulls")
+    g.add_argument("--k", type=int, default=50, help="neighbours per gene (default 50)")
+    g.add_argument("--umap-epochs", type=int, default=200, help="UMAP optimisation epochs (default 200)")
+    g.add_argument("--umap-min-dist", type=float, default=0.1, help="UMAP min_dist (default 0.1)")
+    g.add_argument("--resolutions", type=float, nargs="+", default=[0.5, 1.0, 2.0],
+                   help="Leiden resolutions (default 0.5 1 2)")
+    g.add_argument("--min-set-size", type=int, default=5, help="enrichment: smallest gene set tested (default 5)")
+    g.add_argument("--max-set-size", type=int, default=500, help="enrichment: largest gene set tested (default 500)")
+    g.add_argument("--top-terms", type=int, default=10, help="enrichment rows kept per module and library")
+    g.add_argument("--seed", type=int, default=0, help="seed for nulls, UMAP and Leiden (default 0)")
+
+
+def params_from_args(a: argparse.Namespace):
+    """BundleParams from parsed options."""
+    from .pipeline import BundleParams
+    chosen = []
+    for item in a.rank:
+        name, _, r = item.partition("=")
+        if not r.isdigit():
+            raise SystemExit(f"--rank {item!r}: expected MATRIX=R with an integer R, e.g. decoder=256")
+        chosen.append((name, int(r)))
+    return BundleParams(ranks=tuple(a.ranks) if a.ranks else None, rank_policy=a.rank_policy,
+                        chosen_ranks=tuple(chosen), n_nulls=a.n_nulls, null_size=a.null_size,
+                        full_null=a.full_null, k=a.k, umap_epochs=a.umap_epochs,
+                        umap_min_dist=a.umap_min_dist, resolutions=tuple(a.resolutions),
+                        min_set_size=a.min_set_size, max_set_size=a.max_set_size,
+                        top_terms=a.top_terms, seed=a.seed)
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from .checkpoint_source import find_training_metrics, load_gene_matrices
+    from .pipeline import build_bundle
+    mats, genes, source = load_gene_matrices(a.checkpoint, contextual=a.contextual, corpus=a.corpus,
+                                             contextual_samples=a.contextual_samples, seed=a.seed)
+    if a.baseline == "pca" and source["kind"] != "pca":
+        raise SystemExit(f"{a.checkpoint}: --baseline pca given but the file is a {source['kind']!r} "
+                         "checkpoint; pass the PCA baseline file written by txfm")
+    ref = Path(a.references)
+    if not ref.is_dir():
+        raise SystemExit(f"{ref}: reference folder not found; run `python -m data fetch-references` "
+                         "or pass --references DIR")
+    out = build_bundle(mats, genes, ref, a.out, source, params_from_args(a), force=a.force,
+                       training_metrics=find_training_metrics(a.checkpoint), progress=not a.quiet)
+    print(f"bundle written: {out}")
+    return 0
+
+
+def cmd_validate(a: argparse.Namespace) -> int:
+    from .validate import validate_bundle
+    problems = validate_bundle(a.bundle, verify_hashes=not a.fast)
+    if problems:
+        print(f"{a.bundle}: INVALID ({len(problems)} problem(s))")
+        for q in problems:
+            print(f"  - {q}")
+        return 1
+    print(f"{a.bundle}: valid")
+    return 0
+
+
+def cmd_synthetic(a: argparse.Namespace) -> int:
+    from .synthetic import make_synthetic_bundle
+    dims = {}
+    for item in a.dims:
+        name, _, d = item.partition("=")
+        dims[name] = int(d)
+    params = params_from_args(a) if a.full_params else None
+    out = make_synthetic_bundle(a.out, n_genes=a.n_genes, dims=dims, seed=a.seed, params=params,
+                                progress=not a.quiet)
+    print(f"synthetic bundle written: {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m precompute",
+                                description="Turn a TxFM checkpoint or PCA baseline into a Bundle for the app.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="checkpoint -> bundle (skips finished steps unless --force)")
+    r.add_argument("--checkpoint", required=True, help="TxFM checkpoint (.pt) or PCA baseline file")
+    r.add_argument("--baseline", choices=["pca"], default=None,
+                   help="declare that --checkpoint is the PCA baseline file (checked against the file)")
+    r.add_argument("--references", default=DEFAULT_REFERENCES,
+                   help=f"reference folder from `python -m data fetch-references` (default {DEFAULT_REFERENCES})")
+    r.add_argument("--out", required=True, help="bundle folder to write, e.g. bundles/NAME")
+    r.add_argument("--contextual", action="store_true",
+                   help="also compute contextual gene embeddings (mean encoder output per gene)")
+    r.add_argument("--corpus", default=None, help="corpus for --contextual (default: the checkpoint's corpus)")
+    r.add_argument("--contextual-samples", type=int, default=2048, help="samples for --contextual (default 2048)")
+    r.add_argument("--force", action="store_true", help="recompute every step")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_params(r)
+    r.set_defaults(func=cmd_run)
+
+    v = sub.add_parser("validate", help="check a bundle against the contract")
+    v.add_argument("bundle", help="bundle folder")
+    v.add_argument("--fast", action="store_true", help="check sizes only, skip sha256 of every file")
+    v.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("synthetic", help="write a bundle from planted-structure random matrices")
+    s.add_argument("--out", required=True, help="bundle folder to write")
+    s.add_argument("--n-genes", type=int, default=2000, help="number of genes (default 2000)")
+    s.add_argument("--dims", nargs="+", default=["codebook=63", "decoder=128"], metavar="NAME=D",
+                   help="matrices and widths (default codebook=63 decoder=128)")
+    s.add_argument("--full-params", action="store_true",
+                   help="use the step parameters below instead of the fast synthetic defaults")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_params(s)
+    s.set_defaults(func=cmd_synthetic)
+
+    from . import cli_extra
+    cli_extra.add_commands(sub, _add_params)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

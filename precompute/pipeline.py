@@ -1,0 +1,365 @@
+"""build_bundle: gene matrices -> Bundle folder (docs/formats.md "Bundle"), step by step.
+
+Each step is a pure function of its inputs, recorded in manifest.steps with its parameters,
+wall time and finish time. A bundle is built in a hidden sibling folder (`.NAME.partial`) and
+renamed when complete. Re-running skips a step whose parameters (which include fingerprints
+of its inputs) are unchanged and whose earlier steps were all skipped; `force` starts afresh.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from . import references as refs
+from .bundle_io import (BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, MANIFEST, finalise, now_iso,
+                        partial_dir, save_npy, save_parquet, sha256_file, write_json_atomic)
+
+PAPER_RANKS = {"codebook": 32, "decoder": 256, "pca": 1024, "contextual": 256}
+
+
+@dataclass(frozen=True)
+class BundleParams:
+    """Parameters of every step (recorded in the manifest)."""
+    ranks: tuple[int, ...] | None = None   # rank sweep; None = 8, 16, 32, ... up to the width
+    rank_policy: str = "paper"             # "paper" (codebook 32, decoder 256, pca 1024) or "best"
+    chosen_ranks: tuple[tuple[str, int], ...] = ()  # explicit (matrix, rank) overrides
+    n_nulls: int = 3                       # sampled nulls the recall is averaged over
+    null_size: int = 5000                  # genes per null sample (5,000 x 5,000 similarities)
+    full_null: bool = False                # exact all-pairs null instead of sampled nulls
+    lower: float = 0.05                    # recall: below this null quantile counts
+    upper: float = 0.95                    # recall: above this null quantile counts
+    k: int = 50                            # neighbours per gene
+    umap_epochs: int = 200                 # UMAP optimisation epochs
+    umap_min_dist: float = 0.1
+    resolutions: tuple[float, ...] = (0.5, 1.0, 2.0)   # Leiden resolutions
+    min_set_size: int = 5                  # enrichment: smallest tested set (after restriction)
+    max_set_size: int = 500                # enrichment: largest tested set
+    top_terms: int = 10                    # enrichment rows kept per module and library
+    seed: int = 0
+
+
+@dataclass
+class _Ctx:
+    work: Path
+    params: BundleParams
+    names: list[str]
+    references_dir: Path | None
+    progress: bool
+    chosen: dict[str, int] = field(default_factory=dict)
+
+    def load(self, rel: str) -> np.ndarray:
+        return np.load(self.work / rel, mmap_mode="r", allow_pickle=False)
+
+
+def _array_digest(a: np.ndarray) -> str:
+    h = hashlib.sha256()
+    h.update(str(a.shape).encode() + str(a.dtype).encode())
+    h.update(np.ascontiguousarray(a).data)
+    return h.hexdigest()
+
+
+def _references_digest(ref_dir: Path | None) -> str | None:
+    if ref_dir is None:
+        return None
+    h = hashlib.sha256()
+    for p in sorted(list(Path(ref_dir).glob("pairs/*.tsv")) + list(Path(ref_dir).glob("gmt/*.gmt"))
+                    + list(Path(ref_dir).glob("genes/genes.tsv"))):
+        st = p.stat()
+        h.update(f"{p.relative_to(ref_dir)}:{st.st_size}:{int(st.st_mtime)}\n".encode())
+    return h.hexdigest()
+
+
+def _check_inputs(matrices: dict[str, np.ndarray], genes: pd.DataFrame) -> None:
+    if not matrices:
+        raise ValueError("no gene matrices given; pass at least one, e.g. {'pca': loadings}")
+    for col in ("symbol", "ensembl_id"):
+        if col not in genes.columns:
+            raise ValueError(f"genes table lacks column {col!r} (has {list(genes.columns)}); "
+                             "pass symbol and ensembl_id ('' where unknown)")
+    sym = genes["symbol"].astype(str)
+    if (sym == "").any() or sym.duplicated().any():
+        dup = sym[sym.duplicated()].head(5).tolist()
+        raise ValueError(f"gene symbols must be unique and non-empty (duplicates e.g. {dup}); "
+                         "fix the vocabulary before precomputing")
+    for name, m in matrices.items():
+        if not name.replace("_", "").isalnum():
+            raise ValueError(f"matrix name {name!r} must be alphanumeric (it becomes a file name)")
+        if m.ndim != 2 or m.shape[0] != len(genes):
+            raise ValueError(f"matrix {name!r} has shape {m.shape}, expected ({len(genes)}, D) to "
+                             "match the gene table")
+        if not np.isfinite(m).all():
+            raise ValueError(f"matrix {name!r} contains NaN or infinite values; the checkpoint is "
+                             "damaged or training diverged")
+
+
+def _genes_table(genes: pd.DataFrame, ref_dir: Path | None) -> pd.DataFrame:
+    out = pd.DataFrame({"gene": np.arange(len(genes), dtype=np.int32),
+                        "symbol": genes["symbol"].astype(str).to_numpy(),
+                        "ensembl_id": genes["ensembl_id"].fillna("").astype(str).to_numpy(),
+                        "aliases": ""})
+    info = refs.load_gene_aliases(ref_dir) if ref_dir is not None else None
+    if info is not None and "aliases" in info.columns:
+        alias = info["aliases"].astype(str)
+        if "previous_symbols" in info.columns:
+            alias = (alias + "|" + info["previous_symbols"].astype(str)).str.strip("|")
+        by_sym = dict(zip(info["symbol"], alias))
+        by_ens = dict(zip(info.get("ensembl_id", pd.Series(dtype=str)), alias))
+        out["aliases"] = [by_ens.get(e) or by_sym.get(s, "") if e else by_sym.get(s, "")
+                          for s, e in zip(out.symbol, out.ensembl_id)]
+        out["aliases"] = out["aliases"].fillna("").astype(str)
+    return out
+
+
+# ---- steps: each returns (params recorded, summary) and writes its files into ctx.work ----
+
+def _step_references(ctx: _Ctx) -> dict[str, Any]:
+    symbols = pd.read_parquet(ctx.work / "genes.parquet")["symbol"]
+    if ctx.references_dir is None:
+        pairs = pd.DataFrame({"source": [], "gene_a": [], "gene_b": []}, dtype=str)
+        libs: dict[str, Path] = {}
+    else:
+        pairs = refs.load_pairs(ctx.references_dir)
+        libs = refs.gmt_files(ctx.references_dir)
+    keep = pairs["gene_a"].isin(symbols) & pairs["gene_b"].isin(symbols)
+    save_parquet(ctx.work / "references" / "pairs.parquet", pairs[keep].reset_index(drop=True))
+    (ctx.work / "references" / "gmt").mkdir(parents=True, exist_ok=True)
+    for name, path in libs.items():
+        shutil.copyfile(path, ctx.work / "references" / "gmt" / f"{name}.gmt")
+    return {"n_pairs": pairs[keep].groupby("source").size().astype(int).to_dict(),
+            "libraries": sorted(libs)}
+
+
+def _step_subspaces(ctx: _Ctx) -> dict[str, Any]:
+    from .subspaces import pca_scores, spectrum_table
+    tables = []
+    for name in tqdm(ctx.names, desc="subspaces", disable=not ctx.progress, leave=False):
+        scores, ev = pca_scores(ctx.load(f"matrices/{name}.npy"))
+        save_npy(ctx.work / "subspaces" / f"{name}.npy", scores)
+        tables.append(spectrum_table(name, ev))
+    save_parquet(ctx.work / "subspaces" / "spectrum.parquet", pd.concat(tables, ignore_index=True))
+    return {}
+
+
+def _sweep(ctx: _Ctx, width: int) -> list[int]:
+    from .subspaces import rank_sweep
+    if ctx.params.ranks is None:
+        return rank_sweep(width)
+    return sorted({min(r, width) for r in ctx.params.ranks})
+
+
+def _step_recall(ctx: _Ctx) -> dict[str, Any]:
+    from .recall import relationship_recall
+    p = ctx.params
+    symbols = pd.read_parquet(ctx.work / "genes.parquet")["symbol"].to_numpy()
+    pairs = refs.pairs_to_indices(pd.read_parquet(ctx.work / "references" / "pairs.parquet"), symbols)
+    frames, best = [], {}
+    jobs = [(n, r) for n in ctx.names for r in _sweep(ctx, ctx.load(f"subspaces/{n}.npy").shape[1])]
+    for name, rank in tqdm(jobs, desc="recall", disable=not ctx.progress, leave=False):
+        sub = np.asarray(ctx.load(f"subspaces/{name}.npy")[:, :rank])
+        df = relationship_recall(sub, pairs, n_nulls=p.n_nulls, null_size=p.null_size,
+                                 lower=p.lower, upper=p.upper, full_null=p.full_null, seed=p.seed)
+        df.insert(0, "rank", np.int32(rank))
+        df.insert(0, "matrix", name)
+        frames.append(df)
+    table = pd.concat(frames, ignore_index=True)[
+        ["matrix", "rank", "source", "recall_mean", "recall_std", "n_pairs", "chance"]]
+    save_parquet(ctx.work / "recall" / "recall.parquet", table)
+    for name in ctx.names:
+        comb = table[(table.matrix == name) & (table.source == "combined")].dropna(subset=["recall_mean"])
+        if len(comb):
+            row = comb.loc[comb.recall_mean.idxmax()]
+            best[name] = {"rank": int(row["rank"]), "recall": float(row.recall_mean)}
+        else:
+            best[name] = {"rank": None, "recall": None}
+    write_json_atomic(ctx.work / "recall" / "best.json", best)
+    return {"best": best}
+
+
+def choose_ranks(names: list[str], widths: dict[str, int], params: BundleParams,
+                 best: dict[str, dict]) -> dict[str, int]:
+    """The rank per matrix used for kNN/UMAP/modules: explicit override, else policy."""
+    explicit = dict(params.chosen_ranks)
+    out = {}
+    for n in names:
+        if n in explicit:
+            r = explicit[n]
+        elif params.rank_policy == "best" and best.get(n, {}).get("rank"):
+            r = best[n]["rank"]
+        else:
+            r = PAPER_RANKS.get(n, 256)
+        out[n] = int(min(r, widths[n]))
+    return out
+
+
+def _step_knn(ctx: _Ctx) -> dict[str, Any]:
+    from .knn import cosine_knn
+    for name in ctx.names:
+        sub = np.asarray(ctx.load(f"subspaces/{name}.npy")[:, :ctx.chosen[name]])
+        idx, sims = cosine_knn(sub, k=min(ctx.params.k, sub.shape[0] - 1), progress=ctx.progress)
+        save_npy(ctx.work / "knn" / f"{name}.indices.npy", idx)
+        save_npy(ctx.work / "knn" / f"{name}.sims.npy", sims)
+    return {}
+
+
+def _step_umap(ctx: _Ctx) -> dict[str, Any]:
+    from .maps import umap_from_knn
+    for name in tqdm(ctx.names, desc="umap", disable=not ctx.progress, leave=False):
+        sub = np.asarray(ctx.load(f"subspaces/{name}.npy")[:, :ctx.chosen[name]])
+        xy = umap_from_knn(sub, np.asarray(ctx.load(f"knn/{name}.indices.npy")),
+                           np.asarray(ctx.load(f"knn/{name}.sims.npy")),
+                           n_epochs=ctx.params.umap_epochs, min_dist=ctx.params.umap_min_dist,
+                           seed=ctx.params.seed)
+        save_parquet(ctx.work / "umap" / f"{name}.parquet",
+                     pd.DataFrame({"gene": np.arange(len(xy), dtype=np.int32),
+                                   "x": xy[:, 0], "y": xy[:, 1]}))
+    return {}
+
+
+def _res_col(res: float) -> str:
+    return f"res_{res:g}"
+
+
+def _step_modules(ctx: _Ctx) -> dict[str, Any]:
+    from .modules import knn_graph, leiden_modules, module_sizes
+    summary = {}
+    for name in tqdm(ctx.names, desc="modules", disable=not ctx.progress, leave=False):
+        graph = knn_graph(np.asarray(ctx.load(f"knn/{name}.indices.npy")),
+                          np.asarray(ctx.load(f"knn/{name}.sims.npy")))
+        df = pd.DataFrame({"gene": np.arange(graph.vcount(), dtype=np.int32)})
+        summary[name] = {}
+        for res in ctx.params.resolutions:
+            memb = leiden_modules(graph, res, seed=ctx.params.seed)
+            df[_res_col(res)] = memb
+            sizes = module_sizes(memb)
+            summary[name][_res_col(res)] = {"n_modules": len(sizes), "sizes": sizes}
+        save_parquet(ctx.work / "modules" / f"{name}.parquet", df)
+    return {"modules": summary}
+
+
+def _step_enrichment(ctx: _Ctx) -> dict[str, Any]:
+    from .enrichment import COLUMNS, enrich_membership
+    p = ctx.params
+    symbols = pd.read_parquet(ctx.work / "genes.parquet")["symbol"].to_numpy()
+    libs = {q.stem: refs.load_gmt(q) for q in sorted((ctx.work / "references" / "gmt").glob("*.gmt"))}
+    for name in tqdm(ctx.names, desc="enrichment", disable=not ctx.progress, leave=False):
+        mods = pd.read_parquet(ctx.work / "modules" / f"{name}.parquet")
+        frames = [pd.DataFrame({c: [] for c in COLUMNS})]
+        for res in p.resolutions:
+            for lib, sets in libs.items():
+                frames.append(enrich_membership(mods[_res_col(res)].to_numpy(), symbols, sets, lib, res,
+                                                p.min_set_size, p.max_set_size, p.top_terms))
+        df = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
+        df = df.astype({"resolution": "float64", "module": "int32", "library": str, "term": str,
+                        "overlap": "int32", "set_size": "int32", "module_size": "int32",
+                        "background": "int32", "p": "float64", "q": "float64", "genes": str})
+        save_parquet(ctx.work / "enrichment" / f"{name}.parquet", df)
+    return {"libraries": sorted(libs)}
+
+
+def build_bundle(matrices: dict[str, np.ndarray], genes: pd.DataFrame,
+                 references_dir: Path | str | None, out_dir: Path | str, source: dict[str, Any],
+                 params: BundleParams = BundleParams(), force: bool = False,
+                 training_metrics: pd.DataFrame | None = None, progress: bool = True) -> Path:
+    """Write a complete bundle for some gene matrices.
+
+    Args:
+        matrices: {name: (G, D) float gene matrix}, e.g. {"codebook": ..., "decoder": ...}
+            or {"pca": ...}; names become file names.
+        genes: G rows in matrix row order with columns symbol, ensembl_id ('' if unknown).
+        references_dir: reference folder (pairs/*.tsv, gmt/*.gmt, genes/genes.tsv), or None
+            (then recall has no pairs and enrichment no libraries).
+        out_dir: the bundle folder to create (replaced atomically when finished).
+        source: provenance for manifest.source (kind, checkpoint, sha256, model_config, ...).
+        force: rebuild every step even when an earlier build/partial build matches.
+        training_metrics: optional DataFrame (step, samples_seen, loss, ...) to copy in.
+    Returns:
+        The bundle path. Step timings are in manifest.json["steps"][step]["seconds"].
+    """
+    out = Path(out_dir)
+    ref_dir = Path(references_dir) if references_dir is not None else None
+    matrices = {n: np.asarray(m, dtype=np.float32) for n, m in matrices.items()}
+    _check_inputs(matrices, genes)
+    work = partial_dir(out)
+    if force and work.exists():
+        shutil.rmtree(work)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not work.exists() and out.exists() and not force and (out / MANIFEST).is_file():
+        shutil.copytree(out, work, copy_function=os.link)   # hard links; writers replace, never edit
+    work.mkdir(parents=True, exist_ok=True)
+    old = json.loads((work / MANIFEST).read_text()) if (work / MANIFEST).is_file() else {}
+    old_steps = old.get("steps", {}) if not force else {}
+    names = list(matrices)
+    ctx = _Ctx(work=work, params=params, names=names, references_dir=ref_dir, progress=progress)
+    pdict = asdict(params)
+    manifest: dict[str, Any] = {
+        "format": BUNDLE_FORMAT, "format_version": BUNDLE_FORMAT_VERSION, "created": now_iso(),
+        "source": source,
+        "matrices": {n: {"shape": list(m.shape), "rank": None} for n, m in matrices.items()},
+        "steps": {}}
+    fresh = False
+
+    def run(step: str, step_params: dict[str, Any], fn: Callable[[], dict[str, Any]]) -> None:
+        nonlocal fresh
+        prev = old_steps.get(step)
+        if not fresh and prev is not None and prev.get("params") == json.loads(json.dumps(step_params)):
+            manifest["steps"][step] = prev
+            return
+        fresh = True
+        t0 = time.perf_counter()
+        summary = fn()
+        entry = {"params": step_params, "seconds": round(time.perf_counter() - t0, 3),
+                 "finished": now_iso()}
+        if summary:
+            entry["summary"] = summary
+        manifest["steps"][step] = entry
+        write_json_atomic(work / MANIFEST, manifest)   # progress record; no "files" until complete
+
+    def write_matrices() -> dict[str, Any]:
+        save_parquet(work / "genes.parquet", _genes_table(genes, ref_dir))
+        for n, m in matrices.items():
+            save_npy(work / "matrices" / f"{n}.npy", m)
+        return {}
+
+    digests = {n: _array_digest(m) for n, m in matrices.items()}
+    gene_digest = hashlib.sha256("\n".join(genes["symbol"].astype(str) + "\t" +
+                                           genes["ensembl_id"].fillna("").astype(str)).encode()).hexdigest()
+    ref_digest = _references_digest(ref_dir)
+    run("matrices", {"sha256": digests, "genes_sha256": gene_digest, "references": ref_digest}, write_matrices)
+    run("references", {"references_dir": str(ref_dir) if ref_dir else None, "digest": ref_digest},
+        lambda: _step_references(ctx))
+    run("subspaces", {"method": "standardise columns, PCA (eigh of covariance)"}, lambda: _step_subspaces(ctx))
+    run("recall", {k: pdict[k] for k in ("ranks", "n_nulls", "null_size", "full_null", "lower", "upper", "seed")}
+        | {"similarity": "cosine"}, lambda: _step_recall(ctx))
+    best = json.loads((work / "recall" / "best.json").read_text())
+    widths = {n: int(np.load(work / "subspaces" / f"{n}.npy", mmap_mode="r").shape[1]) for n in names}
+    ctx.chosen = choose_ranks(names, widths, params, best)
+    for n in names:
+        manifest["matrices"][n]["rank"] = ctx.chosen[n]
+    run("knn", {"k": params.k, "ranks": ctx.chosen, "metric": "cosine", "exact": True}, lambda: _step_knn(ctx))
+    run("umap", {"n_epochs": params.umap_epochs, "min_dist": params.umap_min_dist, "seed": params.seed,
+                 "input": "precomputed exact kNN"}, lambda: _step_umap(ctx))
+    run("modules", {"method": "leiden-modularity (igraph)", "resolutions": list(params.resolutions),
+                    "seed": params.seed}, lambda: _step_modules(ctx))
+    run("enrichment", {"test": "hypergeometric one-sided", "correction": "benjamini-hochberg",
+                       "background": "model genes in the library", "min_set_size": params.min_set_size,
+                       "max_set_size": params.max_set_size, "top_terms": params.top_terms},
+        lambda: _step_enrichment(ctx))
+    if training_metrics is not None:
+        run("training", {"rows": int(len(training_metrics)),
+                         "sha256": hashlib.sha256(pd.util.hash_pandas_object(training_metrics).values
+                                                  .tobytes()).hexdigest()},
+            lambda: (save_parquet(work / "training" / "metrics.parquet", training_metrics), {})[1])
+    if not fresh and out.exists() and old.get("files") is not None:
+        shutil.rmtree(work)            # nothing changed: keep the finished bundle as it is
+        return out
+    return finalise(work, out, manifest)

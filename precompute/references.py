@@ -1,0 +1,116 @@
+"""Read reference tables (docs/formats.md "Reference tables") and map them onto a gene vocabulary.
+
+Uses `data.references` (load_pairs, load_gmt) when that module exists; until it lands this
+module reads the same documented TSV/GMT layout itself. The two must agree: the format is
+the contract, not the reader.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+PAIR_SOURCES = ("CORUM", "huMAP", "Reactome", "SIGNOR", "StringDB")
+
+
+def _check_dir(ref_dir: Path) -> Path:
+    ref_dir = Path(ref_dir)
+    if not ref_dir.is_dir():
+        raise FileNotFoundError(f"{ref_dir}: reference folder not found; create it with "
+                                "`python -m data fetch-references` (or pass --references DIR)")
+    if not (ref_dir / "pairs").is_dir() and not (ref_dir / "gmt").is_dir():
+        raise FileNotFoundError(f"{ref_dir}: has neither pairs/ nor gmt/; it is not a reference folder "
+                                "(docs/formats.md 'Reference tables')")
+    return ref_dir
+
+
+def load_pairs(ref_dir: Path) -> pd.DataFrame:
+    """All relationship pairs as DataFrame(source, gene_a, gene_b) from `ref_dir/pairs/*.tsv`.
+
+    source is the file stem (CORUM, huMAP, Reactome, SIGNOR, StringDB); symbols as written.
+    """
+    ref_dir = _check_dir(ref_dir)
+    try:
+        from data.references import load_pairs as _lp  # type: ignore
+    except ImportError:
+        _lp = None
+    if _lp is not None:
+        return _lp(ref_dir)
+    frames = []
+    for p in sorted((ref_dir / "pairs").glob("*.tsv")):
+        df = pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False)
+        if not {"gene_a", "gene_b"} <= set(df.columns):
+            raise ValueError(f"{p}: needs a header with gene_a and gene_b (found {list(df.columns)}); "
+                             "regenerate it with `python -m data fetch-references`")
+        frames.append(pd.DataFrame({"source": p.stem, "gene_a": df["gene_a"], "gene_b": df["gene_b"]}))
+    if not frames:
+        return pd.DataFrame({"source": [], "gene_a": [], "gene_b": []}, dtype=str)
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_gmt(path: Path) -> dict[str, list[str]]:
+    """A GMT file as {term: [gene, ...]} (name <TAB> description <TAB> genes...)."""
+    try:
+        from data.references import load_gmt as _lg  # type: ignore
+    except ImportError:
+        _lg = None
+    if _lg is not None:
+        return _lg(path)
+    out: dict[str, list[str]] = {}
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            line = line.rstrip("\n\r")
+            if not line.strip():
+                continue
+            parts = line.split("\t")
+            if len(parts) < 3:
+                raise ValueError(f"{path}:{n}: a GMT line needs name, description and >= 1 gene "
+                                 "separated by tabs")
+            out[parts[0]] = [g for g in parts[2:] if g]
+    return out
+
+
+def gmt_files(ref_dir: Path) -> dict[str, Path]:
+    """{library name: path} for every `ref_dir/gmt/*.gmt`."""
+    ref_dir = _check_dir(ref_dir)
+    return {p.stem: p for p in sorted((ref_dir / "gmt").glob("*.gmt"))}
+
+
+def load_gene_aliases(ref_dir: Path) -> pd.DataFrame | None:
+    """genes/genes.tsv (symbol, ensembl_id, aliases, previous_symbols) or None when absent."""
+    p = Path(ref_dir) / "genes" / "genes.tsv"
+    if not p.is_file():
+        return None
+    return pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False)
+
+
+def reference_manifest(ref_dir: Path) -> dict:
+    """The reference folder's manifest.json (or {} when absent), recorded in the bundle."""
+    p = Path(ref_dir) / "manifest.json"
+    return json.loads(p.read_text()) if p.is_file() else {}
+
+
+def pairs_to_indices(pairs: pd.DataFrame, symbols: list[str] | np.ndarray) -> dict[str, np.ndarray]:
+    """Map symbol pairs to row indices of the vocabulary, per source and 'combined'.
+
+    Returns {source: (P, 2) int64} with pairs whose two genes are both in `symbols`,
+    self-pairs dropped, each unordered pair once (a < b). 'combined' is the union over sources.
+    """
+    pos = pd.Series(np.arange(len(symbols)), index=pd.Index(symbols))
+    pos = pos[~pos.index.duplicated()]
+    ia = pairs["gene_a"].map(pos)
+    ib = pairs["gene_b"].map(pos)
+    ok = ia.notna() & ib.notna()
+    df = pd.DataFrame({"source": pairs["source"][ok].to_numpy(),
+                       "a": ia[ok].to_numpy(np.int64), "b": ib[ok].to_numpy(np.int64)})
+    df = df[df.a != df.b]
+    lo = np.minimum(df.a, df.b)
+    hi = np.maximum(df.a, df.b)
+    df = pd.DataFrame({"source": df.source.to_numpy(), "a": lo.to_numpy(), "b": hi.to_numpy()})
+    out: dict[str, np.ndarray] = {}
+    for src, g in df.groupby("source", sort=True):
+        out[str(src)] = g[["a", "b"]].drop_duplicates().to_numpy(np.int64)
+    out["combined"] = df[["a", "b"]].drop_duplicates().to_numpy(np.int64)
+    return out

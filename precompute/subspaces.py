@@ -1,0 +1,68 @@
+"""Low-rank subspaces of a gene matrix: standardise the columns, then PCA with the full spectrum."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def standardise_columns(m: np.ndarray) -> np.ndarray:
+    """Z-score each column over genes: (G, D) -> (G, D) float64, mean 0 and std 1 per column.
+
+    Constant columns (std 0) become all-zero instead of NaN.
+    """
+    x = np.asarray(m, dtype=np.float64)
+    mu = x.mean(axis=0)
+    sd = x.std(axis=0)
+    sd[sd == 0] = 1.0
+    return (x - mu) / sd
+
+
+def pca_scores(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Standardise, then PCA over genes.
+
+    Args:
+        m: (G, D) gene matrix.
+    Returns:
+        scores: (G, W) float32 with W = min(G, D), columns by decreasing variance
+            (rank r = first r columns). Each component's sign is fixed so that its largest
+            absolute loading is positive (deterministic across runs and BLAS builds).
+        explained_variance: (W,) float64, variance of each score column (ddof=1).
+    """
+    z = standardise_columns(m)
+    g, d = z.shape
+    if g < 2:
+        raise ValueError(f"need at least 2 genes for PCA, got {g}")
+    if d <= g:
+        cov = (z.T @ z) / (g - 1)                      # (D, D); cheaper than an SVD of (G, D)
+        evals, evecs = np.linalg.eigh(cov)
+        order = np.argsort(evals)[::-1]
+        evals, evecs = np.clip(evals[order], 0, None), evecs[:, order]
+    else:
+        _, s, vt = np.linalg.svd(z, full_matrices=False)
+        evals, evecs = s ** 2 / (g - 1), vt.T
+    w = min(g, d)
+    evals, evecs = evals[:w], evecs[:, :w]
+    flip = np.sign(evecs[np.argmax(np.abs(evecs), axis=0), np.arange(w)])
+    flip[flip == 0] = 1.0
+    evecs = evecs * flip
+    scores = (z @ evecs).astype(np.float32)
+    return scores, evals
+
+
+def rank_sweep(width: int, start: int = 8) -> list[int]:
+    """Ranks 8, 16, 32, ... below `width`, then `width` itself: e.g. 768 -> [8, ..., 512, 768]."""
+    ranks, r = [], start
+    while r < width:
+        ranks.append(r)
+        r *= 2
+    ranks.append(width)
+    return ranks
+
+
+def spectrum_table(name: str, explained_variance: np.ndarray) -> pd.DataFrame:
+    """Rows (matrix, component, explained_variance, explained_variance_ratio) for spectrum.parquet."""
+    ev = np.asarray(explained_variance, dtype=np.float64)
+    total = ev.sum()
+    return pd.DataFrame({"matrix": name, "component": np.arange(1, ev.size + 1, dtype=np.int32),
+                         "explained_variance": ev,
+                         "explained_variance_ratio": ev / total if total > 0 else np.zeros_like(ev)})
