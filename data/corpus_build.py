@@ -1,0 +1,299 @@
+"""Build one TxFM Corpus from several source datasets, streaming, in two passes.
+
+Pass 1 reads every source chunk by chunk: validates counts, maps gene ids,
+and keeps only per-sample statistics (detected genes, library size,
+mitochondrial counts, a row hash) and per-gene detection counts. The filters
+(see ``data.curation``) and the vocabulary are decided from those. Pass 2
+reads the sources again and writes the kept samples through
+``txfm.corpus.CorpusWriter`` (atomic: nothing is left on error). Memory is
+bounded by the chunk size (and, for genes-x-samples text tables, the table).
+A report is saved inside the corpus as report.json and report.md.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from tqdm import tqdm
+
+from data.build_report import render_markdown
+from data.curation import CurationConfig, cell_filter, cell_threshold, dataset_kind, gene_threshold, \
+    pca_consistency, phenoprint_keep, row_hashes
+from data.harmonise import GeneMapping, map_genes, normalise_obs, parse_obs_map
+from data.readers import DataError, SourceReader, check_counts, check_not_empty, check_sample_ids, open_sources
+from txfm.corpus import CorpusWriter
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything ``build_corpus`` needs besides the sources and the output path."""
+
+    layer: str = "auto"                  # h5ad matrix: auto | X | raw | a layer name
+    orientation: str = "auto"            # text tables: auto | genes_x_samples | samples_x_genes
+    allow_non_integer: bool = False      # round non-integer values instead of refusing them
+    unmapped: str = "keep"               # genes the table cannot map: keep (original id) | drop
+    drop_spike_ins: bool = True          # ERCC spike-ins are not genes
+    genes_file: str | None = None        # fixed vocabulary (one gene per line) instead of the union
+    chunk_size: int = 4096               # samples per read chunk (lowered to fit max_memory_gb)
+    shard_size: int = 8192               # samples per corpus shard (lowered to fit max_memory_gb)
+    max_memory_gb: float | None = None   # memory budget for chunks and shard buffers
+    curation: CurationConfig = field(default_factory=CurationConfig)
+    obs_map: tuple[str, ...] = ()        # COLUMN=TARGET or DATASET:COLUMN=TARGET rules
+    phenoprint: str | None = None        # None | "pca" | path to a CSV with perturbation,p_value
+    phenoprint_alpha: float = 0.1        # keep perturbations with consistency p < alpha (paper: 0.1)
+    control_label: str = "non-targeting"
+    overwrite: bool = False
+
+
+@dataclass
+class SourceState:
+    """Pass-1 results for one source."""
+
+    reader: SourceReader
+    mapping: GeneMapping
+    obs: pd.DataFrame
+    obs_columns: dict
+    detected: np.ndarray                  # (g',) cells in which each canonical gene is > 0
+    n_genes: np.ndarray                   # (n,) detected genes per sample
+    total: np.ndarray                     # (n,) counts per sample
+    mito: np.ndarray                      # (n,) counts in MT- genes
+    duplicate: np.ndarray                 # (n,) exact duplicate of an earlier sample
+    rounded: int = 0
+    kind: str = ""
+    thresholds: dict = field(default_factory=dict)
+    keep: np.ndarray | None = None
+    removed: dict = field(default_factory=dict)
+    phenoprint: list | None = None
+
+
+def _chunk_rows(reader: SourceReader, config: BuildConfig) -> int:
+    if config.max_memory_gb is None:
+        return config.chunk_size
+    budget = 0.15 * config.max_memory_gb * 2**30
+    return int(max(16, min(config.chunk_size, budget // reader.bytes_per_row())))
+
+
+def _load_table(spec: str | None):
+    """The GeneTable for ``--gene-table``: "default" (cache/references), "none", or a genes.tsv path."""
+    if spec in (None, "none"):
+        return None
+    from data.genes import GeneTable
+    if spec == "default":
+        return GeneTable.load()
+    if Path(spec).is_dir():
+        return GeneTable.load(spec)
+    return GeneTable.read_tsv(spec)
+
+
+def _validated(reader: SourceReader, chunk, config: BuildConfig) -> tuple[sp.csr_matrix, int]:
+    where = f"{reader.path} (samples {chunk.start}-{chunk.start + chunk.counts.shape[0] - 1})"
+    return check_counts(chunk.counts, where, config.allow_non_integer, hint=reader.hint)
+
+
+def _pass_one(reader: SourceReader, table, config: BuildConfig, rules, bar: tqdm) -> SourceState:
+    check_not_empty(reader.n_samples, len(reader.genes), str(reader.path))
+    check_sample_ids(pd.Index(reader.obs.index), str(reader.path))
+    mapping = map_genes(reader.genes, table, config.unmapped, config.drop_spike_ins)
+    if not mapping.symbols:
+        raise DataError(f"{reader.path}: none of its {len(reader.genes)} gene ids is kept after mapping "
+                        f"({mapping.summary['unmapped']} unmapped); check the ids or pass --unmapped keep")
+    obs, chosen = normalise_obs(reader.obs, reader.name, rules)
+    is_mito = np.array([s.upper().startswith("MT-") for s in mapping.symbols])
+    g = len(mapping.symbols)
+    detected = np.zeros(g, dtype=np.int64)
+    n_genes, total, mito, hashes = [], [], [], []
+    rounded = 0
+    for chunk in reader.iter_chunks(_chunk_rows(reader, config)):
+        x, r = _validated(reader, chunk, config)
+        rounded += r
+        y = sp.csr_matrix(x @ mapping.aggregate)
+        y.eliminate_zeros()
+        detected += np.bincount(y.indices, minlength=g)
+        n_genes.append(np.diff(y.indptr))
+        total.append(np.asarray(y.sum(axis=1)).ravel())
+        mito.append(np.asarray(y[:, is_mito].sum(axis=1)).ravel() if is_mito.any() else np.zeros(y.shape[0]))
+        hashes.append(row_hashes(y))
+        bar.update(y.shape[0])
+    h = np.concatenate(hashes)
+    return SourceState(reader, mapping, obs, chosen, detected, np.concatenate(n_genes), np.concatenate(total),
+                       np.concatenate(mito), pd.Series(h).duplicated().to_numpy(), rounded)
+
+
+def _curate(st: SourceState, config: BuildConfig) -> None:
+    n = st.reader.n_samples
+    st.kind = dataset_kind(st.reader.name, n, float(np.median(st.total)), config.curation)
+    min_cells = gene_threshold(n, st.kind, config.curation)
+    min_genes = cell_threshold(int((st.detected > 0).sum()), st.kind, config.curation)
+    st.thresholds = {"min_cells_per_gene": min_cells, "min_genes_per_cell": min_genes}
+    st.keep, st.removed = cell_filter(st.n_genes, st.total, st.mito, st.duplicate, min_genes, config.curation)
+
+
+def _phenoprint(st: SourceState, config: BuildConfig) -> None:
+    labels = st.obs["perturbation"].to_numpy()
+    if not (labels != "").any():
+        return
+    idx = np.flatnonzero(st.keep)
+    if config.phenoprint == "pca":
+        parts = []
+        for chunk in st.reader.iter_chunks(_chunk_rows(st.reader, config)):
+            x, _ = _validated(st.reader, chunk, config)
+            rows = idx[(idx >= chunk.start) & (idx < chunk.start + x.shape[0])] - chunk.start
+            parts.append(sp.csr_matrix(x @ st.mapping.aggregate)[rows])
+        scores = pca_consistency(sp.vstack(parts, format="csr"), labels[idx], control=config.control_label)
+    else:
+        scores = pd.read_csv(config.phenoprint)
+    keep, scored = phenoprint_keep(labels[idx], scores, config.phenoprint_alpha, control=config.control_label)
+    dropped = int((~keep).sum())
+    if dropped:
+        st.removed[f"perturbation not consistent (phenoprint p >= {config.phenoprint_alpha})"] = dropped
+    st.keep[idx[~keep]] = False
+    st.phenoprint = scored.to_dict(orient="records")
+
+
+def _vocabulary(states: list[SourceState], config: BuildConfig, table) -> tuple[list[str], list[str], int]:
+    ens: dict[str, str] = {}
+    for st in states:
+        for s, e in zip(st.mapping.symbols, st.mapping.ensembl):
+            if e and not ens.get(s):
+                ens[s] = e
+    all_genes = {s for st in states for s in st.mapping.symbols}
+    if config.genes_file:
+        lines = [ln.strip() for ln in Path(config.genes_file).read_text().splitlines() if ln.strip()]
+        m = map_genes(lines, table, unmapped="keep", drop_spike_ins=False)
+        genes = m.symbols
+        for s, e in zip(m.symbols, m.ensembl):
+            if e and not ens.get(s):
+                ens[s] = e
+        return genes, [ens.get(g, "") for g in genes], len(all_genes - set(genes))
+    passing = set()
+    for st in states:
+        ok = st.detected >= st.thresholds["min_cells_per_gene"]
+        passing.update(np.asarray(st.mapping.symbols, dtype=object)[ok].tolist())
+    genes = sorted(passing)
+    return genes, [ens.get(g, "") for g in genes], len(all_genes - passing)
+
+
+def _shard_rows(states: list[SourceState], config: BuildConfig) -> int:
+    if config.max_memory_gb is None:
+        return config.shard_size
+    nnz = max(float(np.mean(st.n_genes)) for st in states)
+    return int(max(64, min(config.shard_size, 0.2 * config.max_memory_gb * 2**30 // (nnz * 8 * 4))))
+
+
+def _write(states, genes, gene_ids, out: Path, config: BuildConfig, bar: tqdm) -> dict:
+    col = {g: i for i, g in enumerate(genes)}
+    stats = {}
+    with CorpusWriter(out, genes, gene_ids, shard_size=_shard_rows(states, config), overwrite=config.overwrite) as w:
+        for st in states:
+            target = np.array([col.get(s, -1) for s in st.mapping.symbols])
+            measured = np.flatnonzero(target >= 0)
+            if not st.keep.any() or measured.size == 0:
+                stats[st.reader.name] = None
+                continue
+            d = w.add_dataset(st.reader.name, target[measured], source=str(st.reader.path),
+                              notes=f"{st.reader.kind}; {st.kind}")
+            proj = sp.csr_matrix((np.ones(measured.size, dtype=np.int64), (measured, target[measured])),
+                                 shape=(len(st.mapping.symbols), len(genes)))
+            libs, nnz = [], 0
+            for chunk in st.reader.iter_chunks(_chunk_rows(st.reader, config)):
+                x, _ = _validated(st.reader, chunk, config)
+                rows = np.flatnonzero(st.keep[chunk.start:chunk.start + x.shape[0]])
+                y = sp.csr_matrix(x[rows] @ st.mapping.aggregate @ proj)
+                y.eliminate_zeros()
+                w.add_samples(d, y, st.obs.iloc[chunk.start + rows])
+                libs.append(np.asarray(y.sum(axis=1)).ravel())
+                nnz += y.nnz
+                bar.update(x.shape[0])
+            lib = np.concatenate(libs)
+            stats[st.reader.name] = {"n_measured": int(measured.size), "nnz": int(nnz),
+                                     "sparsity": 1 - nnz / max(lib.size * measured.size, 1),
+                                     "library": {q: float(v) for q, v in zip(
+                                         ("min", "q25", "median", "q75", "max"),
+                                         np.quantile(lib, [0, .25, .5, .75, 1]))} | {"mean": float(lib.mean())}}
+    return stats
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def build_corpus(sources: list[str | os.PathLike], out: str | os.PathLike, config: BuildConfig = BuildConfig(),
+                 gene_table="default", log=print) -> dict:
+    """Build a corpus at ``out`` from files/folders ``sources``; returns the report dict (also saved).
+
+    ``gene_table``: "default" (``GeneTable.load()`` from cache/references),
+    "none" (ids kept as given), a path to genes.tsv or a references folder, or
+    a ``GeneTable`` object. Raises ``DataError`` (bad input) or
+    ``txfm.corpus.CorpusError``; on any error no output directory is left.
+    """
+    t0 = time.time()
+    out = Path(out)
+    if out.exists() and not config.overwrite:
+        raise DataError(f"{out} already exists; choose another --out or pass --overwrite")
+    rules = parse_obs_map(list(config.obs_map))
+    table = _load_table(gene_table) if gene_table is None or isinstance(gene_table, (str, os.PathLike)) \
+        else gene_table
+    readers = open_sources([Path(s) for s in sources], layer=config.layer, orientation=config.orientation)
+    total = sum(r.n_samples for r in readers)
+    with tqdm(total=total, desc="pass 1/2: statistics", unit="samples", disable=None) as bar:
+        states = [_pass_one(r, table, config, rules, bar) for r in readers]
+    t1 = time.time()
+    for st in states:
+        _curate(st, config)
+        if config.phenoprint and "perturbation" in st.obs_columns:
+            _phenoprint(st, config)
+    genes, gene_ids, n_dropped = _vocabulary(states, config, table)
+    if not genes:
+        raise DataError(f"{out}: no gene passes the gene filter in any source; lower --min-cells")
+    if not any(st.keep.any() for st in states):
+        raise DataError(f"{out}: the filters removed every sample; lower --min-genes / --min-counts")
+    with tqdm(total=total, desc="pass 2/2: writing", unit="samples", disable=None) as bar:
+        stats = _write(states, genes, gene_ids, out, config, bar)
+    report = _report(states, stats, genes, n_dropped, out, config, gene_table, t0, t1)
+    try:
+        _atomic_write(out / "report.json", json.dumps(report, indent=1, default=str))
+        _atomic_write(out / "report.md", render_markdown(report))
+    except OSError as e:
+        log(f"warning: corpus written but its report could not be saved ({e})")
+    log(render_markdown(report, brief=True))
+    return report
+
+
+def _report(states, stats, genes, n_dropped, out, config, gene_table, t0, t1) -> dict:
+    sources = []
+    for st in states:
+        s = stats.get(st.reader.name)
+        sources.append({
+            "dataset": st.reader.name, "path": str(st.reader.path), "format": st.reader.kind,
+            "kind": st.kind, "samples_in": int(st.reader.n_samples), "samples_kept": int(st.keep.sum()),
+            "removed": st.removed, "thresholds": st.thresholds, "gene_mapping": st.mapping.summary,
+            "genes_detected": int((st.detected > 0).sum()),
+            "genes_passing_filter": int((st.detected >= st.thresholds["min_cells_per_gene"]).sum()),
+            "genes_measured": s["n_measured"] if s else 0,
+            "obs_columns": st.obs_columns, "values_rounded": st.rounded,
+            "sparsity": s["sparsity"] if s else None, "library_size": s["library"] if s else None,
+            "skipped": None if s else "no sample or no gene left after filtering",
+            "phenoprint": st.phenoprint,
+        })
+    cfg = asdict(config)
+    return {
+        "corpus": str(out), "n_samples": int(sum(x["samples_kept"] for x in sources if not x["skipped"])),
+        "n_genes": len(genes), "n_datasets": sum(1 for x in sources if not x["skipped"]),
+        "vocabulary": {"source": config.genes_file or "union of genes passing the gene filter",
+                       "genes_not_in_vocabulary": int(n_dropped)},
+        "gene_table": gene_table if isinstance(gene_table, str) or gene_table is None else type(gene_table).__name__,
+        "config": cfg, "sources": sources,
+        "seconds": {"pass1": round(t1 - t0, 2), "total": round(time.time() - t0, 2)},
+        "throughput_samples_per_s": round(sum(x["samples_in"] for x in sources) / max(time.time() - t0, 1e-9), 1),
+    }

@@ -1,0 +1,195 @@
+"""Curation: the paper's filters scaled to dataset size, empty/mito/duplicate cells, phenoprint curation.
+
+The paper (DiverseRNA-1.4M) keeps genes detected in >= 1,000 cells and cells
+with >= 2,000 detected genes, on single-cell sources of 30k-500k cells. Those
+absolute numbers would empty the small public sets this project uses, so the
+defaults scale with the dataset and cap at the paper's values:
+
+* gene filter, per dataset: detected in >= min(1000, ceil(1% of its cells)) cells.
+  A gene enters the corpus vocabulary when at least one dataset passes it.
+* cell filter, per single-cell dataset: >= min(2000, ceil(1% of the genes the
+  dataset detects)) detected genes (about 200 at 20k genes: scanpy's usual default).
+* bulk datasets (median library >= 1e6 counts, or fewer than 100 samples) get
+  no cell filter and a gene threshold of 1 sample, so single-cell thresholds
+  never destroy them.
+
+Samples with zero counts are always removed (library-size normalisation is
+undefined for them). Everything removed is counted in the report with its reason.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+PAPER_MIN_CELLS = 1000
+PAPER_MIN_GENES = 2000
+BULK_MEDIAN_LIBRARY = 1e6
+BULK_MAX_SAMPLES = 100
+
+
+@dataclass(frozen=True)
+class CurationConfig:
+    """Filter settings; ``None`` thresholds mean "scaled to the dataset" (see module docstring)."""
+
+    min_cells: int | None = None          # gene kept when detected in >= this many cells of a dataset
+    min_genes: int | None = None          # cell kept with >= this many detected genes (single-cell only)
+    min_counts: int = 1                   # cell kept with >= this many total counts (removes empty cells)
+    max_mito_fraction: float | None = None  # drop cells whose MT- genes hold more than this fraction
+    deduplicate: bool = True              # drop exact duplicate samples within a dataset (keep the first)
+    kinds: dict = field(default_factory=dict)  # dataset name -> "bulk" | "single-cell" (overrides detection)
+
+
+def dataset_kind(name: str, n_samples: int, median_library: float, config: CurationConfig) -> str:
+    """"bulk" or "single-cell": an explicit override, else library size / sample count."""
+    if name in config.kinds:
+        return config.kinds[name]
+    if median_library >= BULK_MEDIAN_LIBRARY or n_samples < BULK_MAX_SAMPLES:
+        return "bulk"
+    return "single-cell"
+
+
+def gene_threshold(n_cells: int, kind: str, config: CurationConfig) -> int:
+    """Minimum number of cells a gene must be detected in, for a dataset of ``n_cells`` samples."""
+    if kind == "bulk":
+        return 1
+    if config.min_cells is not None:
+        return int(config.min_cells)
+    return max(1, min(PAPER_MIN_CELLS, math.ceil(0.01 * n_cells)))
+
+
+def cell_threshold(n_detected_genes: int, kind: str, config: CurationConfig) -> int:
+    """Minimum detected genes per cell, for a dataset detecting ``n_detected_genes`` genes in total."""
+    if kind == "bulk":
+        return 0
+    if config.min_genes is not None:
+        return int(config.min_genes)
+    return max(1, min(PAPER_MIN_GENES, math.ceil(0.01 * n_detected_genes)))
+
+
+def cell_filter(n_genes: np.ndarray, total: np.ndarray, mito: np.ndarray, duplicate: np.ndarray,
+                min_genes: int, config: CurationConfig) -> tuple[np.ndarray, dict[str, int]]:
+    """Keep mask over a dataset's samples and the number removed per reason.
+
+    Inputs are per-sample arrays (n,): detected genes, total counts, counts in
+    mitochondrial genes, and whether the sample duplicates an earlier one.
+    Reasons are applied in order (empty, too few genes, mito, duplicate) and
+    each sample is counted under the first reason that removes it.
+    """
+    keep = np.ones(n_genes.shape[0], dtype=bool)
+    removed: dict[str, int] = {}
+
+    def apply(reason: str, bad: np.ndarray) -> None:
+        hit = keep & bad
+        if hit.any():
+            removed[reason] = int(hit.sum())
+            keep[hit] = False
+
+    apply(f"fewer than {config.min_counts} counts (empty)", total < config.min_counts)
+    if min_genes > 0:
+        apply(f"fewer than {min_genes} detected genes", n_genes < min_genes)
+    if config.max_mito_fraction is not None:
+        frac = np.divide(mito, total, out=np.zeros_like(mito, dtype=float), where=total > 0)
+        apply(f"mitochondrial fraction above {config.max_mito_fraction}", frac > config.max_mito_fraction)
+    if config.deduplicate:
+        apply("exact duplicate of an earlier sample", duplicate)
+    return keep, removed
+
+
+def row_hashes(x: sp.csr_matrix) -> np.ndarray:
+    """(n,) uint64 hash of each row's (indices, values); equal rows give equal hashes."""
+    x = sp.csr_matrix(x)
+    out = np.empty(x.shape[0], dtype=np.uint64)
+    for i in range(x.shape[0]):
+        lo, hi = x.indptr[i], x.indptr[i + 1]
+        out[i] = np.uint64(hash((x.indices[lo:hi].tobytes(), x.data[lo:hi].tobytes())) & 0xFFFFFFFFFFFFFFFF)
+    return out
+
+
+# ---------------------------------------------------------------------- phenoprint curation
+def _embed(x: sp.csr_matrix, control: np.ndarray, n_components: int, seed: int) -> np.ndarray:
+    """log1p(CP10k) -> PCA fit on the controls -> standardised by the controls' mean/std. (n, k)."""
+    from sklearn.decomposition import PCA
+
+    x = sp.csr_matrix(x, dtype=np.float64)
+    lib = np.asarray(x.sum(axis=1)).ravel()
+    x = sp.diags(1e4 / np.maximum(lib, 1)) @ x
+    x.data = np.log1p(x.data)
+    dense = x.toarray()
+    fit_rows = control if control.sum() >= 3 else np.ones(len(dense), dtype=bool)
+    k = max(1, min(n_components, int(fit_rows.sum()) - 1, dense.shape[1]))
+    pca = PCA(n_components=k, random_state=seed).fit(dense[fit_rows])
+    z = pca.transform(dense)
+    mu, sd = z[fit_rows].mean(0), z[fit_rows].std(0)
+    return (z - mu) / np.where(sd > 0, sd, 1.0)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    return v / np.where(n > 0, n, 1.0)
+
+
+def pca_consistency(x: sp.csr_matrix, labels: pd.Series | np.ndarray, control: str | None = "non-targeting",
+                    ignore: tuple[str, ...] = ("unassigned", "", "nan"), n_components: int = 50,
+                    n_null: int = 10000, seed: int = 0) -> pd.DataFrame:
+    """Perturbation consistency from a PCA embedding (the paper's statistic, with PCA as the model).
+
+    ``x``: counts (n, g); ``labels``: perturbation per cell (n,). Cells are
+    embedded with log1p(CP10k) + PCA fit on ``control`` cells, standardised by
+    the controls. For each perturbation with >= 2 cells the statistic is the
+    mean leave-one-out cosine: the cosine of each of its cells to the mean of
+    its other cells, averaged. The null is the cosine of up to ``n_null``
+    random cells from outside the perturbation to its mean embedding; the
+    empirical p-value is (1 + #null >= statistic) / (1 + n_null).
+    Returns DataFrame(perturbation, n_cells, statistic, p_value), one row per perturbation
+    (controls and ``ignore`` labels excluded; perturbations with one cell get NaN).
+    """
+    labels = pd.Series(np.asarray(labels, dtype=object)).astype(str).to_numpy()
+    is_control = labels == control if control is not None else np.zeros(len(labels), dtype=bool)
+    z = _embed(x, is_control, n_components, seed)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for pert in sorted(set(labels) - set(ignore) - ({control} if control else set())):
+        own = np.flatnonzero(labels == pert)
+        n = own.size
+        if n < 2:
+            rows.append((pert, n, np.nan, np.nan))
+            continue
+        e = z[own]
+        total = e.sum(0)
+        loo = _unit((total[None, :] - e) / (n - 1))
+        stat = float(np.mean(np.sum(_unit(e) * loo, axis=1)))
+        others = np.flatnonzero(labels != pert)
+        pick = others if others.size <= n_null else rng.choice(others, n_null, replace=False)
+        null = _unit(z[pick]) @ _unit(total / n)
+        p = (1 + int(np.sum(null >= stat))) / (1 + null.size)
+        rows.append((pert, n, stat, p))
+    return pd.DataFrame(rows, columns=["perturbation", "n_cells", "statistic", "p_value"])
+
+
+ScoreSource = Callable[[sp.csr_matrix, np.ndarray], pd.DataFrame] | pd.DataFrame | Literal["pca"]
+
+
+def phenoprint_keep(labels: np.ndarray, scores: pd.DataFrame, alpha: float = 0.1,
+                    control: str | None = "non-targeting",
+                    ignore: tuple[str, ...] = ("unassigned", "", "nan")) -> tuple[np.ndarray, pd.DataFrame]:
+    """Keep mask (n,) over cells: drop cells of perturbations whose consistency p-value >= ``alpha``.
+
+    ``scores`` has columns perturbation, p_value (e.g. from ``pca_consistency``
+    or a model's table). Controls, ``ignore`` labels and perturbations absent
+    from ``scores`` are kept; perturbations with a missing p-value are dropped
+    (their consistency cannot be shown). Returns (keep, scores with a ``kept`` column).
+    """
+    for col in ("perturbation", "p_value"):
+        if col not in scores.columns:
+            raise ValueError(f"phenoprint scores need columns perturbation and p_value; found {list(scores.columns)}")
+    s = scores.copy()
+    s["perturbation"] = s["perturbation"].astype(str)
+    s["kept"] = s["p_value"].lt(alpha)
+    drop = set(s.loc[~s["kept"], "perturbation"]) - set(ignore) - ({control} if control else set())
+    labels = pd.Series(np.asarray(labels, dtype=object)).astype(str).to_numpy()
+    return ~np.isin(labels, list(drop)), s
