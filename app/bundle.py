@@ -1,0 +1,212 @@
+"""Read-only access to a Bundle folder (see docs/formats.md, "Bundle").
+
+The app never imports torch: every matrix is a ``.npy`` file opened with
+``np.load(mmap_mode="r")`` and every table is Parquet. Files are opened lazily
+and kept, so a 45,000-gene bundle costs only what a page actually touches.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+# precompute owns the contract; these imports are torch-free (numpy/pandas/pyarrow only).
+from precompute.bundle_io import BundleError, read_manifest
+from precompute.validate import check_bundle
+
+MAKE_BUNDLE_HINT = "rebuild it with `python -m precompute run ... --force` (or `make demo`)"
+
+
+@dataclass
+class Bundle:
+    """One bundle folder, opened lazily.
+
+    Attributes:
+        path: the bundle folder.
+        manifest: the parsed ``manifest.json``.
+    """
+
+    path: Path
+    manifest: dict = field(repr=False)
+
+    # ---- identity -------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """Folder name, used as the bundle's label in the app and in URLs."""
+        return self.path.name
+
+    @property
+    def matrix_names(self) -> list[str]:
+        """Gene matrices in the bundle, in manifest order (e.g. codebook, decoder, pca)."""
+        return list(self.manifest.get("matrices", {}))
+
+    def default_rank(self, matrix: str) -> int:
+        """Rank the kNN files were built at: ``recall/best.json`` if present, else the manifest's."""
+        best = self.best
+        if matrix in best and "rank" in best[matrix]:
+            return int(best[matrix]["rank"])
+        return int(self.manifest["matrices"][matrix].get("rank", self.subspace(matrix).shape[1]))
+
+    def max_rank(self, matrix: str) -> int:
+        """Width W of ``subspaces/MATRIX.npy`` (the largest usable rank)."""
+        return int(self.subspace(matrix).shape[1])
+
+    # ---- tables ---------------------------------------------------------------------------
+    @cached_property
+    def genes(self) -> pd.DataFrame:
+        """``genes.parquet``: one row per gene in matrix row order (gene, symbol, ensembl_id, aliases)."""
+        df = _read_parquet(self.path / "genes.parquet")
+        for col in ("symbol", "ensembl_id", "aliases"):
+            if col not in df.columns:
+                df[col] = ""
+            df[col] = df[col].fillna("").astype(str)
+        if "gene" in df.columns:
+            df = df.sort_values("gene").reset_index(drop=True)
+        return df
+
+    @cached_property
+    def symbols(self) -> np.ndarray:
+        """(G,) object array of gene symbols in row order."""
+        return self.genes["symbol"].to_numpy(dtype=object)
+
+    @property
+    def n_genes(self) -> int:
+        """Number of genes G."""
+        return len(self.genes)
+
+    @cached_property
+    def best(self) -> dict:
+        """``recall/best.json`` ({matrix: {"rank", "recall"}}) or {} when absent."""
+        p = self.path / "recall" / "best.json"
+        return json.loads(p.read_text()) if p.exists() else {}
+
+    @cached_property
+    def recall(self) -> pd.DataFrame:
+        """``recall/recall.parquet`` (matrix, rank, source, recall_mean, recall_std, n_pairs, chance)."""
+        return self.optional_table("recall/recall.parquet")
+
+    @cached_property
+    def spectrum(self) -> pd.DataFrame:
+        """``subspaces/spectrum.parquet`` (matrix, component, explained_variance, explained_variance_ratio)."""
+        return self.optional_table("subspaces/spectrum.parquet")
+
+    @cached_property
+    def metrics(self) -> pd.DataFrame:
+        """``training/metrics.parquet`` (step, samples_seen, loss, ...) or an empty table."""
+        return self.optional_table("training/metrics.parquet")
+
+    @cached_property
+    def pairs(self) -> pd.DataFrame:
+        """``references/pairs.parquet`` (source, gene_a, gene_b) or an empty table."""
+        df = self.optional_table("references/pairs.parquet")
+        if df.empty:
+            return pd.DataFrame({"source": [], "gene_a": [], "gene_b": []}, dtype=str)
+        return df
+
+    def optional_table(self, rel: str) -> pd.DataFrame:
+        """Read a Parquet table inside the bundle, or return an empty DataFrame when it is absent."""
+        p = self.path / rel
+        return _read_parquet(p) if p.exists() else pd.DataFrame()
+
+    def umap(self, matrix: str) -> pd.DataFrame:
+        """``umap/MATRIX.parquet`` sorted by gene row (gene, x, y)."""
+        return _read_parquet(self.path / "umap" / f"{matrix}.parquet").sort_values("gene").reset_index(drop=True)
+
+    def modules(self, matrix: str) -> pd.DataFrame:
+        """``modules/MATRIX.parquet`` sorted by gene row: gene, res_<value> int columns."""
+        p = self.path / "modules" / f"{matrix}.parquet"
+        if not p.exists():
+            return pd.DataFrame({"gene": np.arange(self.n_genes)})
+        return _read_parquet(p).sort_values("gene").reset_index(drop=True)
+
+    def resolutions(self, matrix: str) -> list[str]:
+        """Module resolution columns (``res_<value>``) available for a matrix."""
+        return [c for c in self.modules(matrix).columns if c.startswith("res_")]
+
+    def enrichment(self, matrix: str) -> pd.DataFrame:
+        """``enrichment/MATRIX.parquet`` (resolution, module, library, term, overlap, ..., p, q, genes)."""
+        return self.optional_table(f"enrichment/{matrix}.parquet")
+
+    def gmt_libraries(self) -> list[str]:
+        """Names of the gene-set libraries under ``references/gmt`` (file stem)."""
+        d = self.path / "references" / "gmt"
+        return sorted(p.stem for p in d.glob("*.gmt")) if d.exists() else []
+
+    def gmt_path(self, library: str) -> Path:
+        """Path of ``references/gmt/LIBRARY.gmt``."""
+        return self.path / "references" / "gmt" / f"{library}.gmt"
+
+    def has_umap(self, matrix: str) -> bool:
+        """True when ``umap/MATRIX.parquet`` exists."""
+        return (self.path / "umap" / f"{matrix}.parquet").exists()
+
+    # ---- memory-mapped matrices -----------------------------------------------------------
+    def matrix(self, matrix: str) -> np.ndarray:
+        """``matrices/MATRIX.npy`` memory-mapped, float32 (G, D)."""
+        return self._npy(f"matrices/{matrix}.npy")
+
+    def subspace(self, matrix: str) -> np.ndarray:
+        """``subspaces/MATRIX.npy`` memory-mapped, float32 (G, W); rank r = first r columns."""
+        return self._npy(f"subspaces/{matrix}.npy")
+
+    def knn(self, matrix: str) -> tuple[np.ndarray, np.ndarray]:
+        """(indices int32 (G, k), sims float32 (G, k)) at the matrix's chosen rank, memory-mapped."""
+        return self._npy(f"knn/{matrix}.indices.npy"), self._npy(f"knn/{matrix}.sims.npy")
+
+    def _npy(self, rel: str) -> np.ndarray:
+        cache = self.__dict__.setdefault("_npy_cache", {})
+        if rel not in cache:
+            p = self.path / rel
+            if not p.exists():
+                raise BundleError(f"{p}: file is missing from the bundle; {MAKE_BUNDLE_HINT}.")
+            try:
+                arr = np.load(p, mmap_mode="r", allow_pickle=False)
+            except ValueError as e:
+                raise BundleError(f"{p}: not a plain .npy array ({e}); rebuild the bundle.") from e
+            if arr.ndim != 2 or arr.shape[0] != self.n_genes:
+                raise BundleError(
+                    f"{p}: shape {arr.shape} does not match the {self.n_genes} genes of genes.parquet; "
+                    f"{MAKE_BUNDLE_HINT}."
+                )
+            cache[rel] = arr
+        return cache[rel]
+
+
+def _read_parquet(p: Path) -> pd.DataFrame:
+    if not p.exists():
+        raise BundleError(f"{p}: file is missing from the bundle; {MAKE_BUNDLE_HINT}.")
+    try:
+        return pd.read_parquet(p)
+    except Exception as e:  # pyarrow raises several types for corrupt files
+        raise BundleError(f"{p}: cannot be read as Parquet ({e}); rebuild the bundle.") from e
+
+
+def validate(path: Path) -> dict:
+    """Check a bundle with precompute's validator (sizes, columns, shapes; hashes skipped for speed).
+
+    Returns the manifest; raises BundleError with the validator's message (every problem, and the fix).
+    """
+    return check_bundle(Path(path), verify_hashes=False)
+
+
+def open_bundle(path: Path) -> Bundle:
+    """Open a bundle folder (manifest checked, everything else lazy)."""
+    path = Path(path).resolve()
+    return Bundle(path=path, manifest=read_manifest(path))
+
+
+def discover_bundles(root: Path) -> list[Path]:
+    """Bundle folders under ``root``: ``root`` itself if it has a manifest, else its sub-folders that do.
+
+    Returns paths sorted by name; folders without a manifest are ignored.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    if (root / "manifest.json").exists():
+        return [root]
+    return sorted(p for p in root.iterdir() if p.is_dir() and (p / "manifest.json").exists())

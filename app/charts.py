@@ -1,0 +1,99 @@
+"""Plotly figures used by several pages (recall, spectrum, gene map)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+
+PALETTE = px.colors.qualitative.Dark24 + px.colors.qualitative.Light24
+
+
+def recall_at_best(recall: pd.DataFrame, best: dict) -> pd.DataFrame:
+    """Rows of ``recall`` at each matrix's chosen rank (best.json; the highest rank if absent)."""
+    out = []
+    for m, grp in recall.groupby("matrix", sort=False):
+        r = best.get(m, {}).get("rank", grp["rank"].max())
+        sel = grp[grp["rank"] == r]
+        if sel.empty:
+            sel = grp[grp["rank"] == grp["rank"].max()]
+        out.append(sel)
+    return pd.concat(out, ignore_index=True) if out else recall.iloc[:0]
+
+
+def recall_bars(recall: pd.DataFrame, best: dict, height: int = 320) -> go.Figure:
+    """Grouped bars: recall per source (x) for each matrix (colour) at its chosen rank, chance as a dashed line."""
+    df = recall_at_best(recall, best)
+    fig = px.bar(df, x="source", y="recall_mean", color="matrix", barmode="group", error_y="recall_std",
+                 hover_data=["rank", "n_pairs"], height=height, labels={"recall_mean": "recall"})
+    if "chance" in df and len(df):
+        fig.add_hline(y=float(df["chance"].mean()), line_dash="dash", line_color="grey",
+                      annotation_text="chance", annotation_position="top left")
+    fig.update_layout(margin=dict(l=10, r=10, t=10, b=10), yaxis_range=[0, 1])
+    return fig
+
+
+def recall_curves(recall: pd.DataFrame, height: int = 380, chosen: dict[str, int] | None = None) -> go.Figure:
+    """Recall vs rank (log x) per matrix (colour) and source (dash), chance dashed, chosen ranks dotted."""
+    df = recall.sort_values(["matrix", "source", "rank"])
+    fig = px.line(df, x="rank", y="recall_mean", color="matrix", line_dash="source", markers=True,
+                  log_x=True, height=height, labels={"recall_mean": "recall", "rank": "subspace rank"},
+                  hover_data=["recall_std", "n_pairs"])
+    if "chance" in df and len(df):
+        fig.add_hline(y=float(df["chance"].mean()), line_dash="dash", line_color="grey", annotation_text="chance")
+    for m, r in (chosen or {}).items():
+        fig.add_vline(x=r, line_dash="dot", line_color="black", annotation_text=f"{m} rank {r}")
+    fig.update_layout(margin=dict(l=10, r=10, t=10, b=10))
+    return fig
+
+
+def spectrum(spec: pd.DataFrame, height: int = 320, max_components: int = 256) -> go.Figure:
+    """Explained variance ratio per component (log y) for every matrix."""
+    df = spec[spec["component"] <= max_components]
+    fig = px.line(df, x="component", y="explained_variance_ratio", color="matrix", log_y=True, height=height,
+                  labels={"explained_variance_ratio": "explained variance ratio"})
+    fig.update_layout(margin=dict(l=10, r=10, t=10, b=10))
+    return fig
+
+
+def gene_map(xy: pd.DataFrame, colour: np.ndarray, colour_name: str, hover: np.ndarray,
+             highlight: np.ndarray | None = None, categorical: bool = True, height: int = 640,
+             title: str = "") -> go.Figure:
+    """WebGL scatter of all genes.
+
+    Args:
+        xy: (G, 2+) table with x, y in row order.
+        colour: (G,) category labels (str) or values (float; NaN = grey).
+        hover: (G,) hover text per gene.
+        highlight: rows drawn on top with a large red outline and their symbol as text.
+    Point i of the first traces has customdata = gene row, so selections map back to rows.
+    """
+    fig = go.Figure()
+    rows = np.arange(len(xy))
+    x, y = xy["x"].to_numpy(), xy["y"].to_numpy()
+    if categorical:
+        cats = pd.Series(colour, dtype="object").fillna("none").astype(str)
+        order = cats.value_counts().index.tolist()
+        order = [c for c in order if c not in ("none", "other")] + [c for c in ("other", "none") if c in order]
+        for i, cat in enumerate(order):
+            m = (cats == cat).to_numpy()
+            col = "#d0d0d0" if cat in ("none", "other") else PALETTE[i % len(PALETTE)]
+            fig.add_trace(go.Scattergl(x=x[m], y=y[m], mode="markers", name=cat, customdata=rows[m],
+                                       text=hover[m], hoverinfo="text", marker=dict(size=4, color=col, opacity=0.8)))
+    else:
+        fig.add_trace(go.Scattergl(x=x, y=y, mode="markers", name=colour_name, customdata=rows, text=hover,
+                                   hoverinfo="text", marker=dict(size=4, color=colour, colorscale="Viridis",
+                                                                 showscale=True, colorbar=dict(title=colour_name))))
+    if highlight is not None and len(highlight):
+        h = np.asarray(highlight)
+        fig.add_trace(go.Scattergl(x=x[h], y=y[h], mode="markers+text", name="highlighted", customdata=rows[h],
+                                   text=hover[h], hoverinfo="text", texttemplate=None,
+                                   marker=dict(size=12, color="rgba(0,0,0,0)", line=dict(width=2.5, color="#d62728"))))
+        fig.add_trace(go.Scatter(x=x[h][:50], y=y[h][:50], mode="text", text=[t.split("<br>")[0] for t in hover[h][:50]],
+                                 textposition="top center", hoverinfo="skip", showlegend=False,
+                                 textfont=dict(color="#d62728", size=12)))
+    fig.update_layout(height=height, title=title, legend=dict(title=colour_name, itemsizing="constant"),
+                      margin=dict(l=10, r=10, t=40 if title else 10, b=10), dragmode="lasso",
+                      xaxis=dict(title="UMAP 1", showgrid=False, zeroline=False),
+                      yaxis=dict(title="UMAP 2", showgrid=False, zeroline=False), plot_bgcolor="white")
+    return fig

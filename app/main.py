@@ -1,0 +1,42 @@
+"""TxFM gene explorer: ``streamlit run app/main.py -- --bundles DIR`` (or TXFM_BUNDLES=DIR).
+
+Reads precomputed bundles only (no torch, no checkpoints). Pages live in app/views/.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+if str(HERE.parent) not in sys.path:  # `streamlit run app/main.py` puts app/ on the path, not the repo
+    sys.path.insert(0, str(HERE.parent))
+
+import streamlit as st  # noqa: E402
+
+from app import state, ui  # noqa: E402
+
+PAGES = [
+    ("overview.py", "Overview", ":material/dashboard:"),
+    ("gene_map.py", "Gene map", ":material/scatter_plot:"),
+    ("neighbourhood.py", "Gene neighbourhood", ":material/hub:"),
+    ("modules.py", "Modules", ":material/workspaces:"),
+    ("enrichment.py", "Enrichment", ":material/science:"),
+    ("compare.py", "Compare checkpoints", ":material/compare:"),
+    ("subspaces.py", "Subspaces", ":material/stacked_line_chart:"),
+]
+
+
+def main(argv: list[str]) -> None:
+    """Configure the page, pick bundles in the sidebar, run the selected page, mirror state to the URL."""
+    st.set_page_config(page_title="TxFM gene explorer", page_icon=":material/genetics:", layout="wide")
+    root = state.bundles_root(argv)
+    st.session_state["_bundles_root"] = str(root)
+    nav = st.navigation([st.Page(HERE / "views" / f, title=t, icon=i, default=(n == 0))
+                         for n, (f, t, i) in enumerate(PAGES)])
+    st.sidebar.title("TxFM explorer")
+    ui.bundle_sidebar(root)
+    nav.run()
+    state.sync_url()
+
+
+main(sys.argv[1:])

@@ -1,0 +1,127 @@
+"""Gene search: symbols, aliases and Ensembl ids -> matrix rows, with autocomplete and close matches."""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+def _strip_version(token: str) -> str:
+    """ENSG00000141510.16 -> ENSG00000141510 (Ensembl versions are not part of the identity)."""
+    return token.split(".", 1)[0] if token.upper().startswith("ENS") else token
+
+
+@dataclass
+class GeneIndex:
+    """Case-insensitive lookup over one bundle's gene table.
+
+    Build with :meth:`from_genes`. Exact symbol matches win over Ensembl ids, which win over
+    aliases (an alias shared by several genes maps to the first in row order).
+    """
+
+    symbols: np.ndarray           # (G,) str, row order
+    keys: dict[str, int]          # upper-case token -> row
+    key_kind: dict[str, str]      # upper-case token -> "symbol" | "ensembl" | "alias"
+    display: list[str]            # autocomplete labels, one per searchable token
+    display_rows: np.ndarray      # (n_labels,) int, row of each label
+    display_upper: np.ndarray     # (n_labels,) unicode, upper-case token of each label
+
+    @classmethod
+    def from_genes(cls, genes: pd.DataFrame) -> "GeneIndex":
+        """Index a ``genes.parquet`` table (columns symbol, ensembl_id, aliases; row order = matrix rows)."""
+        symbols = genes["symbol"].astype(str).to_numpy()
+        keys: dict[str, int] = {}
+        kind: dict[str, str] = {}
+        labels, rows, uppers = [], [], []
+
+        def add(token: str, row: int, k: str, label: str) -> None:
+            t = token.strip()
+            if not t:
+                return
+            u = _strip_version(t).upper()
+            if u in keys:
+                return
+            keys[u], kind[u] = row, k
+            labels.append(label)
+            rows.append(row)
+            uppers.append(u)
+
+        ens = genes["ensembl_id"].fillna("").astype(str).to_numpy() if "ensembl_id" in genes else [""] * len(symbols)
+        ali = genes["aliases"].fillna("").astype(str).to_numpy() if "aliases" in genes else [""] * len(symbols)
+        for i, s in enumerate(symbols):
+            add(s, i, "symbol", s)
+        for i, e in enumerate(ens):
+            add(e, i, "ensembl", f"{e} ({symbols[i]})")
+        for i, a in enumerate(ali):
+            for alias in a.split("|"):
+                add(alias, i, "alias", f"{alias.strip()} (alias of {symbols[i]})")
+        return cls(symbols, keys, kind, labels, np.asarray(rows, dtype=np.int64), np.asarray(uppers, dtype=str))
+
+    def lookup(self, query: str) -> int | None:
+        """Row of an exact (case-insensitive) symbol, Ensembl id (version ignored) or alias; None if absent."""
+        return self.keys.get(_strip_version(query.strip()).upper())
+
+    def label_to_row(self, label: str) -> int | None:
+        """Row for an autocomplete label ("TP53", "ENSG... (TP53)", "p53 (alias of TP53)") or a raw token."""
+        row = self.lookup(label)
+        if row is None and " (" in label:
+            row = self.lookup(label.split(" (", 1)[0])
+        return row
+
+    def complete(self, prefix: str, limit: int = 20) -> list[str]:
+        """Autocomplete labels whose token starts with ``prefix`` (case-insensitive), symbols first, then shorter."""
+        p = prefix.strip().upper()
+        if not p:
+            return []
+        hits = np.flatnonzero(np.char.startswith(self.display_upper, p)).tolist()
+        order = {"symbol": 0, "ensembl": 1, "alias": 2}
+        hits.sort(key=lambda i: (order[self.key_kind[self.display_upper[i]]], len(self.display_upper[i]), self.display_upper[i]))
+        return [self.display[i] for i in hits[:limit]]
+
+    def close_matches(self, query: str, n: int = 5) -> list[str]:
+        """Symbols closest to a query that matched nothing (prefix matches first, then difflib similarity)."""
+        q = query.strip().upper()
+        if not q:
+            return []
+        out = [self.symbols[r] for r in self.display_rows[np.char.startswith(self.display_upper, q)]]
+        upper_symbols = {s.upper(): s for s in self.symbols}
+        out += [upper_symbols[m] for m in difflib.get_close_matches(q, list(upper_symbols), n=n, cutoff=0.6)]
+        seen: list[str] = []
+        for s in out:
+            if s not in seen:
+                seen.append(s)
+        return seen[:n]
+
+    def map_list(self, tokens: list[str]) -> tuple[np.ndarray, list[str]]:
+        """Map a user's gene list to rows.
+
+        Args:
+            tokens: symbols, aliases or Ensembl ids (any case, duplicates allowed).
+        Returns:
+            (rows, unmapped): unique rows in first-seen order (int64), and the tokens that matched nothing.
+        """
+        rows, unmapped, seen = [], [], set()
+        for t in tokens:
+            r = self.lookup(t)
+            if r is None:
+                unmapped.append(t)
+            elif r not in seen:
+                seen.add(r)
+                rows.append(r)
+        return np.asarray(rows, dtype=np.int64), unmapped
+
+
+def parse_gene_list(text: str) -> list[str]:
+    """Split pasted text (newlines, commas, tabs, spaces or semicolons) into gene tokens.
+
+    A header line such as "gene" or "symbol" in the first position is dropped, so a one-column
+    CSV export from this app can be pasted back.
+    """
+    import re
+
+    tokens = [t for t in re.split(r"[\s,;]+", text) if t]
+    if tokens and tokens[0].lower() in {"gene", "genes", "symbol", "symbols", "ensembl_id"}:
+        tokens = tokens[1:]
+    return tokens

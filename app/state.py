@@ -1,0 +1,247 @@
+"""Shared app state: where bundles live, which are selected, URL-synchronised view parameters,
+and the cached loaders every page uses.
+
+Session state is the source of truth for the view parameters (bundle, gene, k, threshold,
+matrix, rank, ...); it is filled from the URL query parameters once per session and mirrored
+back to the URL on every run, so a view survives page switches and can be shared as a link.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app.bundle import Bundle, BundleError, discover_bundles, open_bundle, validate
+from app.export import read_gmt
+from app.neighbours import PairIndex, top_k, top_k_precomputed, unit_rows
+from app.search import GeneIndex
+
+URL_PARAMS = ("bundle", "compare", "gene", "k", "threshold", "matrix", "rank", "resolution", "module", "component")
+DEFAULTS = {"k": 20, "threshold": 0.5}
+_STORE = "_txfm_params"
+
+
+# ---- bundles folder ---------------------------------------------------------------------------
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Options after ``--`` on ``streamlit run app/main.py -- --bundles DIR``."""
+    ap = argparse.ArgumentParser(prog="streamlit run app/main.py --",
+                                 description="TxFM gene explorer over precomputed bundles.")
+    ap.add_argument("--bundles", type=Path, default=None,
+                    help="folder holding bundle folders (or one bundle); default $TXFM_BUNDLES or ./bundles")
+    args, _ = ap.parse_known_args(argv)
+    return args
+
+
+def bundles_root(argv: list[str]) -> Path:
+    """The bundles folder: ``--bundles`` beats the TXFM_BUNDLES environment variable beats ./bundles."""
+    args = parse_args(argv)
+    if args.bundles is not None:
+        return args.bundles
+    return Path(os.environ.get("TXFM_BUNDLES", "bundles"))
+
+
+# ---- URL-synchronised parameters --------------------------------------------------------------
+def _store() -> dict:
+    if _STORE not in st.session_state:
+        init = {}
+        for key in URL_PARAMS:
+            if key in st.query_params:
+                init[key] = st.query_params.get_all(key) if key == "bundle" else st.query_params[key]
+        st.session_state[_STORE] = init
+    return st.session_state[_STORE]
+
+
+def get(key: str, default=None):
+    """A view parameter (string from the URL, or whatever a page stored)."""
+    return _store().get(key, DEFAULTS.get(key, default))
+
+
+def put(key: str, value) -> None:
+    """Store a view parameter (None removes it)."""
+    s = _store()
+    if value is None:
+        s.pop(key, None)
+    else:
+        s[key] = value
+
+
+def sync_url() -> None:
+    """Mirror the stored view parameters into the URL query string."""
+    want: dict[str, object] = {}
+    for key in URL_PARAMS:
+        v = _store().get(key)
+        if v is None or v == "" or v == []:
+            continue
+        want[key] = [str(x) for x in v] if isinstance(v, list) else str(v)
+    current = {k: (st.query_params.get_all(k) if isinstance(want.get(k), list) else st.query_params.get(k))
+               for k in st.query_params}
+    if current != want:
+        st.query_params.from_dict(want)
+
+
+def as_int(v, default: int) -> int:
+    """Parse a URL value as int, falling back to ``default`` on junk."""
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return default
+
+
+def as_float(v, default: float) -> float:
+    """Parse a URL value as float, falling back to ``default`` on junk."""
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return default
+
+
+# ---- cached resources (one copy per server process) ------------------------------------------
+@st.cache_resource(show_spinner=False)
+def load_bundle(path: str, mtime: float) -> Bundle:
+    """Open and validate a bundle once per server (``mtime`` of its manifest invalidates the cache)."""
+    validate(Path(path))
+    return open_bundle(Path(path))
+
+
+def bundle(path: Path) -> Bundle:
+    """The cached Bundle for a folder; raises BundleError with the validator's message."""
+    mf = Path(path) / "manifest.json"
+    return load_bundle(str(Path(path).resolve()), mf.stat().st_mtime if mf.exists() else 0.0)
+
+
+@st.cache_resource(show_spinner=False)
+def gene_index(path: str, mtime: float) -> GeneIndex:
+    """Search index over a bundle's symbols, aliases and Ensembl ids."""
+    return GeneIndex.from_genes(bundle(Path(path)).genes)
+
+
+def index_for(b: Bundle) -> GeneIndex:
+    """The cached GeneIndex of a bundle."""
+    return gene_index(str(b.path), _mtime(b))
+
+
+@st.cache_resource(show_spinner=False, max_entries=6)
+def _unit(path: str, mtime: float, matrix: str, rank: int) -> np.ndarray:
+    return unit_rows(bundle(Path(path)).subspace(matrix), rank)
+
+
+def unit(b: Bundle, matrix: str, rank: int) -> np.ndarray:
+    """(G, rank) unit-norm gene vectors for cosine similarity at ``rank`` (cached per server)."""
+    return _unit(str(b.path), _mtime(b), matrix, rank)
+
+
+@st.cache_resource(show_spinner=False)
+def _pairs(path: str, mtime: float) -> PairIndex:
+    b = bundle(Path(path))
+    return PairIndex.from_pairs(b.pairs, b.symbols)
+
+
+def pairs(b: Bundle) -> PairIndex:
+    """Known relationships of a bundle indexed by row (cached per server)."""
+    return _pairs(str(b.path), _mtime(b))
+
+
+@st.cache_resource(show_spinner=False)
+def _library(path: str, mtime: float) -> dict[str, dict[str, list[str]]]:
+    b = bundle(Path(path))
+    return {lib: read_gmt(b.gmt_path(lib).read_text()) for lib in b.gmt_libraries()}
+
+
+def library(b: Bundle) -> dict[str, dict[str, list[str]]]:
+    """A bundle's gene-set libraries, {library: {term: [symbol, ...]}} (cached per server; do not mutate)."""
+    return _library(str(b.path), _mtime(b))
+
+
+@st.cache_resource(show_spinner=False)
+def _table(path: str, mtime: float, what: str, matrix: str) -> pd.DataFrame:
+    b = bundle(Path(path))
+    return {"umap": b.umap, "modules": b.modules, "enrichment": b.enrichment}[what](matrix)
+
+
+def table(b: Bundle, what: str, matrix: str) -> pd.DataFrame:
+    """A per-matrix table ("umap", "modules" or "enrichment"), read once per server. Do not mutate."""
+    return _table(str(b.path), _mtime(b), what, matrix)
+
+
+def _mtime(b: Bundle) -> float:
+    return (b.path / "manifest.json").stat().st_mtime
+
+
+# ---- cached queries -------------------------------------------------------------------------
+@st.cache_data(show_spinner=False, max_entries=256)
+def _neighbours(path: str, mtime: float, matrix: str, rank: int, row: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    b = bundle(Path(path))
+    idx, sims = b.knn(matrix)
+    if rank == b.default_rank(matrix) and k <= idx.shape[1]:
+        return top_k_precomputed(idx, sims, row, k)
+    return top_k(unit(b, matrix, rank), row, k)
+
+
+def neighbours(b: Bundle, matrix: str, rank: int, row: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k neighbour rows and cosines of ``row`` at ``rank``: the stored kNN at the bundle's
+    chosen rank, otherwise computed from the subspace (cached per query)."""
+    return _neighbours(str(b.path), _mtime(b), matrix, int(rank), int(row), int(k))
+
+
+# ---- selection ------------------------------------------------------------------------------
+def available(root: Path) -> list[Path]:
+    """Bundle folders under the bundles root."""
+    return discover_bundles(root)
+
+
+def selected_bundles(root: Path) -> list[Path]:
+    """Bundles chosen in the sidebar (by folder name), defaulting to the first one found."""
+    found = {p.name: p for p in available(root)}
+    chosen = get("bundle") or []
+    if isinstance(chosen, str):
+        chosen = [chosen]
+    chosen = [c for c in chosen if c in found]
+    if not chosen and found:
+        chosen = [next(iter(found))]
+    return [found[c] for c in chosen]
+
+
+def matrix_choice(b: Bundle, label: str = "Gene matrix", key: str = "matrix", container=st) -> str:
+    """Select box for the gene matrix, synchronised with the ``matrix`` URL parameter."""
+    names = b.matrix_names
+    current = get(key)
+    idx = names.index(current) if current in names else 0
+    m = container.selectbox(label, names, index=idx, key=f"w_{key}_{b.name}",
+                            help="codebook = input gene embeddings; decoder = output gene weights; pca = PCA baseline")
+    put(key, m)
+    return m
+
+
+def rank_choice(b: Bundle, matrix: str, container=st) -> int:
+    """Slider for the subspace rank, synchronised with the ``rank`` URL parameter."""
+    hi, default = b.max_rank(matrix), b.default_rank(matrix)
+    r = min(max(as_int(get("rank"), default), 1), hi)
+    wkey = f"w_rank_{b.name}_{matrix}"
+    if wkey not in st.session_state:  # (re)created: start from the shared/URL value
+        st.session_state[wkey] = r
+    r = container.slider(f"Subspace rank (chosen: {default})", 1, hi, key=wkey,
+                         help="Similarity uses the first r standardised principal components of the matrix.")
+    put("rank", int(r))
+    return int(r)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _hover(path: str, mtime: float, matrix: str, resolution: str | None) -> np.ndarray:
+    b = bundle(Path(path))
+    sym = pd.Series(b.symbols.astype(str))
+    idx, _ = b.knn(matrix)
+    nb = pd.DataFrame(b.symbols.astype(str)[np.asarray(idx[:, :3])])
+    text = sym.copy()
+    if resolution:
+        text = text + "<br>module " + _table(path, mtime, "modules", matrix)[resolution].astype(str).reset_index(drop=True)
+    text = text + "<br>neighbours: " + nb.agg(", ".join, axis=1)
+    return text.to_numpy(dtype=object)
+
+
+def hover_text(b: Bundle, matrix: str, resolution: str | None) -> np.ndarray:
+    """(G,) hover text per gene: symbol, module at ``resolution`` and the top 3 stored neighbours."""
+    return _hover(str(b.path), _mtime(b), matrix, resolution)

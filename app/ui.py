@@ -1,0 +1,148 @@
+"""Widgets shared by the pages: bundle picker and messages, gene picker, exports, tables."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app import state
+from app.bundle import Bundle, BundleError
+from app.export import gmt_bytes, graphml_bytes, table_csv, view_json
+
+MAKE_BUNDLE_COMMANDS = (
+    "make demo                      # trains a tiny model and writes bundles/demo\n"
+    "python -m precompute run --checkpoint runs/NAME/checkpoint.pt --out bundles/NAME"
+)
+
+
+def root() -> Path:
+    """The bundles folder chosen at start-up (``--bundles`` or TXFM_BUNDLES)."""
+    return Path(st.session_state.get("_bundles_root", "bundles"))
+
+
+def bundle_sidebar(bundles_root: Path) -> None:
+    """Sidebar multiselect of the bundles found under ``bundles_root`` (stored in the ``bundle`` URL param)."""
+    found = [p.name for p in state.available(bundles_root)]
+    st.sidebar.caption(f"Bundles folder: `{bundles_root}`")
+    if not found:
+        return
+    chosen = [p.name for p in state.selected_bundles(bundles_root)]
+    if "w_bundles" not in st.session_state:
+        st.session_state["w_bundles"] = chosen
+    picked = st.sidebar.multiselect("Bundles", found, key="w_bundles",
+                                    help="The first bundle is the one the pages show; Compare uses the first two.")
+    state.put("bundle", [p for p in picked if p in found])
+
+
+def require_bundles(n: int = 1) -> list[Bundle]:
+    """The selected bundles, opened and validated; shows the right message and stops the page otherwise.
+
+    Args:
+        n: how many bundles the page needs (Compare needs 2).
+    """
+    r = root()
+    paths = state.selected_bundles(r)
+    if not state.available(r):
+        st.error(f"No bundles found in `{r}`. A bundle is a folder with a manifest.json written by "
+                 "precompute. Make one, then reload this page:")
+        st.code(MAKE_BUNDLE_COMMANDS, language="bash")
+        st.caption("Start the app on another folder with `streamlit run app/main.py -- --bundles DIR` "
+                   "or the TXFM_BUNDLES environment variable.")
+        st.stop()
+    out = []
+    for p in paths:
+        try:
+            out.append(state.bundle(p))
+        except BundleError as e:
+            st.error(f"Bundle `{p.name}` is not valid: {e}")
+            st.stop()
+    if len(out) < n:
+        st.info(f"This page needs {n} bundles: pick them in the sidebar ({len(state.available(r))} found in `{r}`).")
+        st.stop()
+    return out
+
+
+def gene_picker(b: Bundle, key: str = "gene", label: str = "Gene (symbol, alias or Ensembl id)") -> int | None:
+    """Search box with autocomplete over symbols; aliases and Ensembl ids typed in are resolved.
+
+    Returns the gene's row, or None (after showing close matches) when nothing matches.
+    """
+    idx = state.index_for(b)
+    current = state.get(key)
+    options = list(b.symbols)
+    row = idx.lookup(current) if current else None
+    wkey = f"w_{key}_{b.name}"
+    if wkey not in st.session_state:
+        st.session_state[wkey] = options[row] if row is not None else (current or None)
+    typed = st.selectbox(label, options, key=wkey, accept_new_options=True, placeholder="type to search, e.g. TP53",
+                         help="Start typing a symbol; aliases (p21) and Ensembl ids (ENSG...) can be typed in full.")
+    if not typed:
+        state.put(key, None)
+        return None
+    row = idx.lookup(typed)
+    if row is None:
+        close = idx.close_matches(typed)
+        msg = f"Gene `{typed}` is not in bundle `{b.name}`."
+        st.warning(msg + (" Close matches: " + ", ".join(f"`{c}`" for c in close) if close else " No close matches."))
+        cols = st.columns(max(len(close), 1))
+        for c, name in zip(cols, close):
+            if c.button(name, key=f"close_{key}_{name}"):
+                st.session_state[wkey] = name
+                state.put(key, name)
+                st.rerun()
+        state.put(key, typed)
+        return None
+    if str(b.symbols[row]) != typed:
+        st.caption(f"`{typed}` → **{b.symbols[row]}**")
+    state.put(key, str(b.symbols[row]))
+    return int(row)
+
+
+def export_buttons(name: str, table=None, sets=None,
+                   graph: nx.Graph | None = None, view: dict | None = None, key: str = "") -> None:
+    """Download buttons (built only when clicked) for a gene list / table / network / view.
+
+    Args:
+        name: file name stem ("TP53_neighbours").
+        table: CSV export: a DataFrame, or a function returning one (built on click).
+        sets: GMT export: {set name: genes}, or a function returning that dict (built on click).
+        graph: GraphML export (Cytoscape).
+        view: JSON export: dict with keys page, bundle, params, genes.
+    """
+    cols = st.columns(4)
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+    if table is not None:
+        cols[0].download_button("CSV", data=lambda: table_csv(table() if callable(table) else table), file_name=f"{safe}.csv", mime="text/csv",
+                                key=f"dl_csv_{key}", on_click="ignore", icon=":material/download:")
+    if sets:
+        cols[1].download_button("GMT", data=lambda: gmt_bytes(sets() if callable(sets) else sets), file_name=f"{safe}.gmt", mime="text/plain",
+                                key=f"dl_gmt_{key}", on_click="ignore", icon=":material/download:")
+    if graph is not None and graph.number_of_nodes():
+        cols[2].download_button("GraphML (Cytoscape)", data=lambda: graphml_bytes(graph), file_name=f"{safe}.graphml",
+                                mime="application/xml", key=f"dl_graphml_{key}", on_click="ignore",
+                                icon=":material/download:")
+    if view is not None:
+        cols[3].download_button("View (JSON)", data=lambda: view_json(**view), file_name=f"{safe}.view.json",
+                                mime="application/json", key=f"dl_json_{key}", on_click="ignore",
+                                icon=":material/download:")
+
+
+def enrichment_table(df: pd.DataFrame, height: int = 320) -> None:
+    """An enrichment result as a sortable table with p/q in scientific notation."""
+    if df.empty:
+        st.info("No gene set overlaps this list.")
+        return
+    st.dataframe(df, hide_index=True, height=height, column_config={
+        "p": st.column_config.NumberColumn("p", format="%.2e"),
+        "q": st.column_config.NumberColumn("q (BH)", format="%.2e"),
+        "genes": st.column_config.TextColumn("overlapping genes", width="large"),
+    })
+
+
+def gene_table(b: Bundle, rows: np.ndarray) -> pd.DataFrame:
+    """Symbol / Ensembl id table for gene rows (the CSV export of any gene list)."""
+    g = b.genes.iloc[np.asarray(rows, dtype=np.int64)]
+    return pd.DataFrame({"gene": g["symbol"].to_numpy(), "ensembl_id": g["ensembl_id"].to_numpy()})

@@ -1,0 +1,95 @@
+"""Compare checkpoints: two bundles side by side (aligned maps, linked highlighting), per-gene
+neighbourhood change, recall of both."""
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from app import charts, state, ui
+from app.compare import align_layout, neighbourhood_change, row_map
+from app.search import parse_gene_list
+
+st.title("Compare checkpoints")
+ba, bb = ui.require_bundles(n=2)[:2]
+common = [m for m in ba.matrix_names if m in bb.matrix_names and ba.has_umap(m) and bb.has_umap(m)]
+if not common:
+    st.error(f"Bundles `{ba.name}` and `{bb.name}` share no gene matrix with a UMAP; nothing to compare.")
+    st.stop()
+cur = state.get("matrix")
+c = st.columns([1, 2])
+matrix = c[0].selectbox("Gene matrix (both bundles)", common, index=common.index(cur) if cur in common else 0,
+                        key="cmp_matrix")
+state.put("matrix", matrix)
+query = c[1].text_input("Highlight a gene or gene set in both maps", value=state.get("gene") or "", key="cmp_query")
+tokens = parse_gene_list(query)
+if len(tokens) == 1:
+    state.put("gene", tokens[0])
+
+
+@st.cache_data(show_spinner="Aligning layouts…")
+def aligned(path_a: str, path_b: str, matrix: str) -> tuple[np.ndarray, np.ndarray]:
+    """(xy_a, xy_b aligned onto a) for the two bundles' UMAPs of ``matrix``."""
+    a, b = state.bundle(path_a), state.bundle(path_b)
+    xa = state.table(a, "umap", matrix)[["x", "y"]].to_numpy()
+    xb = state.table(b, "umap", matrix)[["x", "y"]].to_numpy()
+    return xa, align_layout(xa, xb, row_map(b.symbols, a.symbols))
+
+
+@st.cache_data(show_spinner="Comparing neighbourhoods…")
+def change(path_a: str, path_b: str, matrix: str) -> pd.DataFrame:
+    """Per-gene Jaccard overlap of the stored top-k neighbours in the two bundles."""
+    a, b = state.bundle(path_a), state.bundle(path_b)
+    ka, kb = a.knn(matrix)[0], b.knn(matrix)[0]
+    return neighbourhood_change(a.symbols, ka, b.symbols, kb, min(ka.shape[1], kb.shape[1]))
+
+
+xa, xb = aligned(str(ba.path), str(bb.path), matrix)
+cols = st.columns(2)
+for col, bnd, xy in ((cols[0], ba, xa), (cols[1], bb, xb)):
+    idx = state.index_for(bnd)
+    hl, missing = idx.map_list(tokens)
+    res = (state.get("resolution") if state.get("resolution") in bnd.resolutions(matrix)
+           else (bnd.resolutions(matrix) or [None])[0])
+    colour = np.full(bnd.n_genes, "gene", dtype=object)
+    if res:
+        colour = np.array([f"module {m}" for m in state.table(bnd, "modules", matrix)[res].to_numpy()], dtype=object)
+        small = pd.Series(colour).value_counts().index[20:]
+        colour[np.isin(colour, small)] = "other"
+    fig = charts.gene_map(pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1]}), colour, "module", state.hover_text(bnd, matrix, res),
+                          highlight=hl, height=480, title=f"{bnd.name} · {matrix}")
+    fig.update_layout(showlegend=False)
+    with col:
+        st.plotly_chart(fig, key=f"cmp_map_{bnd.name}")
+        if missing:
+            st.caption(f"Not in `{bnd.name}`: " + ", ".join(missing))
+st.caption(f"`{bb.name}` is rotated/scaled onto `{ba.name}` (Procrustes on the shared genes) so the maps line up.")
+
+st.subheader("Which genes changed neighbourhood most")
+ch = change(str(ba.path), str(bb.path), matrix)
+k = int(ch["k"].iloc[0]) if len(ch) else 0
+m1, m2, m3 = st.columns(3)
+m1.metric("Shared genes", f"{len(ch):,}")
+m2.metric(f"Mean Jaccard of top-{k} neighbours", f"{ch['jaccard'].mean():.3f}" if len(ch) else "—")
+m3.metric("Genes with no shared neighbour", f"{int((ch['shared_neighbours'] == 0).sum()):,}")
+left, right = st.columns([1, 1])
+with left:
+    st.dataframe(ch.head(500), hide_index=True, height=360, column_config={
+        "jaccard": st.column_config.ProgressColumn("Jaccard", min_value=0.0, max_value=1.0, format="%.2f")})
+with right:
+    fig = px.histogram(ch, x="jaccard", nbins=40, height=360, labels={"jaccard": f"Jaccard overlap of top-{k} neighbours"})
+    fig.update_layout(margin=dict(l=10, r=10, t=10, b=10))
+    st.plotly_chart(fig, key="cmp_hist")
+ui.export_buttons(f"{ba.name}_vs_{bb.name}_{matrix}_neighbour_change", table=ch,
+                  sets=lambda: {"most_changed_200": ch["gene"].head(200).tolist()}, key="cmp",
+                  view={"page": "Compare checkpoints", "bundle": f"{ba.name} vs {bb.name}",
+                        "genes": ch["gene"].head(200).tolist(), "params": {"matrix": matrix, "k": k}})
+
+st.subheader("Recall of known relationships")
+rc = st.columns(2)
+for col, bnd in zip(rc, (ba, bb)):
+    with col:
+        st.markdown(f"**{bnd.name}**")
+        if bnd.recall.empty:
+            st.info("No recall table.")
+        else:
+            st.plotly_chart(charts.recall_bars(bnd.recall, bnd.best), key=f"cmp_recall_{bnd.name}")

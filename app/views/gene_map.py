@@ -1,0 +1,104 @@
+"""Gene map: UMAP of all genes (WebGL); colour by module, gene set, relationship source or a gene list;
+search highlights genes; box/lasso selection becomes a gene list for enrichment or export."""
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app import charts, state, ui
+from app.search import parse_gene_list
+
+st.title("Gene map")
+b = ui.require_bundles()[0]
+with_umap = [m for m in b.matrix_names if b.has_umap(m)]
+if not with_umap:
+    st.error(f"Bundle `{b.name}` has no umap/ tables; rebuild it with `python -m precompute run ... --force`.")
+    st.stop()
+
+c1, c2, c3 = st.columns([1, 1, 2])
+matrix = state.matrix_choice(b, container=c1)
+if matrix not in with_umap:
+    st.warning(f"No UMAP for `{matrix}`; showing `{with_umap[0]}`.")
+    matrix = with_umap[0]
+mods = state.table(b, "modules", matrix)
+resolutions = [c for c in mods.columns if c.startswith("res_")]
+mode = c2.selectbox("Colour by", ["module", "gene set", "relationship source", "my gene list"], key="map_colour")
+xy = state.table(b, "umap", matrix)
+idx = state.index_for(b)
+
+res = None
+if resolutions:
+    cur = state.get("resolution")
+    res = c3.selectbox("Module resolution", resolutions, index=resolutions.index(cur) if cur in resolutions else 0,
+                       key=f"map_res_{b.name}_{matrix}")
+    state.put("resolution", res)
+hover = state.hover_text(b, matrix, res)
+
+colour: np.ndarray
+categorical = True
+if mode == "module" and res:
+    colour = np.array([f"module {m}" for m in mods[res].to_numpy()], dtype=object)
+    counts = pd.Series(colour).value_counts()
+    small = counts.index[30:]  # a legend of more than 30 modules is unreadable
+    colour[np.isin(colour, small)] = "other"
+elif mode == "gene set":
+    libs = state.library(b)
+    if not libs:
+        st.info("This bundle has no gene-set libraries (references/gmt/).")
+        st.stop()
+    l1, l2 = st.columns([1, 3])
+    lib = l1.selectbox("Library", list(libs), key="map_lib")
+    term = l2.selectbox("Gene set", sorted(libs[lib]), key="map_term")
+    rows, _ = idx.map_list(libs[lib][term])
+    colour = np.full(b.n_genes, "none", dtype=object)
+    colour[rows] = term
+elif mode == "relationship source":
+    pi = state.pairs(b)
+    if not pi.sources:
+        st.info("This bundle has no references/pairs.parquet.")
+        st.stop()
+    source = st.selectbox("Source", pi.sources, key="map_source")
+    colour = np.full(b.n_genes, "none", dtype=object)
+    colour[pi.rows_in_source(source)] = f"in {source}"
+else:
+    text = st.text_area("Your gene list (symbols, aliases or Ensembl ids)", key="map_list", height=90)
+    rows, unmapped = idx.map_list(parse_gene_list(text))
+    if unmapped:
+        st.warning(f"{len(unmapped)} not found in this bundle: " + ", ".join(unmapped[:30]))
+    colour = np.full(b.n_genes, "none", dtype=object)
+    colour[rows] = "my list"
+
+query = st.text_input("Highlight genes (comma or space separated)", value=state.get("gene") or "", key="map_search")
+hl_rows, hl_missing = idx.map_list(parse_gene_list(query))
+if hl_missing:
+    for t in hl_missing:
+        close = idx.close_matches(t)
+        st.warning(f"Gene `{t}` not found." + (" Close matches: " + ", ".join(close) if close else ""))
+if len(hl_rows) == 1:
+    state.put("gene", str(b.symbols[hl_rows[0]]))
+
+fig = charts.gene_map(xy, colour, mode, hover, highlight=hl_rows, categorical=categorical,
+                      title=f"{b.name} · {matrix} · {b.n_genes:,} genes")
+event = st.plotly_chart(fig, key=f"map_{b.name}_{matrix}", on_select="rerun", selection_mode=("box", "lasso"),
+                        config={"scrollZoom": True})
+st.caption("Drag a box or lasso on the map to select genes; hover a point for its module and top neighbours.")
+
+points = event.selection.get("points", []) if event and event.selection else []
+sel_rows = np.unique([int(p["customdata"]) for p in points if p.get("customdata") is not None])
+if len(sel_rows):
+    st.subheader(f"Selection: {len(sel_rows)} genes")
+    table = ui.gene_table(b, sel_rows)
+    if res:
+        table["module"] = mods[res].to_numpy()[sel_rows]
+    st.dataframe(table, hide_index=True, height=240)
+    genes = table["gene"].tolist()
+    if st.button("Send selection to Enrichment", icon=":material/science:"):
+        st.session_state["enrich_text"] = "\n".join(genes)
+        st.switch_page("views/enrichment.py")
+    ui.export_buttons(f"{b.name}_{matrix}_selection", table=table, sets={"selection": genes},
+                      view={"page": "Gene map", "bundle": b.name, "genes": genes,
+                            "params": {"matrix": matrix, "colour": mode, "resolution": res}}, key="map_sel")
+elif len(hl_rows):
+    ui.export_buttons(f"{b.name}_highlighted", table=ui.gene_table(b, hl_rows),
+                      sets={"highlighted": [str(b.symbols[r]) for r in hl_rows]},
+                      view={"page": "Gene map", "bundle": b.name, "genes": [str(b.symbols[r]) for r in hl_rows],
+                            "params": {"matrix": matrix, "colour": mode, "resolution": res}}, key="map_hl")

@@ -1,0 +1,91 @@
+"""Modules: table of modules at a resolution with their top enriched term; one module's genes,
+enrichment and network; GMT export of one module or all."""
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app import state, ui
+from app.network import network_figure, similarity_graph
+
+MAX_NETWORK_GENES = 150
+
+st.title("Modules")
+b = ui.require_bundles()[0]
+c = st.columns(3)
+matrix = state.matrix_choice(b, container=c[0])
+mods = state.table(b, "modules", matrix)
+resolutions = [col for col in mods.columns if col.startswith("res_")]
+if not resolutions:
+    st.info(f"Bundle `{b.name}` has no modules for `{matrix}`.")
+    st.stop()
+cur = state.get("resolution")
+res = c[1].selectbox("Resolution (Leiden)", resolutions, index=resolutions.index(cur) if cur in resolutions else 0,
+                     key=f"mod_res_{b.name}_{matrix}")
+state.put("resolution", res)
+enr = state.table(b, "enrichment", matrix)
+
+
+@st.cache_data(show_spinner=False)
+def module_summary(path: str, matrix: str, res: str) -> pd.DataFrame:
+    """One row per module: size, best term (smallest q) with its library and q."""
+    bb = state.bundle(path)
+    m = state.table(bb, "modules", matrix)
+    e = state.table(bb, "enrichment", matrix)
+    size = m[res].value_counts().rename_axis("module").reset_index(name="size")
+    if not e.empty:
+        e = e[np.isclose(e["resolution"].astype(float), float(res[4:]))]
+        best = e.sort_values(["q", "p"]).drop_duplicates("module")[["module", "term", "library", "overlap", "q"]]
+        size = size.merge(best, on="module", how="left")
+    return size.sort_values(["size", "module"], ascending=[False, True]).reset_index(drop=True)
+
+
+summary = module_summary(str(b.path), matrix, res)
+st.dataframe(summary, hide_index=True, height=260, column_config={
+    "q": st.column_config.NumberColumn("q (BH)", format="%.2e"), "term": "top enriched term"})
+options = summary["module"].tolist()
+cur_mod = state.as_int(state.get("module"), options[0])
+module = c[2].selectbox("Module", options, index=options.index(cur_mod) if cur_mod in options else 0,
+                        format_func=lambda m: f"module {m} ({int(summary.set_index('module').loc[m, 'size'])} genes)",
+                        key=f"mod_sel_{b.name}_{matrix}_{res}")
+state.put("module", int(module))
+
+rows = np.flatnonzero(mods[res].to_numpy() == module)
+genes = [str(b.symbols[r]) for r in rows]
+st.subheader(f"Module {module}: {len(rows)} genes")
+left, right = st.columns([1, 1])
+with left:
+    st.markdown("**Genes**")
+    st.dataframe(ui.gene_table(b, rows), hide_index=True, height=240)
+    st.markdown("**Enrichment** (precomputed: hypergeometric, BH per partition and library)")
+    if enr.empty:
+        st.info("No enrichment table for this matrix.")
+        mod_enr = pd.DataFrame()
+    else:
+        mod_enr = enr[np.isclose(enr["resolution"].astype(float), float(res[4:])) & (enr["module"] == module)]
+        ui.enrichment_table(mod_enr.drop(columns=["resolution", "module"]).sort_values("p"))
+with right:
+    rank = b.default_rank(matrix)
+    thr = st.slider("Edge threshold (cosine)", -1.0, 1.0, 0.5, 0.05, key="mod_thr")
+    shown = rows[:MAX_NETWORK_GENES]
+    graph = similarity_graph(state.unit(b, matrix, rank), shown, b.symbols, thr, state.pairs(b))
+    graph.graph.update({"bundle": b.name, "matrix": matrix, "rank": rank, "resolution": res, "module": int(module)})
+    st.plotly_chart(network_figure(graph, title=f"Module {module} (rank {rank})"), key="mod_net")
+    if len(rows) > MAX_NETWORK_GENES:
+        st.caption(f"Network shows the first {MAX_NETWORK_GENES} of {len(rows)} genes.")
+
+
+
+def all_sets() -> dict[str, list[str]]:
+    """Every module at this resolution as a GMT-ready dict (built only when the GMT button is clicked)."""
+    groups = pd.Series(b.symbols.astype(str)).groupby(mods[res].to_numpy())
+    return {f"{b.name}_{matrix}_{res}_module_{m}": groups.get_group(m).tolist() for m in options}
+
+
+st.markdown("**Export this module**")
+ui.export_buttons(f"{b.name}_{matrix}_{res}_module_{module}", table=ui.gene_table(b, rows),
+                  sets={f"{b.name}_{matrix}_{res}_module_{module}": genes}, graph=graph, key="mod_one",
+                  view={"page": "Modules", "bundle": b.name, "genes": genes,
+                        "params": {"matrix": matrix, "resolution": res, "module": int(module)}})
+st.markdown("**Export all modules at this resolution**")
+ui.export_buttons(f"{b.name}_{matrix}_{res}_all_modules", table=lambda: pd.DataFrame(
+    {"gene": b.symbols.astype(str), "module": mods[res].to_numpy()}), sets=all_sets, key="mod_all")

@@ -1,0 +1,59 @@
+"""Overview: model card, training loss, recall per source (with chance), spectrum of each matrix."""
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from app import charts, ui
+
+st.title("Overview")
+bundles = ui.require_bundles()
+
+for b in bundles:
+    st.header(f"Bundle `{b.name}`")
+    src = b.manifest.get("source", {})
+    mc = src.get("model_config", {}) or {}
+    corpus = src.get("corpus", {}) or {}
+    c = st.columns(5)
+    c[0].metric("Kind", str(src.get("kind", "?")))
+    c[1].metric("Preset", str(mc.get("preset", mc.get("name", "—"))))
+    c[2].metric("Parameters", f"{int(src['n_parameters']):,}" if src.get("n_parameters") else "—")
+    c[3].metric("Genes", f"{b.n_genes:,}")
+    c[4].metric("Samples seen", f"{int(src['samples_seen']):,}" if src.get("samples_seen") else "—")
+    with st.expander("Model card (checkpoint, configuration, training corpus)"):
+        st.markdown(f"**Checkpoint** `{src.get('checkpoint', '?')}`  \n**sha256** `{src.get('sha256', '') or '—'}`  \n"
+                    f"**Bundle created** {b.manifest.get('created', '?')}")
+        st.markdown("**Training corpus**")
+        st.json(corpus, expanded=False)
+        st.markdown("**Model configuration**")
+        st.json(mc, expanded=False)
+        st.markdown("**Training configuration**")
+        st.json(src.get("train_config", {}), expanded=False)
+        steps = pd.DataFrame([{"step": k, "seconds": v.get("seconds"), "finished": v.get("finished"),
+                               "params": str(v.get("params", {}))} for k, v in b.manifest.get("steps", {}).items()])
+        if not steps.empty:
+            st.markdown("**Precompute steps**")
+            st.dataframe(steps, hide_index=True)
+
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Training loss")
+        if b.metrics.empty or "loss" not in b.metrics:
+            st.info("No training/metrics.parquet in this bundle (the run's log was not available).")
+        else:
+            x = "step" if "step" in b.metrics else b.metrics.columns[0]
+            fig = px.line(b.metrics, x=x, y="loss", markers=False, height=320)
+            fig.update_layout(margin=dict(l=10, r=10, t=10, b=10))
+            st.plotly_chart(fig, key=f"loss_{b.name}")
+    with right:
+        st.subheader("Recall of known relationships")
+        if b.recall.empty:
+            st.info("No recall/recall.parquet in this bundle.")
+        else:
+            st.plotly_chart(charts.recall_bars(b.recall, b.best), key=f"recall_{b.name}")
+            st.caption("Recall at each matrix's chosen rank (recall/best.json); dashed line = chance "
+                       "(pairs outside the 5th-95th percentile of random pairs: about 10%).")
+    st.subheader("Spectrum of each gene matrix")
+    if b.spectrum.empty:
+        st.info("No subspaces/spectrum.parquet in this bundle.")
+    else:
+        st.plotly_chart(charts.spectrum(b.spectrum), key=f"spectrum_{b.name}")
