@@ -1,0 +1,144 @@
+"""Whole bundles: synthetic and from a tiny trained checkpoint; validation; resume; atomicity."""
+import json
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from precompute.bundle_io import BundleError, partial_dir
+from precompute.pipeline import BundleParams, build_bundle
+from precompute.synthetic import make_synthetic_bundle, synthetic_matrices, write_synthetic_references
+from precompute.validate import check_bundle, validate_bundle
+
+FAST = BundleParams(umap_epochs=30, null_size=200, n_nulls=2, k=10, resolutions=(1.0,))
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return make_synthetic_bundle(tmp_path_factory.mktemp("b") / "syn", n_genes=600, params=FAST)
+
+
+def copy(bundle, tmp_path):
+    dst = tmp_path / "copy"
+    shutil.copytree(bundle, dst)
+    return dst
+
+
+def test_synthetic_bundle_validates_and_follows_contract(bundle):
+    assert validate_bundle(bundle) == []
+    m = check_bundle(bundle)
+    assert m["format"] == "txfm-bundle" and m["format_version"] == 1
+    assert m["matrices"]["codebook"] == {"shape": [600, 63], "rank": 32}
+    assert m["matrices"]["decoder"] == {"shape": [600, 128], "rank": 128}   # paper 256, capped at width
+    genes = pd.read_parquet(bundle / "genes.parquet")
+    assert list(genes.columns) == ["gene", "symbol", "ensembl_id", "aliases"]
+    assert genes.aliases.iloc[3] == "SYNA3|ALT-SYN00003"
+    idx = np.load(bundle / "knn" / "codebook.indices.npy")
+    assert idx.shape == (600, 10) and idx.dtype == np.int32
+    rec = pd.read_parquet(bundle / "recall" / "recall.parquet")
+    assert set(rec.source) == {"CORUM", "huMAP", "Reactome", "SIGNOR", "StringDB", "combined"}
+    best = json.loads((bundle / "recall" / "best.json").read_text())
+    comb = rec[(rec.matrix == "codebook") & (rec.source == "combined")]
+    assert best["codebook"]["recall"] == pytest.approx(comb.recall_mean.max())
+    # planted pairs (70% inside blocks) are recalled far above chance
+    assert comb.recall_mean.max() > 0.4 and comb.chance.between(0.05, 0.15).all()
+    enr = pd.read_parquet(bundle / "enrichment" / "codebook.parquet")
+    top = enr[enr.library == "SYN_BLOCKS"].sort_values("p").iloc[0]
+    assert top.q < 1e-6            # modules are the planted blocks
+    assert (bundle / "training" / "metrics.parquet").is_file()
+    assert not partial_dir(bundle).exists()
+
+
+def test_tampered_bundle_is_rejected(bundle, tmp_path):
+    b = copy(bundle, tmp_path)
+    arr = np.load(b / "matrices" / "codebook.npy")
+    arr[0, 0] += 1
+    np.save(b / "matrices" / "codebook.npy", arr)   # same size, different bytes
+    problems = validate_bundle(b)
+    assert any("sha256 differs" in p and "codebook.npy" in p for p in problems)
+    assert validate_bundle(b, verify_hashes=False) == []   # the fast mode checks sizes only
+    with pytest.raises(BundleError, match="not valid"):
+        check_bundle(b)
+
+
+def test_truncated_bundle_is_rejected(bundle, tmp_path):
+    b = copy(bundle, tmp_path)
+    (b / "umap" / "decoder.parquet").unlink()
+    with open(b / "knn" / "codebook.sims.npy", "r+b") as f:
+        f.truncate(100)
+    problems = validate_bundle(b, verify_hashes=False)
+    assert any("decoder.parquet" in p and "missing" in p for p in problems)
+    assert any("codebook.sims.npy" in p and "bytes" in p for p in problems)
+    (b / "manifest.json").unlink()
+    assert "no manifest.json" in validate_bundle(b)[0]
+
+
+def test_unknown_format_and_added_file_are_rejected(bundle, tmp_path):
+    b = copy(bundle, tmp_path)
+    (b / "extra.txt").write_text("x")
+    assert any("not listed" in p for p in validate_bundle(b))
+    m = json.loads((b / "manifest.json").read_text())
+    m["format_version"] = 99
+    (b / "manifest.json").write_text(json.dumps(m))
+    assert "format_version 99" in validate_bundle(b)[0]
+
+
+def _inputs(tmp_path, n=300):
+    mats, genes, blocks = synthetic_matrices(n, {"pca": 40}, n_blocks=6, seed=3)
+    ref = write_synthetic_references(tmp_path / "refs", genes.symbol.tolist(), blocks, pairs_per_source=200)
+    return mats, genes, ref
+
+
+def test_rerun_skips_finished_steps_and_reruns_changed_ones(tmp_path):
+    mats, genes, ref = _inputs(tmp_path)
+    out = tmp_path / "b"
+    src = {"kind": "pca", "checkpoint": "x"}
+    build_bundle(mats, genes, ref, out, src, FAST, progress=False)
+    m1 = json.loads((out / "manifest.json").read_text())
+    build_bundle(mats, genes, ref, out, src, FAST, progress=False)
+    m2 = json.loads((out / "manifest.json").read_text())
+    assert m1["steps"] == m2["steps"]                      # nothing recomputed
+    build_bundle(mats, genes, ref, out, src, replace(FAST, resolutions=(0.5, 1.0)), progress=False)
+    m3 = json.loads((out / "manifest.json").read_text())
+    for s in ("matrices", "subspaces", "recall", "knn", "umap"):
+        assert m3["steps"][s] == m1["steps"][s]
+    assert m3["steps"]["modules"]["finished"] >= m1["steps"]["modules"]["finished"]
+    assert m3["steps"]["modules"]["params"]["resolutions"] == [0.5, 1.0]
+    assert list(pd.read_parquet(out / "modules" / "pca.parquet").columns) == ["gene", "res_0.5", "res_1"]
+    assert validate_bundle(out) == []
+    build_bundle(mats, genes, ref, out, src, FAST, force=True, progress=False)
+    assert validate_bundle(out) == []
+
+
+def test_bad_input_leaves_no_output(tmp_path):
+    mats, genes, ref = _inputs(tmp_path)
+    mats["pca"][5, 5] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        build_bundle(mats, genes, ref, tmp_path / "b", {"kind": "pca"}, FAST, progress=False)
+    assert not (tmp_path / "b").exists()
+    dup = genes.copy()
+    dup.loc[1, "symbol"] = dup.loc[0, "symbol"]
+    with pytest.raises(ValueError, match="unique"):
+        build_bundle({"pca": np.ones((300, 4))}, dup, ref, tmp_path / "b", {"kind": "pca"}, FAST)
+
+
+def test_interrupted_build_resumes_from_partial_folder(tmp_path, monkeypatch):
+    mats, genes, ref = _inputs(tmp_path)
+    out = tmp_path / "b"
+    import precompute.pipeline as pl
+
+    def boom(ctx):
+        raise RuntimeError("interrupted")
+    monkeypatch.setattr(pl, "_step_umap", boom)
+    with pytest.raises(RuntimeError):
+        build_bundle(mats, genes, ref, out, {"kind": "pca"}, FAST, progress=False)
+    assert not out.exists() and partial_dir(out).exists()
+    done = json.loads((partial_dir(out) / "manifest.json").read_text())["steps"]
+    assert "knn" in done and "umap" not in done
+    monkeypatch.undo()
+    build_bundle(mats, genes, ref, out, {"kind": "pca"}, FAST, progress=False)
+    final = json.loads((out / "manifest.json").read_text())["steps"]
+    assert final["knn"] == done["knn"]                      # not recomputed
+    assert validate_bundle(out) == [] and not partial_dir(out).exists()

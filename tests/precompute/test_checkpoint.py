@@ -1,0 +1,70 @@
+"""A bundle from a tiny trained TxFM checkpoint and from the PCA baseline file validates."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from precompute.cli import main
+from precompute.synthetic import write_synthetic_references
+from precompute.validate import validate_bundle
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from txfm.config import TrainConfig, model_config
+    from txfm.corpus import CorpusWriter
+    from txfm.trainer import train
+
+    root = tmp_path_factory.mktemp("ck")
+    rng = np.random.default_rng(0)
+    n, g = 128, 120
+    programs = rng.integers(0, 6, g)
+    counts = rng.poisson(rng.gamma(2.0, 1.0, (n, 6))[:, programs] * rng.gamma(2.0, 1.0, g) * 3)
+    genes = [f"SYN{i:05d}" for i in range(g)]
+    with CorpusWriter(root / "corpus", genes, [f"ENSG9{i:010d}" for i in range(g)], shard_size=64) as w:
+        d = w.add_dataset("toy", np.arange(g))
+        w.add_samples(d, counts, pd.DataFrame({"batch": np.repeat(["a", "b"], n // 2)}))
+    cfg = TrainConfig(corpus=str(root / "corpus"), out=str(root / "run"), reveal=64, batch_size=32,
+                      max_steps=4, val_every=0, log_every=1, save_every=4, device="cpu")
+    ck = train(cfg, model_config("tiny", g, dim=32, depth=1, heads=2, decoder_depth=1), quiet=True)
+    ref = write_synthetic_references(root / "refs", genes, programs, pairs_per_source=60)
+    return root, ck, ref
+
+
+def test_bundle_from_tiny_checkpoint_validates(trained, tmp_path):
+    root, ck, ref = trained
+    out = tmp_path / "bundle"
+    rc = main(["run", "--checkpoint", str(ck), "--references", str(ref), "--out", str(out), "--quiet",
+               "--k", "8", "--null-size", "60", "--umap-epochs", "20", "--resolutions", "1"])
+    assert rc == 0 and validate_bundle(out) == []
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["source"]["kind"] == "txfm" and len(m["source"]["sha256"]) == 64
+    assert m["matrices"]["codebook"]["shape"] == [120, 31]
+    assert m["matrices"]["decoder"]["shape"][0] == 120
+    assert m["source"]["samples_seen"] == 4 * 32
+    genes = pd.read_parquet(out / "genes.parquet")
+    assert genes.ensembl_id.iloc[7] == "ENSG90000000007"
+
+
+def test_bundle_from_pca_baseline_file(trained, tmp_path):
+    # A PCA baseline file in txfm's format, written from a numpy PCA so this test depends only on
+    # the file format (txfm.baseline.PCABaseline), not on txfm's fitting code.
+    from txfm.baseline import PCABaseline, PCAConfig
+
+    root, _, ref = trained
+    rng = np.random.default_rng(1)
+    x = np.log1p(rng.poisson(3.0, (80, 120)).astype(float))
+    mean, sd = x.mean(0), x.std(0, ddof=1)
+    _, s, vt = np.linalg.svd((x - mean) / sd, full_matrices=False)
+    genes = [f"SYN{i:05d}" for i in range(120)]
+    PCABaseline(genes, [""] * 120, np.arange(120), mean, sd, vt[:16], s[:16] ** 2 / 79,
+                PCAConfig(n_components=16), 80).save(tmp_path / "pca.pt")
+    pca = tmp_path / "pca.pt"
+    out = tmp_path / "pca_bundle"
+    assert main(["run", "--checkpoint", str(pca), "--baseline", "pca", "--references", str(ref),
+                 "--out", str(out), "--quiet", "--k", "8", "--null-size", "60", "--umap-epochs", "20",
+                 "--resolutions", "1"]) == 0
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["source"]["kind"] == "pca" and m["matrices"]["pca"]["rank"] == 16
+    assert validate_bundle(out) == []
