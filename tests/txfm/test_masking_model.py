@@ -1,0 +1,107 @@
+"""Masking law, encoder blindness to masked genes, overfitting one batch."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from scipy.stats import chisquare
+
+from txfm.config import ModelConfig
+from txfm.dataset import BatchSpec, collate, sample_rng
+from txfm.masking import reveal_genes
+from txfm.model import TxFM
+
+
+def test_reveal_exactly_min_k_measured_and_only_measured():
+    rng = np.random.default_rng(0)
+    measured = np.array([3, 5, 8, 13, 21, 34])
+    for k in (1, 4, 6, 10):
+        got = reveal_genes(measured, k, rng)
+        assert len(got) == min(k, len(measured))
+        assert len(set(got)) == len(got)
+        assert set(got) <= set(measured)
+
+
+def test_collate_pads_and_never_reveals_unmeasured():
+    counts = sp.csr_matrix(np.arange(1, 21).reshape(2, 10))
+    measured = np.zeros((2, 10), dtype=bool)
+    measured[0, :8] = True
+    measured[1, [1, 3, 5]] = True
+    b = collate(counts, np.array([0, 1]), [sample_rng(0, 0, i) for i in range(2)], measured, BatchSpec(reveal=5))
+    assert b["gene_idx"].shape == (2, 5)
+    assert b["pad_mask"].tolist() == [[False] * 5, [False] * 3 + [True] * 2]
+    assert (b["revealed"] <= torch.from_numpy(measured)).all()
+    assert b["revealed"].sum(1).tolist() == [5, 3]
+    assert (b["values"][b["pad_mask"]] == 0).all()
+    # values are the preprocessed targets at the revealed genes
+    assert torch.equal(torch.gather(b["target"], 1, b["gene_idx"])[~b["pad_mask"]], b["values"][~b["pad_mask"]])
+
+
+def test_uniform_reveal_is_uniform():
+    rng = np.random.default_rng(1)
+    measured = np.arange(20)
+    hits = np.zeros(20)
+    for _ in range(4000):
+        hits[reveal_genes(measured, 5, rng)] += 1
+    assert chisquare(hits).pvalue > 0.001
+
+
+def test_tau_weighted_reveal_follows_its_weights():
+    rng = np.random.default_rng(2)
+    measured = np.arange(6)
+    w = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 10.0])
+    first = np.zeros(6)
+    for _ in range(6000):  # K = 1: P(gene) = w / sum(w)
+        first[reveal_genes(measured, 1, rng, w)] += 1
+    assert chisquare(first, 6000 * w / w.sum()).pvalue > 0.001
+    # K = 3: inclusion frequencies equal numpy's successive sampling without replacement
+    ours, ref = np.zeros(6), np.zeros(6)
+    ref_rng = np.random.default_rng(3)
+    for _ in range(6000):
+        ours[reveal_genes(measured, 3, rng, w)] += 1
+        ref[ref_rng.choice(6, 3, replace=False, p=w / w.sum())] += 1
+    assert chisquare(ours, ref * ours.sum() / ref.sum()).pvalue > 0.001
+    assert ours[5] > ours[0] * 2
+
+
+def _tiny(n_genes=12, **kw):
+    torch.manual_seed(0)
+    return TxFM(ModelConfig(n_genes=n_genes, dim=16, depth=2, heads=2, decoder_depth=2, **kw))
+
+
+def test_encoder_does_not_see_masked_values_or_padding():
+    model = _tiny().eval()
+    counts = sp.csr_matrix(np.random.default_rng(0).poisson(5, (3, 12)))
+    measured = np.ones((3, 12), dtype=bool)
+    measured[2, 6:] = False  # third sample: 6 measured genes < K -> padding
+    b = collate(counts, np.array([0, 0, 0]), [sample_rng(0, 0, i) for i in range(3)], measured, BatchSpec(reveal=8))
+    cls = model.forward_encoder(b["gene_idx"], b["values"], b["pad_mask"])
+    b2 = {k: v.clone() for k, v in b.items()}
+    b2["target"][~b2["revealed"]] = 99.0  # change every masked gene's value
+    b2["values"][b2["pad_mask"]] = 1234.0  # and what sits in padding slots
+    b2["gene_idx"][b2["pad_mask"]] = 11
+    cls2 = model.forward_encoder(b2["gene_idx"], b2["values"], b2["pad_mask"])
+    torch.testing.assert_close(cls, cls2, rtol=0, atol=1e-6)
+    # while changing a revealed value does change it
+    b2["values"][0, 0] += 1.0
+    assert not torch.allclose(cls[0], model.forward_encoder(b2["gene_idx"], b2["values"], b2["pad_mask"])[0])
+
+
+def test_tiny_model_overfits_one_batch():
+    loss = "poisson"
+    model = _tiny(n_genes=30, loss=loss)
+    rng = np.random.default_rng(0)
+    counts = sp.csr_matrix(rng.poisson(rng.gamma(2, 2, (8, 30))))
+    b = collate(counts, np.zeros(8, dtype=int), [sample_rng(0, 0, i) for i in range(8)], np.ones((1, 30), bool),
+                BatchSpec(reveal=10))
+    t = b["target"]
+    floor = (torch.exp(t) - t * torch.exp(t)).mean().item() if loss == "poisson" else 0.0  # loss at p = t
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(600):
+        parts, _ = model(b)
+        first = parts.loss.item() if first is None else first
+        opt.zero_grad()
+        parts.loss.backward()
+        opt.step()
+    excess0, excess1 = first - floor, parts.loss.item() - floor
+    assert excess1 < excess0 / 8, (excess0, excess1)  # rect_tanh has a dead zone (z < 0): 8x, not 100x
