@@ -1,0 +1,117 @@
+"""Checkpoints: round trip, clear refusals, old fixture, exact kill-and-resume, torchrun (gloo)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from txfm.checkpoint import CheckpointError, load_file, load_model, save_checkpoint
+from txfm.config import ModelConfig
+from txfm.inference import embed, gene_matrices
+from txfm.model import TxFM
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = ROOT / "tests" / "fixtures" / "checkpoint_v1.pt"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+TRAIN = [sys.executable, "-m", "txfm", "train", "--preset", "tiny", "--dim", "16", "--depth", "2", "--heads", "2",
+         "--decoder-depth", "1", "--drop-path", "0.2", "--reveal", "8", "--batch-size", "8", "--max-steps", "24",
+         "--save-every", "4", "--keep-last", "0", "--log-every", "4", "--val-every", "8", "--val-batches", "2"]
+
+
+def _model():
+    torch.manual_seed(1)
+    return TxFM(ModelConfig(n_genes=6, dim=8, depth=1, heads=2, decoder_depth=1)).eval()
+
+
+def test_save_load_identical_outputs(tmp_path):
+    model = _model()
+    genes = [f"G{i}" for i in range(6)]
+    save_checkpoint(tmp_path / "c.pt", model, genes, [""] * 6, None)
+    loaded, ck = load_model(tmp_path / "c.pt", genes=genes)
+    gi, v = torch.tensor([[0, 2, 5]]), torch.tensor([[1.0, 0.0, 2.5]])
+    with torch.no_grad():
+        assert torch.equal(model.forward_decoder(model.forward_encoder(gi, v, None)),
+                           loaded.forward_decoder(loaded.forward_encoder(gi, v, None)))
+    mats, table, meta = gene_matrices(tmp_path / "c.pt")
+    assert mats["codebook"].shape == (6, 7) and mats["decoder"].shape == (6, 8)
+    assert table["symbol"].tolist() == genes and meta["kind"] == "txfm"
+
+
+def test_wrong_vocabulary_is_refused(tmp_path):
+    save_checkpoint(tmp_path / "c.pt", _model(), [f"G{i}" for i in range(6)], [""] * 6, None)
+    with pytest.raises(CheckpointError, match="gene vocabulary differs.*1 new genes"):
+        load_model(tmp_path / "c.pt", genes=[f"G{i}" for i in range(5)] + ["OTHER"])
+
+
+def test_unknown_version_and_corrupt_files_are_refused(tmp_path):
+    ck = torch.load(FIXTURE, weights_only=True)
+    ck["format_version"] = 99
+    torch.save(ck, tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match="format version 99 is not supported"):
+        load_file(tmp_path / "future.pt")
+    data = FIXTURE.read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_file(tmp_path / "cut.pt")
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_file(tmp_path / "absent.pt")
+
+
+def test_old_checkpoint_fixture_still_loads():
+    model, ck = load_model(FIXTURE)
+    assert ck["step"] == 7 and ck["genes"][3] == "GENE3"
+    with torch.no_grad():
+        cls = model.forward_encoder(ck["fixture_input"]["gene_idx"], ck["fixture_input"]["values"], None)
+    torch.testing.assert_close(cls, ck["fixture_cls"])
+
+
+def test_embed_maps_genes_and_reports_unknown():
+    counts = np.array([[3, 0, 5, 1], [0, 2, 2, 7]])
+    with pytest.warns(UserWarning, match="3/4 genes mapped.*NOTAGENE"):
+        res = embed(FIXTURE, counts, ["GENE1", "gene4", "NOTAGENE", "GENE9"], progress=False)
+    assert res.cls.shape == (2, 8) and np.isfinite(res.cls).all()
+    assert res.mapping.index.tolist() == [1, 4, -1, 9]
+
+
+def _final_weights(run: Path) -> dict:
+    return torch.load(run / "last.pt", weights_only=True)["model"]
+
+
+def test_kill_and_resume_equals_uninterrupted(tiny_corpus, tmp_path):
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    subprocess.run(TRAIN + ["--corpus", tiny_corpus, "--out", str(full)], env=ENV, check=True, capture_output=True)
+    proc = subprocess.Popen(TRAIN + ["--corpus", tiny_corpus, "--out", str(cut)], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (cut / "step-0000008.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed_from = torch.load(cut / "last.pt", weights_only=True)["step"]
+    assert 8 <= resumed_from < 24, "the run should be killed part-way"
+    subprocess.run(TRAIN + ["--corpus", tiny_corpus, "--out", str(cut), "--resume"], env=ENV, check=True,
+                   capture_output=True)
+    a, b = _final_weights(full), _final_weights(cut)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    steps = [json.loads(r)["step"] for r in (cut / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 24  # no duplicated rows after the resume
+
+
+def test_torchrun_two_processes_gloo(tiny_corpus, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "txfm",
+           *TRAIN[3:], "--max-steps", "4", "--corpus", tiny_corpus, "--out", str(out)]
+    r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    ck = torch.load(out / "last.pt", weights_only=True)
+    assert ck["step"] == 4 and ck["samples_seen"] == 32
+    assert json.loads((out / "config.json").read_text())["world_size"] == 2
+    assert not any(k.startswith("module.") for k in ck["model"])  # the unwrapped model is saved
