@@ -41,8 +41,10 @@ def recall_curves(recall: pd.DataFrame, height: int = 380, chosen: dict[str, int
                   hover_data=["recall_std", "n_pairs"])
     if "chance" in df and len(df):
         fig.add_hline(y=float(df["chance"].mean()), line_dash="dash", line_color="grey", annotation_text="chance")
+    # Chosen ranks as traces: add_vline on a log axis would need log10 coordinates.
     for m, r in (chosen or {}).items():
-        fig.add_vline(x=r, line_dash="dot", line_color="black", annotation_text=f"{m} rank {r}")
+        fig.add_trace(go.Scatter(x=[r, r], y=[0, 1], mode="lines", line=dict(dash="dot", color="black", width=1),
+                                 name=f"{m}: chosen rank {r}", hoverinfo="name"))
     fig.update_layout(margin=dict(l=10, r=10, t=10, b=10))
     return fig
 
@@ -86,8 +88,8 @@ def gene_map(xy: pd.DataFrame, colour: np.ndarray, colour_name: str, hover: np.n
                                                                  showscale=True, colorbar=dict(title=colour_name))))
     if highlight is not None and len(highlight):
         h = np.asarray(highlight)
-        fig.add_trace(go.Scattergl(x=x[h], y=y[h], mode="markers+text", name="highlighted", customdata=rows[h],
-                                   text=hover[h], hoverinfo="text", texttemplate=None,
+        fig.add_trace(go.Scattergl(x=x[h], y=y[h], mode="markers", name="highlighted", customdata=rows[h],
+                                   text=hover[h], hoverinfo="text",
                                    marker=dict(size=12, color="rgba(0,0,0,0)", line=dict(width=2.5, color="#d62728"))))
         fig.add_trace(go.Scatter(x=x[h][:50], y=y[h][:50], mode="text", text=[t.split("<br>")[0] for t in hover[h][:50]],
                                  textposition="top center", hoverinfo="skip", showlegend=False,

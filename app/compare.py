@@ -18,6 +18,8 @@ def row_map(symbols_from: np.ndarray, symbols_to: np.ndarray) -> np.ndarray:
 def align_layout(xy_ref: np.ndarray, xy_mov: np.ndarray, mov_to_ref: np.ndarray) -> np.ndarray:
     """Rotate/reflect, scale and shift a 2-D layout onto a reference using the genes both share.
 
+    Rotation: orthogonal Procrustes on the centred shared genes; scale: ratio of their spreads.
+
     Args:
         xy_ref: (G_ref, 2) reference coordinates.
         xy_mov: (G_mov, 2) coordinates to move.
@@ -34,8 +36,10 @@ def align_layout(xy_ref: np.ndarray, xy_mov: np.ndarray, mov_to_ref: np.ndarray)
     m = mov[shared]
     mu_a, mu_m = a.mean(0), m.mean(0)
     a0, m0 = a - mu_a, m - mu_m
-    r, s = orthogonal_procrustes(m0, a0)        # m0 @ r ~ a0 (up to scale)
-    scale = s / max((m0 ** 2).sum(), 1e-12)
+    r, _ = orthogonal_procrustes(m0, a0)        # rotation/reflection: m0 @ r ~ a0
+    # Match the spread of the shared genes rather than least-squares scale, which shrinks an
+    # unrelated layout towards a point.
+    scale = np.sqrt((a0 ** 2).sum() / max((m0 ** 2).sum(), 1e-12))
     return (mov - mu_m) @ r * scale + mu_a
 
 

@@ -47,7 +47,10 @@ def similarity_graph(unit: np.ndarray, rows: np.ndarray, symbols: np.ndarray, th
 
 
 def network_figure(g: nx.Graph, title: str = "", seed: int = 0, height: int = 520) -> go.Figure:
-    """Plotly drawing of a similarity graph: spring layout (fixed seed), known edges drawn darker."""
+    """Plotly drawing of a similarity graph: spring layout (fixed seed), known edges in red.
+
+    Node labels are drawn for graphs of up to 40 genes; larger ones show symbols on hover.
+    """
     if g.number_of_nodes() == 0:
         return go.Figure()
     pos = nx.spring_layout(g, seed=seed, weight="cosine")
@@ -64,7 +67,8 @@ def network_figure(g: nx.Graph, title: str = "", seed: int = 0, height: int = 52
                                      hoverinfo="skip", name=label))
     nodes = list(g.nodes(data=True))
     fig.add_trace(go.Scatter(
-        x=[pos[n][0] for n, _ in nodes], y=[pos[n][1] for n, _ in nodes], mode="markers+text",
+        x=[pos[n][0] for n, _ in nodes], y=[pos[n][1] for n, _ in nodes],
+        mode="markers+text" if len(nodes) <= 40 else "markers",
         text=[n for n, _ in nodes], textposition="top center", name="genes",
         marker=dict(size=[18 if d.get("is_centre") else 11 for _, d in nodes],
                     color=["#d62728" if d.get("is_centre") else "#1f77b4" for _, d in nodes],

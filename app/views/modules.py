@@ -7,7 +7,7 @@ import streamlit as st
 from app import state, ui
 from app.network import network_figure, similarity_graph
 
-MAX_NETWORK_GENES = 150
+MAX_NETWORK_GENES = 60
 
 st.title("Modules")
 b = ui.require_bundles()[0]
@@ -66,12 +66,18 @@ with left:
 with right:
     rank = b.default_rank(matrix)
     thr = st.slider("Edge threshold (cosine)", -1.0, 1.0, 0.5, 0.05, key="mod_thr")
-    shown = rows[:MAX_NETWORK_GENES]
-    graph = similarity_graph(state.unit(b, matrix, rank), shown, b.symbols, thr, state.pairs(b))
+    unit = state.unit(b, matrix, rank)
+    if len(rows) > MAX_NETWORK_GENES:  # keep the module's core: highest mean cosine to the other members
+        centrality = (unit[rows] @ unit[rows].mean(axis=0))
+        shown = rows[np.sort(np.argsort(-centrality)[:MAX_NETWORK_GENES])]
+    else:
+        shown = rows
+    graph = similarity_graph(unit, shown, b.symbols, thr, state.pairs(b))
     graph.graph.update({"bundle": b.name, "matrix": matrix, "rank": rank, "resolution": res, "module": int(module)})
     st.plotly_chart(network_figure(graph, title=f"Module {module} (rank {rank})"), key="mod_net")
     if len(rows) > MAX_NETWORK_GENES:
-        st.caption(f"Network shows the first {MAX_NETWORK_GENES} of {len(rows)} genes.")
+        st.caption(f"Network shows the {MAX_NETWORK_GENES} most central of {len(rows)} genes "
+                   "(highest cosine to the module mean).")
 
 
 

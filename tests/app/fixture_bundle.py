@@ -87,7 +87,7 @@ def _recall(xn: np.ndarray, pairs: np.ndarray, rng: np.random.Generator) -> floa
 
 
 def make_bundle(out: Path, n_genes: int = 400, n_programs: int = 12, k: int = 20, seed: int = 0,
-                with_pca: bool = True) -> Path:
+                with_pca: bool = True, variant: int = 0) -> Path:
     """Write a complete synthetic bundle to ``out`` (atomically) and return its path.
 
     Args:
@@ -97,6 +97,8 @@ def make_bundle(out: Path, n_genes: int = 400, n_programs: int = 12, k: int = 20
         k: neighbours stored in knn/.
         seed: RNG seed; the same seed gives the same bundle.
         with_pca: include the "pca" baseline matrix.
+        variant: another "checkpoint" of the same genes: programs, references and libraries stay
+            those of ``seed``, the matrices' noise and layout change (for Compare).
     """
     rng = np.random.default_rng(seed)
     out = Path(out)
@@ -120,6 +122,8 @@ def make_bundle(out: Path, n_genes: int = 400, n_programs: int = 12, k: int = 20
             a, b = rng.choice(rows, n_per), rng.choice(rows, n_per)
             keep = a != b
             pair_rows += [(src, sym[x], sym[y]) for x, y in zip(a[keep], b[keep])]
+    for rows in prog_rows[: len(NAMED_PROGRAMS)]:   # hubs: the first named gene pairs with four others
+        pair_rows += [("CORUM", sym[rows[0]], sym[r]) for r in rows[1:5]]
     pairs = pd.DataFrame(pair_rows, columns=["source", "gene_a", "gene_b"]).drop_duplicates(ignore_index=True)
     save_parquet(work / "references" / "pairs.parquet", pairs)
     pos = {s: i for i, s in enumerate(symbols)}
@@ -135,10 +139,11 @@ def make_bundle(out: Path, n_genes: int = 400, n_programs: int = 12, k: int = 20
         p.write_text("".join(f"{t}\tsynthetic\t" + "\t".join(g) + "\n" for t, g in sets.items()))
 
     matrices, recall_rows, best, steps = {}, [], {}, {}
+    rng = np.random.default_rng([seed, variant])
     for name, dim in MATRICES.items():
         if name == "pca" and not with_pca:
             continue
-        m = _matrix(program, n_programs, dim, noise={"codebook": 2.2, "decoder": 2.6, "pca": 3.2}[name], rng=rng)
+        m = _matrix(program, n_programs, dim, noise={"codebook": 1.4, "decoder": 1.6, "pca": 2.2}[name], rng=rng)
         save_npy(work / "matrices" / f"{name}.npy", m)
         scores, ev = pca_scores(m)
         save_npy(work / "subspaces" / f"{name}.npy", scores)
@@ -159,7 +164,11 @@ def make_bundle(out: Path, n_genes: int = 400, n_programs: int = 12, k: int = 20
         idx, sims = _knn(scores[:, :best_rank], k)
         save_npy(work / "knn" / f"{name}.indices.npy", idx)
         save_npy(work / "knn" / f"{name}.sims.npy", sims)
-        xy = scores[:, :2] * 3 + rng.normal(scale=0.3, size=(n_genes, 2))
+        # A UMAP-like layout: programs as separate clouds, background genes spread in between.
+        centres = rng.uniform(-12, 12, size=(n_programs + 1, 2))
+        centres[n_programs] = 0
+        spread = np.where(program >= 0, 1.0, 6.0)[:, None]
+        xy = centres[np.where(program >= 0, program, n_programs)] + rng.normal(size=(n_genes, 2)) * spread
         save_parquet(work / "umap" / f"{name}.parquet", pd.DataFrame({"gene": np.arange(n_genes), "x": xy[:, 0], "y": xy[:, 1]}))
         coarse = np.where(program >= 0, program, n_programs)
         fine = coarse * 2 + (rng.random(n_genes) < 0.5)
@@ -200,9 +209,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--programs", type=int, default=12, help="planted gene programs (default 12)")
     ap.add_argument("--k", type=int, default=20, help="neighbours stored per gene in knn/ (default 20)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    ap.add_argument("--variant", type=int, default=0, help="same genes and programs, other matrix noise (default 0)")
     ap.add_argument("--no-pca", action="store_true", help="leave out the PCA baseline matrix")
     a = ap.parse_args(argv)
-    print(make_bundle(a.out, a.genes, a.programs, a.k, a.seed, not a.no_pca))
+    print(make_bundle(a.out, a.genes, a.programs, a.k, a.seed, not a.no_pca, a.variant))
 
 
 if __name__ == "__main__":
