@@ -83,7 +83,8 @@ def go_terms_and_ancestors(godb_sqlite: str | Path, relations: Iterable[str] = D
         con.close()
     parents: dict[str, set[str]] = defaultdict(set)
     for child, parent in edges:
-        parents[child].add(parent)
+        if parent in terms:  # GO.db links biological_process to a pseudo-root "all"
+            parents[child].add(parent)
     ancestors: dict[str, frozenset[str]] = {}
 
     def visit(term: str) -> frozenset[str]:

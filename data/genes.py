@@ -32,6 +32,7 @@ ORGDB_DESCRIPTION = "org.Hs.eg.db/DESCRIPTION"
 # disease locus "HBD, hypophosphatemic bone disease" that shares a symbol with haemoglobin
 # delta) and regulatory/structural regions ("biological-region").
 DEFAULT_EXCLUDED_TYPES = ("biological-region", "unknown")
+BUILDER_VERSION = 2  # bump when genes_from_orgdb changes its output, so cached tables rebuild
 HOW_LEVELS = ("symbol", "ensembl", "entrez", "case", "previous_symbol", "alias")
 _ENSEMBL = re.compile(r"^(ENSG\d{11})(?:\.\d+)?(?:_PAR_Y)?$", re.IGNORECASE)
 _ENTREZ = re.compile(r"^\d+$")
@@ -122,7 +123,7 @@ class GeneTable:
         and raises `references.RegistryError` with the failed command when offline and uncached.
         """
         path = Path(cache_dir) / "genes" / "genes.tsv"
-        if not path.exists():
+        if not path.exists() or not _built_by_this_version(cache_dir):
             build_gene_table(cache_dir, log=log)
         return cls.read_tsv(path)
 
@@ -151,12 +152,20 @@ class GeneTable:
                 return level, rows
         return "", []
 
+    def _candidates(self, rows: list[int]) -> str:
+        """'|'-joined sorted symbols; a symbol shared by several rows gets [entrez id]."""
+        syms = [self.frame.at[r, "symbol"] for r in rows]
+        labels = [s if syms.count(s) == 1 else f"{s}[{self.frame.at[r, 'entrez_id'] or r}]"
+                  for s, r in zip(syms, rows)]
+        return "|".join(sorted(set(labels)))
+
     def map(self, identifiers: Iterable) -> pd.DataFrame:
         """Map identifiers (symbols, Ensembl ids with or without version, Entrez ids).
 
         Returns a DataFrame with one row per input, in input order: input, symbol, ensembl_id,
         status ("mapped" | "ambiguous" | "unmapped"), how (the level that matched, see
-        HOW_LEVELS; "" when unmapped), candidates ("|"-joined symbols when ambiguous, else "").
+        HOW_LEVELS; "" when unmapped), candidates ("|"-joined sorted symbols when ambiguous,
+        a symbol held by several genes written SYMBOL[entrez id]; else "").
         Symbol and ensembl_id are "" unless status is "mapped".
         """
         rows_out = []
@@ -171,11 +180,25 @@ class GeneTable:
                 elif len(rows) == 1:
                     cache[key] = (sym[rows[0]], ens[rows[0]], "mapped", how, "")
                 else:
-                    cands = "|".join(sorted({sym[r] for r in rows}))
-                    cache[key] = ("", "", "ambiguous", how, cands)
+                    cache[key] = ("", "", "ambiguous", how, self._candidates(rows))
             rows_out.append((key,) + cache[key])
         return pd.DataFrame(rows_out, columns=["input", "symbol", "ensembl_id", "status", "how",
                                                "candidates"])
+
+
+def _built_by_this_version(cache_dir: str | Path) -> bool:
+    """True when the manifest says genes.tsv was built by this BUILDER_VERSION with the
+    default options (an older table is rebuilt from the cached download)."""
+    try:
+        entries = refs.load_manifest(cache_dir)["tables"]
+    except (FileNotFoundError, ValueError):
+        return False
+    entry = next((t for t in entries if t["name"] == "genes"), {})
+    return entry.get("params") == _build_params(DEFAULT_EXCLUDED_TYPES)
+
+
+def _build_params(exclude_types: Iterable[str]) -> dict:
+    return {"builder_version": BUILDER_VERSION, "exclude_types": sorted(set(exclude_types))}
 
 
 def mapping_summary(res: pd.DataFrame) -> dict:
@@ -301,7 +324,7 @@ def build_gene_table(cache_dir: str | Path = "cache/references",
         "sha256": registry.sha256_file(out),
         "source_file": ORGDB_SQLITE, "package_file": deb.name,
         "package_sha256": registry.sha256_file(deb),
-        "params": {"exclude_types": sorted(set(exclude_types))},
+        "params": _build_params(exclude_types),
         "source_dates": {k: meta.get(k, "") for k in ("EGSOURCEDATE", "ENSOURCEDATE")},
         "notes": "NCBI Gene with NCBI/Ensembl gene links; previous symbols are listed among "
                  "aliases because NCBI's synonym list does not separate them",

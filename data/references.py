@@ -27,6 +27,7 @@ from data import registry
 from data.registry import RegistryError, atomic_write_text, sha256_file  # noqa: F401 (re-exported)
 
 FORMAT, FORMAT_VERSION = "txfm-references", 1
+BUILDER_VERSION_REFS = 1  # bump when a table builder changes its output, so caches rebuild
 EFAAR = ("efaar-benchmarking", "1.0")
 EFAAR_DIR = "efaar_benchmarking/benchmark_annotations"
 # output source name -> file inside the efaar wheel (output names as in docs/formats.md)
@@ -53,14 +54,13 @@ def load_manifest(directory: str | Path) -> dict:
 def update_manifest(directory: str | Path, entries: list[dict], params: dict | None = None) -> dict:
     """Replace (by name) or add table entries in the manifest and write it atomically."""
     path = Path(directory) / "manifest.json"
-    man = load_manifest(directory) if path.exists() else {"tables": []}
+    old = load_manifest(directory) if path.exists() else {"tables": []}
     new_names = {e["name"] for e in entries}
-    tables = [t for t in man["tables"] if t["name"] not in new_names] + list(entries)
-    man.update({"format": FORMAT, "format_version": FORMAT_VERSION,
-                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "tables": sorted(tables, key=lambda t: (t["kind"], t["name"]))})
-    if params is not None:
-        man["params"] = params
+    tables = [t for t in old["tables"] if t["name"] not in new_names] + list(entries)
+    man = {"format": FORMAT, "format_version": FORMAT_VERSION,
+           "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+           "params": old.get("params", {}) if params is None else params,
+           "tables": sorted(tables, key=lambda t: (t["kind"], t["name"]))}
     atomic_write_text(path, json.dumps(man, indent=1) + "\n")
     return man
 
@@ -272,7 +272,9 @@ def fetch_references(out: str | Path = "cache/references", force: bool = False,
 
     out = Path(out)
     relations = list(go_relations or gs.DEFAULT_GO_RELATIONS)
-    params = {"go_min_size": go_min_size, "go_max_size": go_max_size, "go_relations": relations,
+    from data.genes import BUILDER_VERSION
+    params = {"builder_version": BUILDER_VERSION_REFS, "gene_table_builder_version": BUILDER_VERSION,
+              "go_min_size": go_min_size, "go_max_size": go_max_size, "go_relations": relations,
               "go_evidence": None if go_evidence is None else sorted(set(go_evidence))}
     if not force and up_to_date(out, params):
         log(f"{out}: all {len(expected_tables())} reference tables are present and unchanged; "
