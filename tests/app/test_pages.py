@@ -1,0 +1,111 @@
+"""Every page under streamlit's AppTest: renders, gene search, deep links, and the error messages."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
+PAGES = ["overview", "gene_map", "neighbourhood", "modules", "enrichment", "compare", "subspaces"]
+
+
+def make_app(monkeypatch, root: Path, **params) -> AppTest:
+    monkeypatch.setenv("TXFM_BUNDLES", str(root))
+    at = AppTest.from_file(MAIN, default_timeout=60)
+    for k, v in params.items():
+        at.query_params[k] = v
+    return at
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def test_every_page_renders(monkeypatch, bundles_dir):
+    at = make_app(monkeypatch, bundles_dir, bundle=["alpha", "beta"], gene="TP53").run()
+    charts = {}
+    for page in PAGES:
+        if page != "overview":
+            at.switch_page(f"views/{page}.py").run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        assert not at.error, (page, texts(at.error))
+        assert at.title[0].value  # each page has its title
+        charts[page] = len(at.get("plotly_chart"))
+    # overview: 2 bundles x (loss, recall, spectrum); compare: 2 maps, histogram, 2 recall charts;
+    # neighbourhood: ego network; gene map: the map; modules: module network; subspaces: recall curves, spectrum.
+    assert charts == {"overview": 6, "gene_map": 1, "neighbourhood": 1, "modules": 1, "enrichment": 0,
+                      "compare": 5, "subspaces": 2}
+
+
+def test_searching_a_gene_shows_its_neighbours(monkeypatch, bundles_dir, alpha):
+    at = make_app(monkeypatch, bundles_dir).run()
+    at.switch_page("views/neighbourhood.py").run()
+    assert "Pick a gene" in texts(at.info)
+    at.selectbox(key="w_gene_alpha").set_value("TP53").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    idx, sims = alpha.knn("codebook")                 # default matrix and rank: the stored kNN
+    assert table["gene"].tolist() == [alpha.symbols[i] for i in idx[0, :20]]
+    np.testing.assert_allclose(table["cosine"], np.round(sims[0, :20], 4), atol=1e-4)
+    # The fixture pairs TP53 with MDM2, CDKN1A, BAX and GADD45A in CORUM (and maybe more in
+    # other sources): every listed one of them must be marked known, with CORUM among its sources.
+    hubs = table[table["gene"].isin(["MDM2", "CDKN1A", "BAX", "GADD45A"])]
+    assert len(hubs) >= 1 and hubs["known"].all() and hubs["sources"].str.contains("CORUM").all()
+    assert at.query_params["gene"] == "TP53"          # the view is now in the URL
+
+
+def test_alias_and_unknown_gene(monkeypatch, bundles_dir):
+    at = make_app(monkeypatch, bundles_dir, gene="p21").run()
+    at.switch_page("views/neighbourhood.py").run()
+    assert "CDKN1A: 20 nearest genes" in texts(at.subheader)
+    at = make_app(monkeypatch, bundles_dir, gene="TP53X").run()
+    at.switch_page("views/neighbourhood.py").run()
+    warn = texts(at.warning)
+    assert "`TP53X` is not in bundle `alpha`" in warn and "`TP53`" in warn
+    assert len(at.dataframe) == 0
+
+
+def test_deep_link_matrix_rank_k(monkeypatch, bundles_dir, alpha):
+    at = make_app(monkeypatch, bundles_dir, gene="MDM2", matrix="decoder", rank="5", k="7").run()
+    at.switch_page("views/neighbourhood.py").run()
+    assert "MDM2: 7 nearest genes in `decoder` at rank 5" in texts(at.subheader)
+    # Independent computation: cosine on the first 5 subspace columns.
+    x = np.asarray(alpha.subspace("decoder")[:, :5], dtype=np.float64)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    row = int(np.flatnonzero(alpha.symbols == "MDM2")[0])
+    s = x @ x[row]
+    s[row] = -np.inf
+    expect = np.argsort(-s, kind="stable")[:7]
+    table = at.dataframe[0].value
+    assert table["gene"].tolist() == [alpha.symbols[i] for i in expect]
+    np.testing.assert_allclose(table["cosine"], np.round(s[expect], 4), atol=2e-4)
+
+
+def test_enrichment_page_reports_unmapped(monkeypatch, bundles_dir):
+    at = make_app(monkeypatch, bundles_dir).run()
+    at.switch_page("views/enrichment.py").run()
+    assert "gene list is empty" in texts(at.info)
+    at.text_area(key="enrich_text").input("TP53\nMDM2\nCDKN1A\nBAX\nGADD45A\nBBC3\nNOTAGENE").run()
+    assert not at.exception
+    md = texts(at.markdown)
+    assert "**6** genes mapped" in md and "`NOTAGENE`" in md
+    res = at.dataframe[0].value
+    assert res.iloc[0]["term"] == "HALLMARK_P53_PATHWAY" and res.iloc[0]["overlap"] == 6
+
+
+def test_no_bundles_message(monkeypatch, tmp_path):
+    at = make_app(monkeypatch, tmp_path).run()
+    assert "No bundles found" in texts(at.error)
+    assert "make demo" in texts(at.code)
+
+
+def test_bad_bundle_message(monkeypatch, bad_bundles_dir):
+    at = make_app(monkeypatch, bad_bundles_dir).run()
+    err = texts(at.error)
+    assert "Bundle `broken` is not valid" in err and "knn/codebook.indices.npy" in err
+
+
+def test_compare_needs_two_bundles(monkeypatch, bundles_dir):
+    at = make_app(monkeypatch, bundles_dir, bundle="alpha").run()
+    at.switch_page("views/compare.py").run()
+    assert "needs 2 bundles" in texts(at.info)
