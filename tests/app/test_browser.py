@@ -1,0 +1,95 @@
+"""Real browser: Debian's Chromium driven by Playwright against the app on a free localhost port.
+
+Opens the gene map, searches a gene, opens its neighbourhood, downloads the CSV and checks it.
+"""
+import csv
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[2]
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                 reason=f"{CHROMIUM} is missing: install it with `apt-get install -y chromium` "
+                                        "(or `make browser`)")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def server(bundles_dir, tmp_path):
+    port = free_port()
+    log = open(tmp_path / "streamlit.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none", "--", "--bundles", str(bundles_dir)],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).status == 200:
+                    break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise RuntimeError("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text())
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+
+
+def test_map_search_neighbourhood_download(server, alpha, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        page.set_default_timeout(20_000)
+        page.goto(f"{server}/gene_map")
+        expect(page.get_by_role("heading", name="Gene map")).to_be_visible()
+        expect(page.locator(".js-plotly-plot").first).to_be_visible()
+
+        box = page.get_by_label("Highlight genes (comma or space separated)")
+        box.fill("TP53")
+        box.press("Enter")
+        # The highlighted gene is labelled on the map.
+        expect(page.locator(".js-plotly-plot text", has_text="TP53").first).to_be_visible()
+        page.screenshot(path=str(tmp_path / "gene_map.png"))
+
+        page.get_by_role("link", name="Gene neighbourhood").click()
+        expect(page.get_by_text("TP53: 20 nearest genes")).to_be_visible()
+        expect(page).to_have_url(re.compile(r"/neighbourhood\?.*gene=TP53"))   # the view is shareable
+        with page.expect_download() as dl:
+            page.get_by_role("button", name="CSV").click()
+        path = tmp_path / "neighbours.csv"
+        dl.value.save_as(path)
+        assert dl.value.suggested_filename == "TP53_codebook_r{}_neighbours.csv".format(alpha.default_rank("codebook"))
+        page.screenshot(path=str(tmp_path / "neighbourhood.png"))
+        browser.close()
+
+    rows = list(csv.DictReader(io.StringIO(Path(path).read_text())))
+    idx, sims = alpha.knn("codebook")
+    assert [r["gene"] for r in rows] == [alpha.symbols[i] for i in idx[0, :20]]
+    assert all(abs(float(r["cosine"]) - float(s)) <= 6e-5 for r, s in zip(rows, sims[0, :20]))  # 4 decimals
+    assert rows[0]["rank"] == "1" and set(rows[0]) == {"rank", "gene", "cosine", "known", "sources"}
