@@ -4,7 +4,6 @@ import numpy as np
 import streamlit as st
 
 from app import state, ui
-from app.enrichment import enrich_list
 from app.search import parse_gene_list
 
 st.title("Enrichment")
@@ -65,6 +64,7 @@ if bg_mode.startswith("my"):
 @st.cache_data(show_spinner="Testing gene sets…", max_entries=64)
 def run(path: str, genes: tuple, libraries: tuple, universe: tuple, lo: int, hi: int):
     """Cached enrichment of one list (keyed by bundle, list, libraries, background and size limits)."""
+    from app.enrichment import enrich_list  # scipy.stats loads on first use, not on page load
     sets = state.library(state.bundle(path))
     return enrich_list(list(genes), {name: sets[name] for name in libraries}, list(universe), lo, hi)
 

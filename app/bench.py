@@ -1,0 +1,168 @@
+"""Benchmark the app on synthetic 45,000-gene bundles: page render time, gene query time, memory.
+
+    python -m app.bench --dir bench-out/app --genes 45000 --out bench-out/app/bench.md
+
+Bundles are made once with precompute's generator (``precompute.synthetic.make_synthetic_bundle``)
+in a separate process (it imports torch; the app never does). Measurements run in a fresh
+process that imports only the app: every page is rendered server-side with streamlit's AppTest
+(first visit, which loads and caches the bundle, then a repeat visit), gene queries are timed
+through the page and through the lookup functions, and the process's resident memory is read
+from /proc after both bundles have been loaded by every page.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = ["overview", "gene_map", "neighbourhood", "modules", "enrichment", "compare", "subspaces"]
+
+
+def make_bundles(d: Path, n_genes: int, dims: dict[str, int], names: list[str]) -> None:
+    """Build the missing synthetic bundles (one process each, seed = position)."""
+    for seed, name in enumerate(names):
+        out = d / name
+        if (out / "manifest.json").exists():
+            print(f"reusing {out}", flush=True)
+            continue
+        code = ("import sys, json; from precompute.synthetic import make_synthetic_bundle; "
+                f"make_synthetic_bundle({str(out)!r}, n_genes={n_genes}, dims=json.loads(sys.argv[1]), "
+                f"seed={seed}, progress=True)")
+        print(f"building {out} ({n_genes} genes, dims {dims})", flush=True)
+        t = time.time()
+        subprocess.run([sys.executable, "-c", code, json.dumps(dims)], cwd=ROOT, check=True)
+        print(f"built {out} in {time.time() - t:.0f} s", flush=True)
+
+
+def _rss_mb() -> tuple[float, float]:
+    status = Path("/proc/self/status").read_text().splitlines()
+    get = lambda key: next(float(x.split()[1]) / 1024 for x in status if x.startswith(key))  # noqa: E731
+    return get("VmRSS:"), get("VmHWM:")
+
+
+def measure(d: Path, names: list[str], n_queries: int) -> dict:
+    """Run in a fresh process: page timings (AppTest), query timings, memory. Returns a dict."""
+    import numpy as np
+    from streamlit.testing.v1 import AppTest
+
+    from app.bundle import open_bundle
+    from app.neighbours import top_k, top_k_precomputed, unit_rows
+
+    assert "torch" not in sys.modules
+    os.environ["TXFM_BUNDLES"] = str(d)
+    rss0 = _rss_mb()[0]
+    a = open_bundle(d / names[0])
+    rng = np.random.default_rng(0)
+    genes = [str(a.symbols[i]) for i in rng.choice(a.n_genes, n_queries + 1, replace=False)]
+
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=300)
+    at.query_params["bundle"] = names
+    at.query_params["gene"] = genes[0]
+    pages: dict[str, dict[str, float]] = {}
+    for page in PAGES:
+        for visit in ("first", "repeat"):
+            if page != "overview" or visit == "repeat" or pages:
+                at.switch_page(f"views/{page}.py")
+            t = time.perf_counter()
+            at.run()
+            pages.setdefault(page, {})[visit] = time.perf_counter() - t
+            if at.exception:
+                raise RuntimeError(f"page {page} raised: {at.exception[0].value}")
+
+    # Gene query through the neighbourhood page (widget change -> rerun), new gene each time.
+    at.switch_page("views/neighbourhood.py").run()
+    box = f"w_gene_{names[0]}"
+    page_q = []
+    for g in genes[1:]:
+        at.selectbox(key=box).set_value(g)
+        t = time.perf_counter()
+        at.run()
+        page_q.append(time.perf_counter() - t)
+        assert f"{g}: " in "".join(str(s.value) for s in at.subheader), g
+
+    # Lookup functions alone: stored kNN at the chosen rank, and on-the-fly at another rank.
+    out_q: dict[str, dict[str, float]] = {}
+    rows = [int(np.flatnonzero(a.symbols == g)[0]) for g in genes[1:]]
+    for m in a.matrix_names:
+        idx, sims = a.knn(m)
+        t = time.perf_counter()
+        for r in rows:
+            top_k_precomputed(idx, sims, r, 50)
+        stored = (time.perf_counter() - t) / len(rows)
+        other = max(8, a.default_rank(m) // 2)
+        t = time.perf_counter()
+        u = unit_rows(a.subspace(m), other)
+        build = time.perf_counter() - t
+        ts = []
+        for r in rows:
+            t = time.perf_counter()
+            top_k(u, r, 50)
+            ts.append(time.perf_counter() - t)
+        out_q[m] = {"stored_ms": stored * 1e3, "other_rank": other, "build_s": build,
+                    "fly_ms_median": float(np.median(ts)) * 1e3, "fly_ms_max": float(np.max(ts)) * 1e3}
+    rss, hwm = _rss_mb()
+    return {"pages": pages, "page_query_s": {"median": float(np.median(page_q)), "max": float(np.max(page_q)),
+                                              "n": len(page_q)},
+            "lookup": out_q, "rss_mb": rss, "peak_rss_mb": hwm, "rss_before_mb": rss0,
+            "n_genes": a.n_genes, "widths": {m: a.max_rank(m) for m in a.matrix_names},
+            "ranks": {m: a.default_rank(m) for m in a.matrix_names}, "torch_imported": "torch" in sys.modules}
+
+
+def report(res: dict, cmd: str) -> str:
+    """Markdown tables of one measurement."""
+    lines = [f"Command: `{cmd}`", "",
+             f"Bundles: 2 synthetic bundles x {res['n_genes']:,} genes; subspace widths {res['widths']}, "
+             f"chosen ranks {res['ranks']}.", "",
+             "| page | first visit (s) | repeat (s) |", "|---|---|---|"]
+    for p, v in res["pages"].items():
+        lines.append(f"| {p} | {v['first']:.2f} | {v['repeat']:.2f} |")
+    q = res["page_query_s"]
+    lines += ["", f"Gene query through the Gene neighbourhood page (new gene, full page rerun, n={q['n']}): "
+                  f"median {q['median'] * 1e3:.0f} ms, max {q['max'] * 1e3:.0f} ms.", "",
+              "| matrix | stored kNN lookup (ms) | other rank | unit rows build, once (s) | on-the-fly top-50 median / max (ms) |",
+              "|---|---|---|---|---|"]
+    for m, v in res["lookup"].items():
+        lines.append(f"| {m} | {v['stored_ms']:.3f} | {v['other_rank']} | {v['build_s']:.2f} | "
+                     f"{v['fly_ms_median']:.1f} / {v['fly_ms_max']:.1f} |")
+    lines += ["", f"App process memory with both bundles loaded by every page: RSS {res['rss_mb']:.0f} MB "
+                  f"(peak {res['peak_rss_mb']:.0f} MB; {res['rss_before_mb']:.0f} MB before loading). "
+                  f"torch imported: {res['torch_imported']}."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m app.bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dir", type=Path, default=Path("bench-out/app"),
+                    help="folder for the synthetic bundles (reused when present; default bench-out/app)")
+    ap.add_argument("--genes", type=int, default=45000, help="genes per bundle (default 45000)")
+    ap.add_argument("--dims", default='{"codebook": 767, "decoder": 768}',
+                    help='JSON {matrix: width} for the generator (default the paper\'s TxFM-B widths)')
+    ap.add_argument("--queries", type=int, default=20, help="gene queries timed (default 20)")
+    ap.add_argument("--out", type=Path, default=None, help="also write the markdown report here")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    names = [f"synthetic{a.genes // 1000}k_a", f"synthetic{a.genes // 1000}k_b"]
+    if a.worker:
+        print("RESULT " + json.dumps(measure(a.dir, names, a.queries)))
+        return
+    make_bundles(a.dir, a.genes, json.loads(a.dims), names)
+    r = subprocess.run([sys.executable, "-m", "app.bench", "--worker", "--dir", str(a.dir), "--genes", str(a.genes),
+                        "--queries", str(a.queries)], cwd=ROOT, capture_output=True, text=True)
+    line = next((x for x in r.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if r.returncode != 0 or line is None:
+        sys.exit(f"measurement process failed:\n{r.stderr[-4000:]}")
+    cmd = "python -m app.bench " + " ".join(sys.argv[1:] if argv is None else argv)
+    text = report(json.loads(line[len("RESULT "):]), cmd.strip())
+    print(text)
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
