@@ -45,7 +45,8 @@ def recall_curves(recall: pd.DataFrame, height: int = 380, chosen: dict[str, int
     for m, r in (chosen or {}).items():
         fig.add_trace(go.Scatter(x=[r, r], y=[0, 1], mode="lines", line=dict(dash="dot", color="black", width=1),
                                  name=f"{m}: chosen rank {r}", hoverinfo="name"))
-    fig.update_layout(margin=dict(l=10, r=10, t=10, b=10))
+    ticks = sorted(set(df["rank"].astype(int)))
+    fig.update_layout(margin=dict(l=10, r=10, t=10, b=10), xaxis=dict(tickvals=ticks, ticktext=[str(t) for t in ticks]))
     return fig
 
 

@@ -47,19 +47,21 @@ def neighbourhood_change(symbols_a: np.ndarray, knn_a: np.ndarray, symbols_b: np
                          k: int) -> pd.DataFrame:
     """Per shared gene, how much its top-k neighbour set differs between bundles A and B.
 
+    Neighbour sets are restricted to the genes both bundles have (as ``precompute.compare``).
+
     Args:
         symbols_a, symbols_b: gene symbols of each bundle (row order).
         knn_a, knn_b: (G, >=k) stored neighbour rows of each bundle.
         k: neighbours compared (<= both widths).
     Returns:
         DataFrame(gene, jaccard, shared_neighbours, k), one row per gene present in both bundles,
-        sorted by jaccard ascending (most changed first), then gene.
+        sorted by jaccard ascending (most changed first; NaN last), then gene.
     """
     a_to_b = row_map(symbols_a, symbols_b)
     b_to_a = row_map(symbols_b, symbols_a)
     both = np.flatnonzero(a_to_b >= 0)
-    jac = neighbour_overlap(np.asarray(knn_a)[both], np.asarray(knn_b)[a_to_b[both]], b_to_a, k)
-    shared = np.rint(jac * 2 * k / (1 + jac)).astype(int)   # |A∩B| from Jaccard with |A| = |B| = k
+    jac, shared = neighbour_overlap(np.asarray(knn_a)[both], np.asarray(knn_b)[a_to_b[both]], b_to_a, k,
+                                    a_shared=a_to_b >= 0)
     df = pd.DataFrame({"gene": np.asarray(symbols_a, dtype=str)[both], "jaccard": jac,
                        "shared_neighbours": shared, "k": k})
-    return df.sort_values(["jaccard", "gene"], kind="stable").reset_index(drop=True)
+    return df.sort_values(["jaccard", "gene"], kind="stable", na_position="last").reset_index(drop=True)

@@ -28,9 +28,29 @@ def test_neighbourhood_change_ranks_most_changed_first():
     sym_a = np.array(["A", "B", "C", "D"])
     knn_a = np.array([[1, 2], [0, 2], [0, 1], [0, 1]])
     sym_b = np.array(["D", "C", "B", "A", "E"])           # other order, one extra gene
-    # In B: A's neighbours B, C (same); B's: A, E (one shared); C's: D, E (none); D's: A, B (same).
+    # In B: A's neighbours B, C (same); B's: A, E -> E dropped: {A} vs {A, C} = 1/2;
+    # C's: D, E -> {D} vs {A, B} = 0; D's: A, B (same).
     knn_b = np.array([[3, 2], [0, 4], [3, 4], [2, 1], [0, 1]])
     df = neighbourhood_change(sym_a, knn_a, sym_b, knn_b, 2)
     assert df["gene"].tolist() == ["C", "B", "A", "D"]
-    np.testing.assert_allclose(df["jaccard"], [0.0, 1 / 3, 1.0, 1.0])
+    np.testing.assert_allclose(df["jaccard"], [0.0, 0.5, 1.0, 1.0])
     assert df["shared_neighbours"].tolist() == [0, 1, 2, 2]
+
+
+def test_neighbourhood_change_agrees_with_precompute_sets(alpha, bundles_dir):
+    """Vectorised Jaccard == precompute.compare.neighbour_jaccard on Python sets (other gene order in B)."""
+    from app.bundle import open_bundle
+    from precompute.compare import neighbour_jaccard
+
+    beta = open_bundle(bundles_dir / "beta")
+    perm = np.random.default_rng(1).permutation(beta.n_genes)          # pretend B stores genes in another order
+    inv = np.argsort(perm)
+    sym_b = beta.symbols[perm]
+    knn_b = inv[np.asarray(beta.knn("codebook")[0])[perm]]
+    df = neighbourhood_change(alpha.symbols, alpha.knn("codebook")[0], sym_b, knn_b, 20).set_index("gene")
+    ka = {alpha.symbols[i]: {alpha.symbols[j] for j in row} for i, row in enumerate(alpha.knn("codebook")[0])}
+    kb = {sym_b[i]: {sym_b[j] for j in row} for i, row in enumerate(knn_b)}
+    genes = list(alpha.symbols)
+    expect = neighbour_jaccard([ka[g] for g in genes], [kb[g] for g in genes])
+    np.testing.assert_allclose(df.loc[genes, "jaccard"].to_numpy(), expect)
+    assert 0 < np.mean(expect) < 1

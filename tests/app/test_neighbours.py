@@ -57,8 +57,15 @@ def test_neighbour_overlap_by_hand():
     knn_a = np.array([[1, 2], [0, 2], [0, 1]])
     # B has genes in another order: B row 0 = A row 2, B row 1 = A row 0, B row 2 = A row 1, B row 3 new.
     b_to_a = np.array([2, 0, 1, -1])
-    knn_b_for_a = np.array([[0, 3],   # gene A0: neighbours A2 and a gene A lacks -> {2} vs {1,2}: 1/3
+    knn_b_for_a = np.array([[0, 3],   # gene A0: A2 and a gene A lacks (dropped) -> {2} vs {1,2}: 1/2
                             [1, 0],   # gene A1: A0, A2 -> same set: 1
-                            [3, 1]])  # gene A2: new gene, A0 -> {0} vs {0,1}: 1/3
-    j = neighbour_overlap(knn_a, knn_b_for_a, b_to_a, 2)
-    np.testing.assert_allclose(j, [1 / 3, 1.0, 1 / 3])
+                            [3, 3]])  # gene A2: only the gene A lacks -> {} vs {0,1}: 0
+    j, inter = neighbour_overlap(knn_a, knn_b_for_a, b_to_a, 2)
+    np.testing.assert_allclose(j, [1 / 2, 1.0, 0.0])
+    assert inter.tolist() == [1, 2, 0]
+    # A's neighbour A1 is not in B: it is dropped from A's side too -> gene A0: {2} vs {2}: 1.
+    j, _ = neighbour_overlap(knn_a, knn_b_for_a, b_to_a, 2, a_shared=np.array([True, False, True]))
+    assert j[0] == 1.0
+    # Both restricted sets empty -> NaN.
+    j, _ = neighbour_overlap(np.array([[1]]), np.array([[3]]), b_to_a, 1, a_shared=np.array([True, False, True]))
+    assert np.isnan(j[0])
