@@ -46,8 +46,8 @@ def _embed(ns: argparse.Namespace) -> int:
     out = Path(ns.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp.npz")
-    arrays = {"cls": res.cls, "sample_id": np.asarray(obs.index.astype(str)) if "sample_id" not in obs
-              else obs["sample_id"].astype(str).to_numpy()}
+    ids = obs["sample_id"] if "sample_id" in obs else obs.index
+    arrays = {"cls": res.cls, "sample_id": np.asarray([str(i) for i in ids], dtype=str)}
     if res.layers is not None:
         arrays["layers"] = res.layers
     np.savez(tmp, **arrays)

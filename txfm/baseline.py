@@ -15,7 +15,6 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from scipy.sparse.linalg import LinearOperator
-from sklearn.utils.extmath import randomized_svd
 
 from . import __version__
 from .checkpoint import FORMAT_VERSION, atomic_torch_save
@@ -97,8 +96,24 @@ def fit_pca_matrix(x: sp.csr_matrix, cfg: PCAConfig) -> tuple[np.ndarray, np.nda
 
     op = LinearOperator((n, g), matvec=matmat, rmatvec=rmatmat, matmat=matmat, rmatmat=rmatmat, dtype=np.float64)
     k = min(cfg.n_components, n - 1, g)
-    _, s, vt = randomized_svd(op, n_components=k, n_iter=cfg.n_iter, random_state=cfg.seed)
+    _, s, vt = randomized_svd_operator(op, k, cfg.n_iter, cfg.seed)
     return mean, scale, vt, s ** 2 / max(n - 1, 1)
+
+
+def randomized_svd_operator(op: LinearOperator, k: int, n_iter: int, seed: int, oversample: int = 10):
+    """Truncated SVD of a LinearOperator (Halko, Martinsson & Tropp 2011, Alg. 4.4 with QR-stabilised
+    power iterations; sklearn's randomized_svd needs an array). Returns U (n, k), s (k,), Vt (k, g),
+    signs fixed so that each row of Vt has its largest-magnitude entry positive."""
+    n, g = op.shape
+    q = np.random.default_rng(seed).standard_normal((g, min(k + oversample, min(n, g))))
+    q, _ = np.linalg.qr(op.matmat(q))
+    for _ in range(n_iter):
+        q, _ = np.linalg.qr(op.rmatmat(q))
+        q, _ = np.linalg.qr(op.matmat(q))
+    ub, s, vt = np.linalg.svd(op.rmatmat(q).T, full_matrices=False)  # (Q^T A) = Ub S Vt
+    u = q @ ub
+    sign = np.sign(vt[np.arange(vt.shape[0]), np.argmax(np.abs(vt), axis=1)])
+    return u[:, :k] * sign[:k], s[:k], vt[:k] * sign[:k, None]
 
 
 def fit_pca(corpus: Corpus, cfg: PCAConfig, rows: np.ndarray | None = None) -> PCABaseline:

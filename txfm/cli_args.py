@@ -35,7 +35,8 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, skip: set[str] = fr
             continue
         tp = hints[f.name]
         default = (defaults or {}).get(f.name, f.default if f.default is not MISSING else None)
-        kw: dict = {"help": f"{helps.get(f.name, '')} (default: {default})", "default": None}
+        shown = "required" if f.name in required else f"default: {default}"
+        kw: dict = {"help": f"{helps.get(f.name, '')} ({shown})", "default": None}
         if typing.get_origin(tp) is typing.Literal:
             kw["choices"] = list(typing.get_args(tp))
             kw["type"] = type(kw["choices"][0])

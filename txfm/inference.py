@@ -117,6 +117,38 @@ def embed(checkpoint: str | os.PathLike, counts, genes: Sequence[str], max_genes
     return Embeddings(np.concatenate(cls_out), np.concatenate(layer_out) if all_layers else None, mapping)
 
 
+@torch.no_grad()
+def contextual_gene_embeddings(checkpoint: str | os.PathLike, corpus: str | os.PathLike, n_samples: int = 2048,
+                               seed: int = 0, batch_size: int = 64, progress: bool = True) -> np.ndarray:
+    """(G, d) mean encoder output token of each gene over ``n_samples`` random corpus samples.
+
+    Each sample reveals genes as in training (K from the run, measured genes only); a gene's vector
+    is the mean of its output token over the samples that revealed it; genes never revealed get zeros.
+    """
+    from .corpus import Corpus
+
+    model, ck = load_model(checkpoint)
+    c = Corpus(corpus)
+    if c.genes != ck["genes"]:
+        raise CheckpointError(f"{corpus}: its gene vocabulary differs from {checkpoint}'s; use the training corpus")
+    tc = ck.get("train_config", {})
+    spec = BatchSpec(tc.get("reveal", 2048), tc.get("preprocessing", "libnorm_log1p"), model.cfg.library_size)
+    rows = np.sort(np.random.default_rng(seed).permutation(c.n_samples)[:n_samples])
+    measured = c.measured_matrix()
+    sums = torch.zeros(model.cfg.n_genes, model.cfg.dim, dtype=torch.float64)
+    counts = torch.zeros(model.cfg.n_genes, dtype=torch.float64)
+    for i in tqdm(range(0, rows.size, batch_size), disable=not progress, desc="contextual", unit="batch"):
+        sel = rows[i:i + batch_size]
+        x, d = c.read_rows(sel)
+        b = collate(x, d, [sample_rng(seed, 0, r) for r in sel], measured, spec)
+        tok = model.forward_encoder(b["gene_idx"], b["values"], b["pad_mask"], tokens=True)[:, 1:]  # [B, K, d]
+        keep = ~b["pad_mask"]
+        sums.index_add_(0, b["gene_idx"][keep], tok[keep].double())
+        counts.index_add_(0, b["gene_idx"][keep], torch.ones(int(keep.sum()), dtype=torch.float64))
+    out = sums / counts.clamp(min=1)[:, None]
+    return out.float().numpy()
+
+
 def gene_table(genes: Sequence[str], gene_ids: Sequence[str] | None) -> pd.DataFrame:
     ids = list(gene_ids) if gene_ids else [""] * len(genes)
     return pd.DataFrame({"symbol": list(genes), "ensembl_id": ids})
@@ -143,5 +175,5 @@ def gene_matrices(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], pd.Da
     return mats, gene_table(ck["genes"], ck.get("gene_ids")), meta
 
 
-__all__ = ["embed", "gene_matrices", "map_to_vocabulary", "project_counts", "GeneMapping", "Embeddings",
+__all__ = ["embed", "gene_matrices", "contextual_gene_embeddings", "map_to_vocabulary", "project_counts", "GeneMapping", "Embeddings",
            "CheckpointError"]

@@ -119,12 +119,13 @@ class TxFM(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward_encoder(self, gene_idx: torch.Tensor, values: torch.Tensor, pad_mask: torch.Tensor | None,
-                        all_layers: bool = False) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+                        all_layers: bool = False, tokens: bool = False):
         """Encode the revealed genes only.
 
         gene_idx: [B, K] long, values: [B, K] float (preprocessed), pad_mask: [B, K] bool (True = padding).
-        Returns the CLS embedding [B, d] (after the final LayerNorm), and with ``all_layers`` also the
-        CLS state after each block (list of [B, d]).
+        Returns the CLS embedding [B, d] (after the final LayerNorm); with ``all_layers`` also the
+        CLS state after each block (list of [B, d]); with ``tokens`` instead every output token
+        [B, 1+K, d] after the final LayerNorm (position 0 is CLS).
         """
         b = gene_idx.shape[0]
         tok = torch.cat([self.codebook(gene_idx), values.unsqueeze(-1).to(self.codebook.weight.dtype)], dim=-1)  # [B, K, d]
@@ -138,6 +139,8 @@ class TxFM(nn.Module):
             x = blk(x, attn_mask)
             if all_layers:
                 layers.append(x[:, 0])
+        if tokens:
+            return self.norm(x)  # [B, 1+K, d]
         cls = self.norm(x[:, 0])  # [B, d]
         return (cls, layers) if all_layers else cls
 

@@ -199,7 +199,7 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool =
         if finite.item() == 0:
             bar.close()
             raise TrainingDiverged(
-                f"loss is not finite at step {step} (loss={float(parts.loss)}); the run stopped without saving. "
+                f"loss is not finite at step {step} (loss={parts.loss.item()}); the run stopped without saving. "
                 f"Lower --lr, use --activation rect_tanh (plain relu is known to diverge), or check the corpus "
                 f"for extreme counts. Last good checkpoint: {out / 'last.pt'}")
         opt.zero_grad(set_to_none=True)
