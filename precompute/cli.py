@@ -21,7 +21,7 @@ def _add_params(p: argparse.ArgumentParser) -> None:
     g.add_argument("--null-size", type=int, default=5000, help="genes per null sample (default 5000)")
     g.add_argument("--full-null", action="store_true", help="exact all-pairs null instead of sampled nulls")
     g.add_argument("--k", type=int, default=50, help="neighbours per gene (default 50)")
-    g.add_argument("--umap-epochs", type=int, default=200, help="UMAP optimisation epochs (default 200)")
+    g.add_argument("--umap-epochs", type=int, default=100, help="UMAP optimisation epochs (default 100)")
     g.add_argument("--umap-min-dist", type=float, default=0.1, help="UMAP min_dist (default 0.1)")
     g.add_argument("--resolutions", type=float, nargs="+", default=[0.5, 1.0, 2.0],
                    help="Leiden resolutions (default 0.5 1 2)")

@@ -1,6 +1,8 @@
 """Module enrichment against gene set libraries: one-sided hypergeometric test + Benjamini-Hochberg."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -24,6 +26,77 @@ def bh_qvalues(p: np.ndarray) -> np.ndarray:
     return q
 
 
+@dataclass
+class PreparedLibrary:
+    """A gene set library restricted to a vocabulary (reused across partitions)."""
+    name: str
+    terms: list[str]            # tested terms, in library order
+    term_rows: list[np.ndarray]  # vocabulary rows of each tested term (sorted)
+    bg_rows: np.ndarray         # vocabulary rows of the background
+    T: sp.csr_matrix            # (background, tested terms) 0/1
+    set_size: np.ndarray        # (tested terms,) sizes after restriction
+
+
+def prepare_library(symbols, library: dict[str, list[str]], name: str, min_set_size: int = 5,
+                    max_set_size: int = 500) -> PreparedLibrary:
+    """Restrict a library to the vocabulary: background = vocabulary genes in any term; terms
+    restricted to the background and kept when min_set_size <= size <= max_set_size."""
+    pos = {s: i for i, s in enumerate(symbols)}
+    rows_all = [np.array(sorted({pos[g] for g in genes if g in pos}), dtype=np.int64)
+                for genes in library.values()]
+    names = list(library)
+    nonempty = [r for r in rows_all if r.size]
+    bg_rows = np.unique(np.concatenate(nonempty)) if nonempty else np.zeros(0, np.int64)
+    sizes = np.array([r.size for r in rows_all], dtype=np.int64)
+    tested = np.nonzero((sizes >= min_set_size) & (sizes <= max_set_size))[0]
+    col_of = -np.ones(len(symbols), dtype=np.int64)
+    col_of[bg_rows] = np.arange(bg_rows.size)
+    if tested.size:
+        t_i = np.concatenate([col_of[rows_all[t]] for t in tested])
+        t_j = np.repeat(np.arange(tested.size), sizes[tested])
+    else:
+        t_i = t_j = np.zeros(0, np.int64)
+    T = sp.csr_matrix((np.ones(t_i.size, np.int32), (t_i, t_j)), shape=(bg_rows.size, tested.size))
+    return PreparedLibrary(name, [names[t] for t in tested], [rows_all[t] for t in tested], bg_rows, T,
+                           sizes[tested])
+
+
+def enrich_prepared(membership: np.ndarray, symbols, lib: PreparedLibrary, resolution: float,
+                    top_terms: int = 10) -> pd.DataFrame:
+    """Enrichment of every module of one partition against a prepared library (see enrich_membership)."""
+    background = int(lib.bg_rows.size)
+    if background == 0 or not lib.terms:
+        return pd.DataFrame({c: [] for c in COLUMNS})
+    symbols = np.asarray(symbols, dtype=object)
+    membership = np.asarray(membership, dtype=np.int64)
+    memb_bg = membership[lib.bg_rows]
+    n_mod = int(membership.max()) + 1
+    M = sp.csr_matrix((np.ones(background, np.int32), (memb_bg, np.arange(background))),
+                      shape=(n_mod, background))
+    overlap = (M @ lib.T).toarray()                                  # (modules, tested terms)
+    mod_size = np.bincount(memb_bg, minlength=n_mod)
+    present = np.nonzero(mod_size > 0)[0]
+    overlap = overlap[present]
+    p = np.ones(overlap.shape)
+    mi, tj = np.nonzero(overlap > 0)
+    p[mi, tj] = hypergeom.sf(overlap[mi, tj] - 1, background, lib.set_size[tj], mod_size[present[mi]])
+    q = bh_qvalues(p.ravel()).reshape(p.shape)
+    # the top_terms smallest p with overlap >= 1 per module (ties: library order)
+    order = np.lexsort((tj, p[mi, tj], mi))
+    mi, tj = mi[order], tj[order]
+    rank_in_mod = np.arange(mi.size) - np.searchsorted(mi, mi)
+    keep = rank_in_mod < top_terms
+    mi, tj = mi[keep], tj[keep]
+    mods = present[mi]
+    genes = [("|".join(symbols[np.intersect1d(lib.term_rows[t], np.nonzero(membership == m)[0],
+                                              assume_unique=True)])) for m, t in zip(mods, tj)]
+    return pd.DataFrame({"resolution": float(resolution), "module": mods.astype(np.int32),
+                         "library": lib.name, "term": [lib.terms[t] for t in tj],
+                         "overlap": overlap[mi, tj].astype(np.int32), "set_size": lib.set_size[tj].astype(np.int32),
+                         "module_size": mod_size[mods].astype(np.int32), "background": np.int32(background),
+                         "p": p[mi, tj], "q": q[mi, tj], "genes": genes}, columns=COLUMNS)
+
+
 def enrich_membership(membership: np.ndarray, symbols: list[str] | np.ndarray,
                       library: dict[str, list[str]], library_name: str, resolution: float,
                       min_set_size: int = 5, max_set_size: int = 500,
@@ -40,53 +113,5 @@ def enrich_membership(membership: np.ndarray, symbols: list[str] | np.ndarray,
     Args:
         membership: (G,) int module id per gene (row order of `symbols`).
     """
-    symbols = np.asarray(symbols, dtype=object)
-    pos = {s: i for i, s in enumerate(symbols)}
-    in_lib = np.zeros(len(symbols), dtype=bool)
-    term_names, term_rows = [], []
-    for term, genes in library.items():
-        rows = sorted({pos[g] for g in genes if g in pos})
-        if rows:
-            in_lib[rows] = True
-        term_names.append(term)
-        term_rows.append(rows)
-    bg_rows = np.nonzero(in_lib)[0]
-    background = int(bg_rows.size)
-    sizes = np.array([len(r) for r in term_rows], dtype=np.int64)
-    tested = np.nonzero((sizes >= min_set_size) & (sizes <= max_set_size))[0]
-    if background == 0 or tested.size == 0:
-        return pd.DataFrame({c: [] for c in COLUMNS})
-    col_of = -np.ones(len(symbols), dtype=np.int64)
-    col_of[bg_rows] = np.arange(background)
-    # T: background genes x tested terms (0/1); M: modules x background genes (0/1)
-    t_i = np.concatenate([col_of[term_rows[t]] for t in tested])
-    t_j = np.concatenate([np.full(sizes[t], j) for j, t in enumerate(tested)])
-    T = sp.csr_matrix((np.ones(t_i.size, np.int32), (t_i, t_j)), shape=(background, tested.size))
-    memb_bg = np.asarray(membership)[bg_rows]
-    n_mod = int(np.asarray(membership).max()) + 1
-    M = sp.csr_matrix((np.ones(background, np.int32), (memb_bg, np.arange(background))),
-                      shape=(n_mod, background))
-    overlap = (M @ T).toarray()                                      # (modules, tested terms)
-    mod_size = np.bincount(memb_bg, minlength=n_mod)
-    set_size = sizes[tested]
-    present = mod_size > 0
-    overlap, mod_idx = overlap[present], np.nonzero(present)[0]
-    p = np.ones(overlap.shape)
-    hit = overlap > 0
-    mi, tj = np.nonzero(hit)
-    p[mi, tj] = hypergeom.sf(overlap[mi, tj] - 1, background, set_size[tj], mod_size[mod_idx[mi]])
-    q = bh_qvalues(p.ravel()).reshape(p.shape)
-    rows = []
-    for r, m in enumerate(mod_idx):
-        cand = np.nonzero(hit[r])[0]
-        if cand.size == 0:
-            continue
-        best = cand[np.lexsort((cand, p[r, cand]))][:top_terms]
-        members = set(bg_rows[memb_bg == m].tolist())
-        for j in best:
-            t = tested[j]
-            genes = [symbols[i] for i in term_rows[t] if i in members]
-            rows.append((float(resolution), int(m), library_name, term_names[t], int(overlap[r, j]),
-                         int(set_size[j]), int(mod_size[m]), background, float(p[r, j]),
-                         float(q[r, j]), "|".join(genes)))
-    return pd.DataFrame(rows, columns=COLUMNS)
+    lib = prepare_library(symbols, library, library_name, min_set_size, max_set_size)
+    return enrich_prepared(membership, symbols, lib, resolution, top_terms)

@@ -39,7 +39,7 @@ class BundleParams:
     lower: float = 0.05                    # recall: below this null quantile counts
     upper: float = 0.95                    # recall: above this null quantile counts
     k: int = 50                            # neighbours per gene
-    umap_epochs: int = 200                 # UMAP optimisation epochs
+    umap_epochs: int = 100                 # UMAP optimisation epochs (low: speed; see docs)
     umap_min_dist: float = 0.1
     resolutions: tuple[float, ...] = (0.5, 1.0, 2.0)   # Leiden resolutions
     min_set_size: int = 5                  # enrichment: smallest tested set (after restriction)
@@ -158,17 +158,15 @@ def _sweep(ctx: _Ctx, width: int) -> list[int]:
 
 
 def _step_recall(ctx: _Ctx) -> dict[str, Any]:
-    from .recall import relationship_recall
+    from .recall import recall_sweep
     p = ctx.params
     symbols = pd.read_parquet(ctx.work / "genes.parquet")["symbol"].to_numpy()
     pairs = refs.pairs_to_indices(pd.read_parquet(ctx.work / "references" / "pairs.parquet"), symbols)
     frames, best = [], {}
-    jobs = [(n, r) for n in ctx.names for r in _sweep(ctx, ctx.load(f"subspaces/{n}.npy").shape[1])]
-    for name, rank in tqdm(jobs, desc="recall", disable=not ctx.progress, leave=False):
-        sub = np.asarray(ctx.load(f"subspaces/{name}.npy")[:, :rank])
-        df = relationship_recall(sub, pairs, n_nulls=p.n_nulls, null_size=p.null_size,
-                                 lower=p.lower, upper=p.upper, full_null=p.full_null, seed=p.seed)
-        df.insert(0, "rank", np.int32(rank))
+    for name in tqdm(ctx.names, desc="recall", disable=not ctx.progress, leave=False):
+        sub = np.asarray(ctx.load(f"subspaces/{name}.npy"))
+        df = recall_sweep(sub, pairs, _sweep(ctx, sub.shape[1]), n_nulls=p.n_nulls, null_size=p.null_size,
+                          lower=p.lower, upper=p.upper, full_null=p.full_null, seed=p.seed)
         df.insert(0, "matrix", name)
         frames.append(df)
     table = pd.concat(frames, ignore_index=True)[
@@ -247,23 +245,23 @@ def _step_modules(ctx: _Ctx) -> dict[str, Any]:
 
 
 def _step_enrichment(ctx: _Ctx) -> dict[str, Any]:
-    from .enrichment import COLUMNS, enrich_membership
+    from .enrichment import COLUMNS, enrich_prepared, prepare_library
     p = ctx.params
     symbols = pd.read_parquet(ctx.work / "genes.parquet")["symbol"].to_numpy()
-    libs = {q.stem: refs.load_gmt(q) for q in sorted((ctx.work / "references" / "gmt").glob("*.gmt"))}
+    libs = [prepare_library(symbols, refs.load_gmt(q), q.stem, p.min_set_size, p.max_set_size)
+            for q in sorted((ctx.work / "references" / "gmt").glob("*.gmt"))]
     for name in tqdm(ctx.names, desc="enrichment", disable=not ctx.progress, leave=False):
         mods = pd.read_parquet(ctx.work / "modules" / f"{name}.parquet")
         frames = [pd.DataFrame({c: [] for c in COLUMNS})]
         for res in p.resolutions:
-            for lib, sets in libs.items():
-                frames.append(enrich_membership(mods[_res_col(res)].to_numpy(), symbols, sets, lib, res,
-                                                p.min_set_size, p.max_set_size, p.top_terms))
+            for lib in libs:
+                frames.append(enrich_prepared(mods[_res_col(res)].to_numpy(), symbols, lib, res, p.top_terms))
         df = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
         df = df.astype({"resolution": "float64", "module": "int32", "library": str, "term": str,
                         "overlap": "int32", "set_size": "int32", "module_size": "int32",
                         "background": "int32", "p": "float64", "q": "float64", "genes": str})
         save_parquet(ctx.work / "enrichment" / f"{name}.parquet", df)
-    return {"libraries": sorted(libs)}
+    return {"libraries": [lib.name for lib in libs]}
 
 
 def build_bundle(matrices: dict[str, np.ndarray], genes: pd.DataFrame,
@@ -347,9 +345,9 @@ def build_bundle(matrices: dict[str, np.ndarray], genes: pd.DataFrame,
         manifest["matrices"][n]["rank"] = ctx.chosen[n]
     run("knn", {"k": params.k, "ranks": ctx.chosen, "metric": "cosine", "exact": True}, lambda: _step_knn(ctx))
     run("umap", {"n_epochs": params.umap_epochs, "min_dist": params.umap_min_dist, "seed": params.seed,
-                 "input": "precomputed exact kNN"}, lambda: _step_umap(ctx))
+                 "init": "pca", "input": "precomputed exact kNN"}, lambda: _step_umap(ctx))
     run("modules", {"method": "leiden-modularity (igraph)", "resolutions": list(params.resolutions),
-                    "seed": params.seed}, lambda: _step_modules(ctx))
+                    "n_iterations": 2, "seed": params.seed}, lambda: _step_modules(ctx))
     run("enrichment", {"test": "hypergeometric one-sided", "correction": "benjamini-hochberg",
                        "background": "model genes in the library", "min_set_size": params.min_set_size,
                        "max_set_size": params.max_set_size, "top_terms": params.top_terms},

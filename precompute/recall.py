@@ -13,29 +13,80 @@ import torch
 from .knn import normalise_rows
 
 
+def _quantiles_inplace(vals: np.ndarray, n_valid: int, lower: float, upper: float) -> tuple[float, float]:
+    """Linear-interpolated [lower, upper] quantiles of the n_valid non-NaN entries of `vals`.
+
+    Same values as np.quantile(valid, [lower, upper]) but by an in-place partition of the
+    scratch 1-D array `vals` (no copy); NaN entries mark excluded values and sort last.
+    """
+    hs = [q * (n_valid - 1) for q in (lower, upper)]
+    kth = sorted({int(np.floor(h)) for h in hs} | {min(int(np.floor(h)) + 1, n_valid - 1) for h in hs})
+    vals.partition(kth)
+    out = []
+    for h in hs:
+        k = int(np.floor(h))
+        a, b = float(vals[k]), float(vals[min(k + 1, n_valid - 1)])
+        out.append(a + (h - k) * (b - a))
+    return out[0], out[1]
+
+
+def _null_samples(g: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Two samples of n genes; disjoint when 2n <= G (so the null has no self-pairs)."""
+    if 2 * n <= g:
+        both = rng.choice(g, 2 * n, replace=False)
+        return both[:n], both[n:]
+    return rng.choice(g, n, replace=False), rng.choice(g, n, replace=False)
+
+
+def null_thresholds_sweep(x: np.ndarray, ranks: list[int], rng: np.random.Generator,
+                          null_size: int = 5000, lower: float = 0.05,
+                          upper: float = 0.95) -> list[tuple[float, float]]:
+    """Null quantiles at every rank from ONE sample of gene pairs (two samples of null_size genes).
+
+    Cosines at rank r use the first r columns of `x` (G, W); dot products and norms are
+    accumulated column block by column block, so the whole sweep costs one (n, W) x (W, n)
+    product. Self-pairs (only possible when 2 * null_size > G) are excluded.
+    Returns [(low, high) per rank].
+    """
+    g = x.shape[0]
+    n = min(null_size, g)
+    ia, ib = _null_samples(g, n, rng)
+    xa = torch.from_numpy(np.ascontiguousarray(x[ia], dtype=np.float32))
+    xb = torch.from_numpy(np.ascontiguousarray(x[ib], dtype=np.float32))
+    dot = torch.zeros(n, n)
+    cos = torch.empty(n, n)
+    na2, nb2 = torch.zeros(n), torch.zeros(n)
+    pos_in_b = np.full(g, -1, dtype=np.int64)
+    pos_in_b[ib] = np.arange(n)
+    self_rows = np.nonzero(pos_in_b[ia] >= 0)[0]
+    self_cols = pos_in_b[ia[self_rows]]
+    out, prev = [], 0
+    for r in ranks:
+        dot.addmm_(xa[:, prev:r], xb[:, prev:r].T)                       # (n, n) += (n, dr) (dr, n)
+        na2 += (xa[:, prev:r] ** 2).sum(1)
+        nb2 += (xb[:, prev:r] ** 2).sum(1)
+        prev = r
+        na, nb = na2.sqrt().clamp_min(1e-30), nb2.sqrt().clamp_min(1e-30)
+        torch.div(dot, na[:, None], out=cos)
+        cos.div_(nb[None, :])
+        vals = cos.numpy().reshape(-1)
+        if self_rows.size:
+            vals[self_rows * n + self_cols] = np.nan
+        out.append(_quantiles_inplace(vals, n * n - self_rows.size, lower, upper))
+    return out
+
+
 def null_thresholds(xn: np.ndarray, rng: np.random.Generator, null_size: int = 5000,
                     lower: float = 0.05, upper: float = 0.95) -> tuple[float, float]:
     """Quantiles of a sampled null: cosines between two random gene samples (self-pairs removed).
 
     Args:
-        xn: (G, r) unit-norm rows.
+        xn: (G, r) gene vectors.
         null_size: genes per sample (capped at G); the null has about null_size^2 values.
     Returns:
         (low, high) thresholds.
     """
-    g = xn.shape[0]
-    n = min(null_size, g)
-    ia = rng.choice(g, n, replace=False)
-    ib = rng.choice(g, n, replace=False)
-    sims = (torch.from_numpy(xn[ia]) @ torch.from_numpy(xn[ib]).T).numpy()   # (n, n)
-    pos_in_b = np.full(g, -1, dtype=np.int64)
-    pos_in_b[ib] = np.arange(n)
-    rows = np.nonzero(pos_in_b[ia] >= 0)[0]
-    keep = np.ones(sims.shape, dtype=bool)
-    keep[rows, pos_in_b[ia[rows]]] = False
-    vals = sims[keep] if rows.size else sims.ravel()
-    lo, hi = np.quantile(vals, [lower, upper])
-    return float(lo), float(hi)
+    return null_thresholds_sweep(xn, [xn.shape[1]], rng, null_size, lower, upper)[0]
 
 
 def full_null_thresholds(xn: np.ndarray, lower: float = 0.05, upper: float = 0.95,
@@ -91,13 +142,26 @@ def full_null_thresholds(xn: np.ndarray, lower: float = 0.05, upper: float = 0.9
     return out[0], out[1]
 
 
-def pair_similarities(xn: np.ndarray, pairs: np.ndarray, chunk: int = 65_536) -> np.ndarray:
-    """Cosine of each pair: (P, 2) int indices into unit-norm rows `xn` -> (P,) float32."""
-    out = np.empty(len(pairs), dtype=np.float32)
+def pair_similarities_sweep(x: np.ndarray, pairs: np.ndarray, ranks: list[int],
+                            chunk: int = 16_384) -> np.ndarray:
+    """Cosine of each pair at every rank: (G, W) vectors, (P, 2) pairs -> (P, len(ranks)) float32."""
+    out = np.empty((len(pairs), len(ranks)), dtype=np.float32)
+    cols = np.asarray(ranks) - 1
+    w = max(ranks)
     for s in range(0, len(pairs), chunk):
         p = pairs[s:s + chunk]
-        out[s:s + chunk] = np.einsum("ij,ij->i", xn[p[:, 0]], xn[p[:, 1]])
+        a = torch.from_numpy(np.ascontiguousarray(x[p[:, 0], :w], dtype=np.float32))
+        b = torch.from_numpy(np.ascontiguousarray(x[p[:, 1], :w], dtype=np.float32))
+        dot = torch.cumsum(a * b, 1)[:, cols]
+        na = torch.cumsum(a * a, 1)[:, cols].sqrt().clamp_min(1e-30)
+        nb = torch.cumsum(b * b, 1)[:, cols].sqrt().clamp_min(1e-30)
+        out[s:s + chunk] = (dot / (na * nb)).numpy()
     return out
+
+
+def pair_similarities(xn: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Cosine of each pair over all columns: (G, r) vectors, (P, 2) pairs -> (P,) float32."""
+    return pair_similarities_sweep(xn, pairs, [xn.shape[1]])[:, 0]
 
 
 def random_pairs(g: int, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -107,46 +171,63 @@ def random_pairs(g: int, n: int, rng: np.random.Generator) -> np.ndarray:
     return np.stack([a, b], axis=1)
 
 
-def relationship_recall(x: np.ndarray, pairs: dict[str, np.ndarray], n_nulls: int = 3,
-                        null_size: int = 5000, lower: float = 0.05, upper: float = 0.95,
-                        full_null: bool = False, n_chance_pairs: int = 100_000,
-                        seed: int = 0) -> pd.DataFrame:
-    """Recall of known pairs for one set of gene vectors.
+def recall_sweep(x: np.ndarray, pairs: dict[str, np.ndarray], ranks: list[int], n_nulls: int = 3,
+                 null_size: int = 5000, lower: float = 0.05, upper: float = 0.95,
+                 full_null: bool = False, n_chance_pairs: int = 100_000, seed: int = 0) -> pd.DataFrame:
+    """Recall of known pairs at every rank r (first r columns of x).
 
     Args:
-        x: (G, r) gene vectors (e.g. the first r PCA scores).
+        x: (G, W) gene vectors, e.g. PCA scores with columns by decreasing variance.
         pairs: {source: (P, 2) row-index pairs}, e.g. from references.pairs_to_indices.
+        ranks: ranks to evaluate (each <= W).
         n_nulls: independent sampled nulls; the recall is averaged over them (std reported).
-        null_size: genes per null sample (null_size x null_size similarities).
-        full_null: use every pair i < j as one exact null instead (n_nulls ignored).
-        n_chance_pairs: uniformly random gene pairs scored the same way, giving the
-            empirical chance level (about upper - lower complement, i.e. 0.10).
+            Every null is one sample of null_size x null_size gene pairs shared by all ranks.
+        full_null: use every pair i < j as one exact null instead (n_nulls ignored; slow).
+        n_chance_pairs: uniformly random gene pairs scored the same way: the empirical chance
+            level (about lower + 1 - upper = 0.10).
     Returns:
-        DataFrame(source, recall_mean, recall_std, n_pairs, chance); recall is NaN for a
+        DataFrame(rank, source, recall_mean, recall_std, n_pairs, chance); recall is NaN for a
         source without pairs in the vocabulary.
     """
+    ranks = [int(r) for r in ranks]
+    if not ranks or min(ranks) < 1 or max(ranks) > x.shape[1]:
+        raise ValueError(f"ranks {ranks} must lie in 1..{x.shape[1]}")
     rng = np.random.default_rng(seed)
-    xn = normalise_rows(x)
-    g = xn.shape[0]
+    g = x.shape[0]
     if full_null:
-        thresholds = [full_null_thresholds(xn, lower, upper)]
+        thr = np.array([[full_null_thresholds(normalise_rows(x[:, :r]), lower, upper) for r in ranks]])
     else:
-        thresholds = [null_thresholds(xn, rng, null_size, lower, upper) for _ in range(n_nulls)]
-    chance_sims = pair_similarities(xn, random_pairs(g, n_chance_pairs, rng))
-    chance = float(np.mean([np.mean((chance_sims < lo) | (chance_sims > hi)) for lo, hi in thresholds]))
+        thr = np.array([null_thresholds_sweep(x, ranks, rng, null_size, lower, upper)
+                        for _ in range(n_nulls)])                                     # (nulls, R, 2)
+    lo, hi = thr[:, None, :, 0], thr[:, None, :, 1]                                    # (nulls, 1, R)
+    chance_cos = pair_similarities_sweep(x, random_pairs(g, n_chance_pairs, rng), ranks)
+    chance = ((chance_cos[None] < lo) | (chance_cos[None] > hi)).mean(axis=(0, 1))     # (R,)
     # score each distinct pair once, then look every source up in the union
     keys = {s: np.minimum(p[:, 0], p[:, 1]).astype(np.int64) * g + np.maximum(p[:, 0], p[:, 1])
             for s, p in pairs.items() if len(p)}
     union = np.unique(np.concatenate(list(keys.values()))) if keys else np.zeros(0, np.int64)
-    sims = pair_similarities(xn, np.stack([union // g, union % g], axis=1))
-    hits = np.stack([(sims < lo) | (sims > hi) for lo, hi in thresholds])    # (nulls, U)
+    cos = pair_similarities_sweep(x, np.stack([union // g, union % g], axis=1), ranks)   # (U, R)
+    hits = (cos[None] < lo) | (cos[None] > hi)                                         # (nulls, U, R)
     rows = []
     for source, p in pairs.items():
-        if len(p) == 0:
-            rows.append((source, np.nan, np.nan, 0, chance))
-            continue
-        where = np.searchsorted(union, keys[source])
-        r = hits[:, where].mean(axis=1)
-        rows.append((source, float(r.mean()), float(r.std(ddof=1)) if r.size > 1 else 0.0,
-                     int(len(p)), chance))
-    return pd.DataFrame(rows, columns=["source", "recall_mean", "recall_std", "n_pairs", "chance"])
+        for j, r in enumerate(ranks):
+            if len(p) == 0:
+                rows.append((r, source, np.nan, np.nan, 0, float(chance[j])))
+                continue
+            rec = hits[:, np.searchsorted(union, keys[source]), j].mean(axis=1)          # (nulls,)
+            rows.append((r, source, float(rec.mean()), float(rec.std(ddof=1)) if rec.size > 1 else 0.0,
+                         int(len(p)), float(chance[j])))
+    return pd.DataFrame(rows, columns=["rank", "source", "recall_mean", "recall_std", "n_pairs", "chance"])
+
+
+def relationship_recall(x: np.ndarray, pairs: dict[str, np.ndarray], n_nulls: int = 3,
+                        null_size: int = 5000, lower: float = 0.05, upper: float = 0.95,
+                        full_null: bool = False, n_chance_pairs: int = 100_000,
+                        seed: int = 0) -> pd.DataFrame:
+    """Recall of known pairs for one set of gene vectors x (G, r), all r columns.
+
+    Returns DataFrame(source, recall_mean, recall_std, n_pairs, chance); see recall_sweep.
+    """
+    df = recall_sweep(x, pairs, [x.shape[1]], n_nulls, null_size, lower, upper, full_null,
+                      n_chance_pairs, seed)
+    return df.drop(columns="rank")

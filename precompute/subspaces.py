@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import torch
 
 
 def standardise_columns(m: np.ndarray) -> np.ndarray:
@@ -28,24 +29,29 @@ def pca_scores(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             absolute loading is positive (deterministic across runs and BLAS builds).
         explained_variance: (W,) float64, variance of each score column (ddof=1).
     """
-    z = standardise_columns(m)
-    g, d = z.shape
+    x = np.asarray(m, dtype=np.float32)
+    g, d = x.shape
     if g < 2:
         raise ValueError(f"need at least 2 genes for PCA, got {g}")
+    # float64 moments, float32 products: the big (G, D) products are BLAS sgemm (fast on CPU)
+    mu = x.mean(axis=0, dtype=np.float64)
+    sd = x.std(axis=0, dtype=np.float64)
+    sd[sd == 0] = 1.0
+    z = torch.from_numpy(((x - mu.astype(np.float32)) / sd.astype(np.float32)).astype(np.float32))
     if d <= g:
-        cov = (z.T @ z) / (g - 1)                      # (D, D); cheaper than an SVD of (G, D)
+        cov = (z.T @ z).double().numpy() / (g - 1)      # (D, D); cheaper than an SVD of (G, D)
         evals, evecs = np.linalg.eigh(cov)
         order = np.argsort(evals)[::-1]
         evals, evecs = np.clip(evals[order], 0, None), evecs[:, order]
     else:
-        _, s, vt = np.linalg.svd(z, full_matrices=False)
+        _, s, vt = np.linalg.svd(z.double().numpy(), full_matrices=False)
         evals, evecs = s ** 2 / (g - 1), vt.T
     w = min(g, d)
     evals, evecs = evals[:w], evecs[:, :w]
     flip = np.sign(evecs[np.argmax(np.abs(evecs), axis=0), np.arange(w)])
     flip[flip == 0] = 1.0
     evecs = evecs * flip
-    scores = (z @ evecs).astype(np.float32)
+    scores = (z @ torch.from_numpy(evecs.astype(np.float32))).numpy()
     return scores, evals
 
 

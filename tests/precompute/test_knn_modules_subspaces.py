@@ -50,7 +50,7 @@ def test_pca_scores_match_sklearn_on_standardised_columns():
     scores, ev = pca_scores(m)
     z = (m - m.mean(0)) / m.std(0)
     ref = PCA().fit(z)
-    np.testing.assert_allclose(ev, ref.explained_variance_, rtol=1e-6)
+    np.testing.assert_allclose(ev, ref.explained_variance_, rtol=1e-4)   # float32 products
     sk = ref.transform(z)
     np.testing.assert_allclose(np.abs(scores), np.abs(sk), atol=1e-4)
     assert scores.dtype == np.float32 and scores.shape == (200, 10)

@@ -3,7 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from precompute.recall import full_null_thresholds, null_thresholds, relationship_recall
+from precompute.recall import (_null_samples, full_null_thresholds, null_thresholds, null_thresholds_sweep,
+                               recall_sweep, relationship_recall)
 from precompute.references import pairs_to_indices
 
 
@@ -29,15 +30,36 @@ def test_planted_extreme_pairs_are_recalled_and_random_pairs_at_chance():
     assert res.loc["random", "recall_std"] > 0        # three different nulls
 
 
-def test_null_thresholds_match_quantiles_of_the_sample_without_self_pairs():
+@pytest.mark.parametrize("n", [20, 30])     # 2n <= G: disjoint samples; 2n > G: self-pairs removed
+def test_null_thresholds_match_quantiles_of_the_sample_without_self_pairs(n):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((50, 4)).astype(np.float32)
     xn = x / np.linalg.norm(x, axis=1, keepdims=True)
-    lo, hi = null_thresholds(xn, np.random.default_rng(7), null_size=20)
-    r = np.random.default_rng(7)
-    ia, ib = r.choice(50, 20, replace=False), r.choice(50, 20, replace=False)
+    lo, hi = null_thresholds(xn, np.random.default_rng(7), null_size=n)
+    ia, ib = _null_samples(50, n, np.random.default_rng(7))
     vals = [xn[i] @ xn[j] for i in ia for j in ib if i != j]
+    assert len(vals) == n * n - len(set(ia) & set(ib))
     np.testing.assert_allclose([lo, hi], np.quantile(vals, [0.05, 0.95]), atol=1e-6)
+
+
+def test_sweep_thresholds_equal_per_rank_computation():
+    x = np.random.default_rng(5).standard_normal((80, 6)).astype(np.float32)
+    sweep = null_thresholds_sweep(x, [2, 4, 6], np.random.default_rng(1), null_size=30)
+    ia, ib = _null_samples(80, 30, np.random.default_rng(1))
+    for r, (lo, hi) in zip([2, 4, 6], sweep):
+        v = x[:, :r] / np.linalg.norm(x[:, :r], axis=1, keepdims=True)
+        np.testing.assert_allclose([lo, hi], np.quantile((v[ia] @ v[ib].T).ravel(), [0.05, 0.95]), atol=1e-5)
+
+
+def test_recall_sweep_equals_recall_on_truncated_vectors():
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((400, 16)).astype(np.float32)
+    pairs = {"S": rng.integers(0, 400, (300, 2))}
+    pairs["S"] = pairs["S"][pairs["S"][:, 0] != pairs["S"][:, 1]]
+    sweep = recall_sweep(x, pairs, [4, 16], n_nulls=2, null_size=100, seed=2).set_index(["rank", "source"])
+    for r in (4, 16):
+        one = relationship_recall(x[:, :r], pairs, n_nulls=2, null_size=100, seed=2).set_index("source")
+        assert sweep.loc[(r, "S"), "recall_mean"] == pytest.approx(one.loc["S", "recall_mean"], abs=1e-9)
 
 
 def test_full_null_equals_numpy_quantile_of_all_pairs():
