@@ -8,11 +8,16 @@ STAMP := $(VENV)/.requirements-stamp
 SHARED_DATA ?= ../shared/data
 DEMO_CORPUS := corpora/demo
 DEMO_RUN := runs/demo
-DEMO_BUNDLE := bundles/demo
 REFERENCES := cache/references
 PORT ?= 8501
+# make demo: a short CPU training on the embedded demo corpus (real data from the registries)
+DEMO_TRAIN := --preset tiny --reveal 256 --batch-size 32 --max-steps 60 --save-every 30 --val-every 30
+# make results: CPU budget of about 30 minutes on the corpus built from ../shared/data
+RESULTS_CORPUS := corpora/shared
+RESULTS_RUN := runs/results
+RESULTS_TRAIN := --preset tiny --reveal 256 --batch-size 32 --max-steps 1000 --save-every 100 --keep-last 0 --val-every 100
 
-.PHONY: help venv browser test test-all demo bench results app clean
+.PHONY: help venv browser references test test-all demo bench results app clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,20 +33,35 @@ $(STAMP): requirements.txt
 browser: ## install Debian's Chromium for the real-browser test (apt)
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+references: venv ## fetch reference tables (relationship pairs, GMT gene sets, gene ids) from the registries
+	$(PY) -m data fetch-references --out $(REFERENCES)
+
 test: venv browser ## run the default test suite (fast; no GPU; no slow markers)
 	$(PY) -m pytest -q -m "not slow and not gpu" tests
 
 test-all: venv browser ## run every test, slow ones included
 	$(PY) -m pytest -q tests
 
-demo: venv ## train on the embedded demo corpus, precompute a bundle, start the app
-	$(PY) -m txfm train --corpus $(DEMO_CORPUS) --preset tiny --out $(DEMO_RUN) --epochs 1
+demo: venv references ## demo corpus -> short training -> PCA baseline -> bundles -> start the app
+	test -f $(DEMO_CORPUS)/manifest.json || $(PY) -m data build-demo --out $(DEMO_CORPUS)
+	test -f $(DEMO_RUN)/last.pt || $(PY) -m txfm train --corpus $(DEMO_CORPUS) --out $(DEMO_RUN) $(DEMO_TRAIN)
+	test -f $(DEMO_RUN)-pca/pca.pt || $(PY) -m txfm baseline-pca --corpus $(DEMO_CORPUS) --out $(DEMO_RUN)-pca/pca.pt
+	$(PY) -m precompute run --checkpoint $(DEMO_RUN)/last.pt --references $(REFERENCES) --out bundles/demo
+	$(PY) -m precompute run --checkpoint $(DEMO_RUN)-pca/pca.pt --baseline pca --references $(REFERENCES) --out bundles/demo-pca
+	@echo "starting the app on http://127.0.0.1:$(PORT) (Ctrl-C to stop)"
+	$(PY) -m streamlit run app/main.py --server.address 127.0.0.1 --server.port $(PORT) --server.headless true -- --bundles bundles
 
-bench: venv ## benchmarks: write docs/benchmarks.md tables
+bench: venv ## benchmarks -> docs/bench-txfm.md, docs/bench-data.md, docs/precompute.md, docs/app.md
 	$(PY) -m txfm bench --out docs/bench-txfm.md
+	$(PY) -m data bench --shared $(SHARED_DATA) --out docs/bench-data.md
 
-results: venv ## train on ../shared/data, precompute TxFM and PCA, write docs/results.md
-	@echo "make results is added by the precompute issue"; exit 2
+results: venv references ## train on ../shared/data (~30 min CPU), precompute TxFM and PCA, write docs/results.md
+	test -f $(RESULTS_CORPUS)/manifest.json || $(PY) -m data build-corpus --source $(SHARED_DATA) --out $(RESULTS_CORPUS)
+	test -f $(RESULTS_RUN)/last.pt || $(PY) -m txfm train --corpus $(RESULTS_CORPUS) --out $(RESULTS_RUN) $(RESULTS_TRAIN)
+	test -f $(RESULTS_RUN)-pca/pca.pt || $(PY) -m txfm baseline-pca --corpus $(RESULTS_CORPUS) --out $(RESULTS_RUN)-pca/pca.pt
+	$(PY) -m precompute results --run $(RESULTS_RUN) --pca $(RESULTS_RUN)-pca/pca.pt --references $(REFERENCES) --doc docs/results.md
+	$(PY) -m precompute run --checkpoint $(RESULTS_RUN)/last.pt --references $(REFERENCES) --out bundles/shared
+	$(PY) -m precompute run --checkpoint $(RESULTS_RUN)-pca/pca.pt --baseline pca --references $(REFERENCES) --out bundles/shared-pca
 
 app: venv ## start the app on ./bundles
 	$(PY) -m streamlit run app/main.py --server.address 127.0.0.1 --server.port $(PORT) -- --bundles bundles
