@@ -128,9 +128,11 @@ class CorpusStream(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         info = get_worker_info()
         w, nw = (info.id, info.num_workers) if info is not None else (0, 1)
-        slot, nslots = self.rank * nw + w, self.world * nw
-        # batches b of this rank come from worker b % nw; this worker already produced those b < start
-        done = len(range(w, self.start_batch, nw))
+        # The DataLoader returns its j-th batch from worker j % nw; batch j is this rank's batch
+        # start_batch + j, which the uninterrupted stream made in the role (start_batch + j) % nw.
+        role = (w + self.start_batch) % nw
+        slot, nslots = self.rank * nw + role, self.world * nw
+        done = len(range(role, self.start_batch, nw))  # batches this role made before start_batch
         corpus = Corpus(self.path)
         measured = corpus.measured_matrix()
         cache: dict[int, tuple[sp.csr_matrix, np.ndarray]] = {}
