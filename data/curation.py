@@ -133,24 +133,25 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.where(n > 0, n, 1.0)
 
 
-def pca_consistency(x: sp.csr_matrix, labels: pd.Series | np.ndarray, control: str | None = "non-targeting",
-                    ignore: tuple[str, ...] = ("unassigned", "", "nan"), n_components: int = 50,
-                    n_null: int = 10000, seed: int = 0) -> pd.DataFrame:
-    """Perturbation consistency from a PCA embedding (the paper's statistic, with PCA as the model).
+def embedding_consistency(z: np.ndarray, labels: pd.Series | np.ndarray, control: str | None = "non-targeting",
+                          ignore: tuple[str, ...] = ("unassigned", "", "nan"), n_null: int = 10000,
+                          seed: int = 0) -> pd.DataFrame:
+    """Perturbation consistency of cells in an embedding (the paper's statistic; any embedding).
 
-    ``x``: counts (n, g); ``labels``: perturbation per cell (n,). Cells are
-    embedded with log1p(CP10k) + PCA fit on ``control`` cells, standardised by
-    the controls. For each perturbation with >= 2 cells the statistic is the
-    mean leave-one-out cosine: the cosine of each of its cells to the mean of
-    its other cells, averaged. The null is the cosine of up to ``n_null``
-    random cells from outside the perturbation to its mean embedding; the
-    empirical p-value is (1 + #null >= statistic) / (1 + n_null).
-    Returns DataFrame(perturbation, n_cells, statistic, p_value), one row per perturbation
-    (controls and ``ignore`` labels excluded; perturbations with one cell get NaN).
+    ``z``: (n, k) cell embeddings, already aligned (e.g. PCA on controls + standardisation);
+    ``labels``: perturbation per cell (n,). For each perturbation with >= 2 cells the
+    statistic is the mean leave-one-out cosine: the cosine of each of its cells to the mean
+    of its OTHER cells, averaged over its cells. The null is the cosine of up to ``n_null``
+    random cells from outside the perturbation (its own cells excluded) to its mean embedding;
+    the empirical p-value is (1 + #null >= statistic) / (1 + #null).
+    Returns DataFrame(perturbation, n_cells, statistic, p_value), one row per perturbation in
+    sorted order (controls and ``ignore`` labels excluded; perturbations with one cell get NaN).
     """
+    z = np.asarray(z, dtype=np.float64)
     labels = pd.Series(np.asarray(labels, dtype=object)).astype(str).to_numpy()
-    is_control = labels == control if control is not None else np.zeros(len(labels), dtype=bool)
-    z = _embed(x, is_control, n_components, seed)
+    if z.ndim != 2 or z.shape[0] != labels.size:
+        raise ValueError(f"embedding has shape {z.shape} but there are {labels.size} labels; "
+                         "pass one label per embedded cell")
     rng = np.random.default_rng(seed)
     rows = []
     for pert in sorted(set(labels) - set(ignore) - ({control} if control else set())):
@@ -169,6 +170,24 @@ def pca_consistency(x: sp.csr_matrix, labels: pd.Series | np.ndarray, control: s
         p = (1 + int(np.sum(null >= stat))) / (1 + null.size)
         rows.append((pert, n, stat, p))
     return pd.DataFrame(rows, columns=["perturbation", "n_cells", "statistic", "p_value"])
+
+
+def pca_consistency(x: sp.csr_matrix, labels: pd.Series | np.ndarray, control: str | None = "non-targeting",
+                    ignore: tuple[str, ...] = ("unassigned", "", "nan"), n_components: int = 50,
+                    n_null: int = 10000, seed: int = 0) -> pd.DataFrame:
+    """Perturbation consistency from a PCA embedding (the paper's statistic, with PCA as the model).
+
+    ``x``: counts (n, g); ``labels``: perturbation per cell (n,). Cells are
+    embedded with log1p(CP10k) + PCA fit on ``control`` cells, standardised by
+    the controls, then scored by ``embedding_consistency`` (mean leave-one-out
+    cosine vs a null of up to ``n_null`` cells from outside the perturbation).
+    Returns DataFrame(perturbation, n_cells, statistic, p_value), one row per perturbation
+    (controls and ``ignore`` labels excluded; perturbations with one cell get NaN).
+    """
+    labels = pd.Series(np.asarray(labels, dtype=object)).astype(str).to_numpy()
+    is_control = labels == control if control is not None else np.zeros(len(labels), dtype=bool)
+    z = _embed(x, is_control, n_components, seed)
+    return embedding_consistency(z, labels, control, ignore, n_null, seed)
 
 
 ScoreSource = Callable[[sp.csr_matrix, np.ndarray], pd.DataFrame] | pd.DataFrame | Literal["pca"]
