@@ -45,11 +45,16 @@ class Bundle:
         return list(self.manifest.get("matrices", {}))
 
     def default_rank(self, matrix: str) -> int:
-        """Rank the kNN files were built at: ``recall/best.json`` if present, else the manifest's."""
-        best = self.best
-        if matrix in best and "rank" in best[matrix]:
-            return int(best[matrix]["rank"])
-        return int(self.manifest["matrices"][matrix].get("rank", self.subspace(matrix).shape[1]))
+        """The matrix's chosen rank: the one ``knn/`` was built at (manifest ``matrices[m].rank``).
+
+        Falls back to ``recall/best.json`` and then to the full width when the manifest has none.
+        """
+        info = self.manifest["matrices"].get(matrix, {})
+        if isinstance(info, dict) and info.get("rank"):
+            return int(info["rank"])
+        if "rank" in self.best.get(matrix, {}):
+            return int(self.best[matrix]["rank"])
+        return int(self.subspace(matrix).shape[1])
 
     def max_rank(self, matrix: str) -> int:
         """Width W of ``subspaces/MATRIX.npy`` (the largest usable rank)."""

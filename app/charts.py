@@ -9,21 +9,19 @@ import plotly.graph_objects as go
 PALETTE = px.colors.qualitative.Dark24 + px.colors.qualitative.Light24
 
 
-def recall_at_best(recall: pd.DataFrame, best: dict) -> pd.DataFrame:
-    """Rows of ``recall`` at each matrix's chosen rank (best.json; the highest rank if absent)."""
+def recall_at_rank(recall: pd.DataFrame, chosen: dict[str, int]) -> pd.DataFrame:
+    """Rows of ``recall`` at each matrix's chosen rank (the swept rank nearest to it; the highest if unknown)."""
     out = []
     for m, grp in recall.groupby("matrix", sort=False):
-        r = best.get(m, {}).get("rank", grp["rank"].max())
-        sel = grp[grp["rank"] == r]
-        if sel.empty:
-            sel = grp[grp["rank"] == grp["rank"].max()]
-        out.append(sel)
+        ranks = grp["rank"].to_numpy()
+        r = ranks[np.argmin(np.abs(np.log(ranks) - np.log(chosen[m])))] if m in chosen else ranks.max()
+        out.append(grp[grp["rank"] == r])
     return pd.concat(out, ignore_index=True) if out else recall.iloc[:0]
 
 
-def recall_bars(recall: pd.DataFrame, best: dict, height: int = 320) -> go.Figure:
+def recall_bars(recall: pd.DataFrame, chosen: dict[str, int], height: int = 320) -> go.Figure:
     """Grouped bars: recall per source (x) for each matrix (colour) at its chosen rank, chance as a dashed line."""
-    df = recall_at_best(recall, best)
+    df = recall_at_rank(recall, chosen)
     fig = px.bar(df, x="source", y="recall_mean", color="matrix", barmode="group", error_y="recall_std",
                  hover_data=["rank", "n_pairs"], height=height, labels={"recall_mean": "recall"})
     if "chance" in df and len(df):

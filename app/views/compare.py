@@ -92,4 +92,4 @@ for col, bnd in zip(rc, (ba, bb)):
         if bnd.recall.empty:
             st.info("No recall table.")
         else:
-            st.plotly_chart(charts.recall_bars(bnd.recall, bnd.best), key=f"cmp_recall_{bnd.name}")
+            st.plotly_chart(charts.recall_bars(bnd.recall, {m: bnd.default_rank(m) for m in bnd.matrix_names}), key=f"cmp_recall_{bnd.name}")

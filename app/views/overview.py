@@ -49,8 +49,8 @@ for b in bundles:
         if b.recall.empty:
             st.info("No recall/recall.parquet in this bundle.")
         else:
-            st.plotly_chart(charts.recall_bars(b.recall, b.best), key=f"recall_{b.name}")
-            st.caption("Recall at each matrix's chosen rank (recall/best.json); dashed line = chance "
+            st.plotly_chart(charts.recall_bars(b.recall, {m: b.default_rank(m) for m in b.matrix_names}), key=f"recall_{b.name}")
+            st.caption("Recall at each matrix's chosen rank (the rank its neighbours were computed at; hover for it); dashed line = chance "
                        "(pairs outside the 5th-95th percentile of random pairs: about 10%).")
     st.subheader("Spectrum of each gene matrix")
     if b.spectrum.empty:

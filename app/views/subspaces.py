@@ -16,7 +16,9 @@ if b.recall.empty:
 else:
     chosen = {m: b.default_rank(m) for m in b.matrix_names}
     st.plotly_chart(charts.recall_curves(b.recall, chosen=chosen), key="recall_curves")
-    st.caption("Dotted lines: the rank each matrix's stored neighbours were computed at. Chance ≈ 10%.")
+    best = ", ".join(f"{m} {v['rank']} ({v['recall']:.1%})" for m, v in b.best.items() if "rank" in v)
+    st.caption("Dotted lines: the rank each matrix's stored neighbours were computed at. Chance ≈ 10%."
+               + (f" Best mean recall (recall/best.json): {best}." if best else ""))
 
 c = st.columns([1, 2])
 matrix = state.matrix_choice(b, container=c[0])

@@ -158,10 +158,12 @@ def make_bundle(out: Path, n_genes: int = 400, n_programs: int = 12, k: int = 20
                 recall_rows.append((name, r, src, float(np.mean(vals)), float(np.std(vals)), len(pr), 0.1))
         rec = pd.DataFrame(recall_rows, columns=["matrix", "rank", "source", "recall_mean", "recall_std", "n_pairs", "chance"])
         mine = rec[rec.matrix == name].groupby("rank").recall_mean.mean()
-        best_rank = int(mine.idxmax())
-        best[name] = {"rank": best_rank, "recall": float(mine.max())}
-        matrices[name] = {"shape": list(m.shape), "rank": best_rank}
-        idx, sims = _knn(scores[:, :best_rank], k)
+        best[name] = {"rank": int(mine.idxmax()), "recall": float(mine.max())}
+        # The chosen rank (kNN, manifest) follows a fixed policy like precompute's "paper" one,
+        # so it can differ from the best-recall rank: the app must use the manifest's.
+        chosen = 8
+        matrices[name] = {"shape": list(m.shape), "rank": chosen}
+        idx, sims = _knn(scores[:, :chosen], k)
         save_npy(work / "knn" / f"{name}.indices.npy", idx)
         save_npy(work / "knn" / f"{name}.sims.npy", sims)
         # A UMAP-like layout: programs as separate clouds, background genes spread in between.

@@ -43,8 +43,14 @@ def test_searching_a_gene_shows_its_neighbours(monkeypatch, bundles_dir, alpha):
     assert "Pick a gene" in texts(at.info)
     at.selectbox(key="w_gene_alpha").set_value("TP53").run()
     assert not at.exception
+    assert "TP53: 20 nearest genes in `codebook` at rank 8" in texts(at.subheader)
     table = at.dataframe[0].value
-    idx, sims = alpha.knn("codebook")                 # default matrix and rank: the stored kNN
+    idx, sims = alpha.knn("codebook")                 # default matrix and rank: the stored kNN (rank 8)
+    x = np.asarray(alpha.subspace("codebook")[:, :8], dtype=np.float64)   # independent check of that rank
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    s = x @ x[0]
+    s[0] = -np.inf
+    assert set(np.argsort(-s)[:20]) == set(idx[0, :20].tolist())
     assert table["gene"].tolist() == [alpha.symbols[i] for i in idx[0, :20]]
     np.testing.assert_allclose(table["cosine"], np.round(sims[0, :20], 4), atol=1e-4)
     # The fixture pairs TP53 with MDM2, CDKN1A, BAX and GADD45A in CORUM (and maybe more in
