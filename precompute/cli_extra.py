@@ -74,7 +74,7 @@ def add_commands(sub, add_params) -> None:
     b.add_argument("--n-genes", type=int, default=45_000, help="genes (default 45000)")
     b.add_argument("--width", type=int, default=768, help="matrix width (default 768)")
     b.add_argument("--umap-epochs", type=int, default=100, help="UMAP epochs (default 100, as `run`)")
-    b.add_argument("--pairs-per-source", type=int, default=60_000, help="synthetic reference pairs per source")
+    b.add_argument("--pairs-per-source", type=int, default=40_000, help="synthetic reference pairs per source")
     b.add_argument("--doc", default=None, help="write the timing table into this markdown file (between markers)")
     b.set_defaults(func=cmd_bench)
 

@@ -6,10 +6,41 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy.stats import hypergeom
+from scipy.special import gammaln
 
 COLUMNS = ["resolution", "module", "library", "term", "overlap", "set_size", "module_size",
            "background", "p", "q", "genes"]
+
+
+def _log_choose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return gammaln(a + 1) - gammaln(b + 1) - gammaln(a - b + 1)
+
+
+def hypergeom_sf(k: np.ndarray, total: np.ndarray, successes: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """P[X >= k] for X ~ Hypergeom(total, successes, draws), elementwise (1-D arrays).
+
+    Same value as scipy.stats.hypergeom.sf(k - 1, total, successes, draws); summed exactly over
+    the support in log space, vectorised (scipy's own sf is slow for 10^5 tests at G = 45,000).
+    """
+    k, M, n, N = (np.broadcast_to(np.asarray(v, dtype=np.int64), np.broadcast(k, total, successes, draws).shape)
+                  .ravel() for v in (k, total, successes, draws))
+    start = np.maximum(k, np.maximum(0, N - (M - n)))
+    stop = np.minimum(n, N)
+    counts = np.maximum(stop - start + 1, 0)
+    out = np.zeros(k.size)
+    has = counts > 0
+    if has.any():
+        kk, MM, nn, NN, st, cc = k[has], M[has], n[has], N[has], start[has], counts[has]
+        owner = np.repeat(np.arange(kk.size), cc)
+        offsets = np.cumsum(cc) - cc
+        i = st[owner] + (np.arange(owner.size) - offsets[owner])
+        logp = (_log_choose(nn[owner], i) + _log_choose(MM[owner] - nn[owner], NN[owner] - i)
+                - _log_choose(MM[owner], NN[owner]))
+        mx = np.maximum.reduceat(logp, offsets)
+        sums = np.add.reduceat(np.exp(logp - mx[owner]), offsets)
+        out[has] = np.exp(mx) * sums
+    out[k <= 0] = 1.0
+    return np.minimum(out, 1.0)
 
 
 def bh_qvalues(p: np.ndarray) -> np.ndarray:
@@ -79,7 +110,7 @@ def enrich_prepared(membership: np.ndarray, symbols, lib: PreparedLibrary, resol
     overlap = overlap[present]
     p = np.ones(overlap.shape)
     mi, tj = np.nonzero(overlap > 0)
-    p[mi, tj] = hypergeom.sf(overlap[mi, tj] - 1, background, lib.set_size[tj], mod_size[present[mi]])
+    p[mi, tj] = hypergeom_sf(overlap[mi, tj], background, lib.set_size[tj], mod_size[present[mi]])
     q = bh_qvalues(p.ravel()).reshape(p.shape)
     # the top_terms smallest p with overlap >= 1 per module (ties: library order)
     order = np.lexsort((tj, p[mi, tj], mi))

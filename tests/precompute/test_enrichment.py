@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy.stats import hypergeom
 
-from precompute.enrichment import bh_qvalues, enrich_membership
+from precompute.enrichment import bh_qvalues, enrich_membership, hypergeom_sf
 
 
 def test_bh_qvalues_hand_computed():
@@ -39,3 +39,15 @@ def test_hypergeometric_hand_example():
     assert row.q == pytest.approx(q[0]) and r2.q == pytest.approx(q[3]) and r3.q == pytest.approx(q[2])
     assert "tiny" not in set(df.term)
     assert len(df) == 3   # overlap-0 rows are not stored
+
+
+def test_vectorised_hypergeom_sf_equals_scipy():
+    rng = np.random.default_rng(0)
+    total = rng.integers(50, 45_000, 400)
+    succ = np.minimum(rng.integers(1, 500, 400), total)
+    draws = np.minimum(rng.integers(1, 2_000, 400), total)
+    k = rng.integers(0, 40, 400)
+    want = hypergeom.sf(k - 1, total, succ, draws)
+    got = hypergeom_sf(k, total, succ, draws)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-300)
+    assert hypergeom_sf(np.array([3]), 10, 4, 3)[0] == pytest.approx(4 / 120)

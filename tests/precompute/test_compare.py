@@ -1,0 +1,41 @@
+"""Comparison of two bundles: Jaccard by hand, Procrustes recovers a known rotation, CLI output."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from precompute.compare import compare_bundles, neighbour_jaccard, procrustes_align
+from precompute.pipeline import BundleParams
+from precompute.synthetic import make_synthetic_bundle
+
+
+def test_neighbour_jaccard_by_hand():
+    j = neighbour_jaccard([{"a", "b", "c"}, {"x"}, set()], [{"b", "c", "d"}, {"y"}, set()])
+    assert j[0] == pytest.approx(2 / 4) and j[1] == 0 and np.isnan(j[2])
+
+
+def test_procrustes_recovers_rotation_scale_shift():
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((50, 2))
+    th = 0.7
+    rot = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    mov = (ref @ rot) * 3.0 + np.array([5.0, -2.0])
+    np.testing.assert_allclose(procrustes_align(ref, mov), ref, atol=1e-9)
+
+
+def test_compare_two_bundles(tmp_path):
+    fast = BundleParams(umap_epochs=20, null_size=150, n_nulls=2, k=8, resolutions=(1.0,))
+    a = make_synthetic_bundle(tmp_path / "a", n_genes=400, params=fast, seed=0)
+    b = make_synthetic_bundle(tmp_path / "b", n_genes=400, params=fast, seed=1)
+    out = compare_bundles(a, a, tmp_path / "self")
+    c = json.loads((out / "comparison.json").read_text())
+    assert c["genes"] == {"a": 400, "b": 400, "shared": 400}
+    assert c["summary"]["codebook__codebook"]["median_jaccard"] == 1.0     # a bundle vs itself
+    lay = pd.read_parquet(out / "layout" / "codebook__codebook.parquet")
+    np.testing.assert_allclose(lay[["x_a", "y_a"]].to_numpy(), lay[["x_b", "y_b"]].to_numpy(), atol=1e-4)
+    out2 = compare_bundles(a, b, tmp_path / "ab")
+    c2 = json.loads((out2 / "comparison.json").read_text())
+    # different seeds plant different blocks: neighbourhoods barely overlap
+    assert c2["summary"]["decoder__decoder"]["median_jaccard"] < 0.2
+    assert set(pd.read_parquet(out2 / "recall.parquet").bundle) == {"a", "b"}
