@@ -87,12 +87,13 @@ def gene_map(xy: pd.DataFrame, colour: np.ndarray, colour_name: str, hover: np.n
                                                                  showscale=True, colorbar=dict(title=colour_name))))
     if highlight is not None and len(highlight):
         h = np.asarray(highlight)
-        fig.add_trace(go.Scattergl(x=x[h], y=y[h], mode="markers", name="highlighted", customdata=rows[h],
-                                   text=hover[h], hoverinfo="text",
-                                   marker=dict(size=12, color="rgba(0,0,0,0)", line=dict(width=2.5, color="#d62728"))))
-        fig.add_trace(go.Scatter(x=x[h][:50], y=y[h][:50], mode="text", text=[t.split("<br>")[0] for t in hover[h][:50]],
-                                 textposition="top center", hoverinfo="skip", showlegend=False,
-                                 textfont=dict(color="#d62728", size=12)))
+        # One WebGL trace for marker and label: an SVG text trace would sit under the WebGL canvas.
+        labels = [t.split("<br>")[0] if i < 50 else "" for i, t in enumerate(hover[h])]
+        fig.add_trace(go.Scattergl(x=x[h], y=y[h], mode="markers+text", name="highlighted", customdata=rows[h],
+                                   text=labels, hovertext=hover[h], hoverinfo="text", textposition="top center",
+                                   textfont=dict(color="#d62728", size=13),
+                                   marker=dict(size=14, color="rgba(255,255,255,0.4)",
+                                               line=dict(width=3, color="#d62728"))))
     fig.update_layout(height=height, title=title, legend=dict(title=colour_name, itemsizing="constant"),
                       margin=dict(l=10, r=10, t=40 if title else 10, b=10), dragmode="lasso",
                       xaxis=dict(title="UMAP 1", showgrid=False, zeroline=False),

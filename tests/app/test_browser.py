@@ -73,8 +73,8 @@ def test_map_search_neighbourhood_download(server, alpha, tmp_path):
         box = page.get_by_label("Highlight genes (comma or space separated)")
         box.fill("TP53")
         box.press("Enter")
-        # The highlighted gene is labelled on the map.
-        expect(page.locator(".js-plotly-plot text", has_text="TP53").first).to_be_visible()
+        # The map gains a "highlighted" trace (its legend entry is SVG; the label is drawn in WebGL).
+        expect(page.locator(".js-plotly-plot .legendtext", has_text="highlighted").first).to_be_visible()
         page.screenshot(path=str(tmp_path / "gene_map.png"))
 
         page.get_by_role("link", name="Gene neighbourhood").click()
