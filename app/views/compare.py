@@ -52,7 +52,7 @@ for col, bnd, xy in ((cols[0], ba, xa), (cols[1], bb, xb)):
            else (bnd.resolutions(matrix) or [None])[0])
     colour = np.full(bnd.n_genes, "gene", dtype=object)
     if res:
-        colour = np.array([f"module {m}" for m in state.table(bnd, "modules", matrix)[res].to_numpy()], dtype=object)
+        colour = ("module " + state.table(bnd, "modules", matrix)[res].astype(str)).to_numpy(dtype=object)
         small = pd.Series(colour).value_counts().index[20:]
         colour[np.isin(colour, small)] = "other"
     fig = charts.gene_map(pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1]}), colour, "module", state.hover_text(bnd, matrix, res),

@@ -36,7 +36,7 @@ hover = state.hover_text(b, matrix, res)
 colour: np.ndarray
 categorical = True
 if mode == "module" and res:
-    colour = np.array([f"module {m}" for m in mods[res].to_numpy()], dtype=object)
+    colour = ("module " + mods[res].astype(str)).to_numpy(dtype=object)
     counts = pd.Series(colour).value_counts()
     small = counts.index[30:]  # a legend of more than 30 modules is unreadable
     colour[np.isin(colour, small)] = "other"
