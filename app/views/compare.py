@@ -46,10 +46,9 @@ def change(path_a: str, path_b: str, matrix: str) -> pd.DataFrame:
 xa, xb = aligned(str(ba.path), str(bb.path), matrix)
 cols = st.columns(2)
 for col, bnd, xy in ((cols[0], ba, xa), (cols[1], bb, xb)):
-    idx = state.index_for(bnd)
-    hl, missing = idx.map_list(tokens)
-    res = (state.get("resolution") if state.get("resolution") in bnd.resolutions(matrix)
-           else (bnd.resolutions(matrix) or [None])[0])
+    hl, missing = state.index_for(bnd).map_list(tokens) if tokens else (np.zeros(0, dtype=np.int64), [])
+    res_cols = [c for c in state.table(bnd, "modules", matrix).columns if c.startswith("res_")]
+    res = state.get("resolution") if state.get("resolution") in res_cols else (res_cols or [None])[0]
     colour = np.full(bnd.n_genes, "gene", dtype=object)
     if res:
         colour = ("module " + state.table(bnd, "modules", matrix)[res].astype(str)).to_numpy(dtype=object)
