@@ -61,7 +61,7 @@ def load_pbmc_matrix(data_dir: Path | str, min_cells: int = 50, library_size: fl
 
 def pca_gene_loadings(x: sp.csr_matrix, n_components: int = 256, seed: int = 0
                       ) -> tuple[np.ndarray, np.ndarray]:
-    """Standardise genes (dense), PCA (sklearn, full SVD); returns (G, k) unweighted axes and (k,) eigenvalues."""
+    """Standardise genes (dense), PCA (sklearn, exact eigendecomposition of the covariance); returns (G, k) unweighted axes and (k,) eigenvalues."""
     from sklearn.decomposition import PCA
 
     z = x.toarray()
@@ -69,7 +69,7 @@ def pca_gene_loadings(x: sp.csr_matrix, n_components: int = 256, seed: int = 0
     sd = z.std(0, ddof=1)
     sd[sd == 0] = 1.0
     z /= sd
-    pca = PCA(n_components=n_components, svd_solver="full", random_state=seed).fit(z)
+    pca = PCA(n_components=n_components, svd_solver="covariance_eigh", random_state=seed).fit(z)
     return pca.components_.T.astype(np.float64), pca.explained_variance_
 
 

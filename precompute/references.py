@@ -1,8 +1,6 @@
-"""Read reference tables (docs/formats.md "Reference tables") and map them onto a gene vocabulary.
+"""Reference tables (docs/formats.md "Reference tables") mapped onto a gene vocabulary.
 
-Uses `data.references` (load_pairs, load_gmt) when that module exists; until it lands this
-module reads the same documented TSV/GMT layout itself. The two must agree: the format is
-the contract, not the reader.
+Reading is delegated to `data.references` (load_pairs, load_gmt), which owns the format.
 """
 from __future__ import annotations
 
@@ -11,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from data import references as _data_refs
 
 PAIR_SOURCES = ("CORUM", "huMAP", "Reactome", "SIGNOR", "StringDB")
 
@@ -29,47 +29,15 @@ def _check_dir(ref_dir: Path) -> Path:
 def load_pairs(ref_dir: Path) -> pd.DataFrame:
     """All relationship pairs as DataFrame(source, gene_a, gene_b) from `ref_dir/pairs/*.tsv`.
 
-    source is the file stem (CORUM, huMAP, Reactome, SIGNOR, StringDB); symbols as written.
+    source is the file stem (CORUM, huMAP, Reactome, SIGNOR, StringDB). Reads with
+    data.references.load_pairs (the owner of the format).
     """
-    ref_dir = _check_dir(ref_dir)
-    try:
-        from data.references import load_pairs as _lp  # type: ignore
-    except ImportError:
-        _lp = None
-    if _lp is not None:
-        return _lp(ref_dir)
-    frames = []
-    for p in sorted((ref_dir / "pairs").glob("*.tsv")):
-        df = pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False)
-        if not {"gene_a", "gene_b"} <= set(df.columns):
-            raise ValueError(f"{p}: needs a header with gene_a and gene_b (found {list(df.columns)}); "
-                             "regenerate it with `python -m data fetch-references`")
-        frames.append(pd.DataFrame({"source": p.stem, "gene_a": df["gene_a"], "gene_b": df["gene_b"]}))
-    if not frames:
-        return pd.DataFrame({"source": [], "gene_a": [], "gene_b": []}, dtype=str)
-    return pd.concat(frames, ignore_index=True)
+    return _data_refs.load_pairs(_check_dir(ref_dir))
 
 
 def load_gmt(path: Path) -> dict[str, list[str]]:
-    """A GMT file as {term: [gene, ...]} (name <TAB> description <TAB> genes...)."""
-    try:
-        from data.references import load_gmt as _lg  # type: ignore
-    except ImportError:
-        _lg = None
-    if _lg is not None:
-        return _lg(path)
-    out: dict[str, list[str]] = {}
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            line = line.rstrip("\n\r")
-            if not line.strip():
-                continue
-            parts = line.split("\t")
-            if len(parts) < 3:
-                raise ValueError(f"{path}:{n}: a GMT line needs name, description and >= 1 gene "
-                                 "separated by tabs")
-            out[parts[0]] = [g for g in parts[2:] if g]
-    return out
+    """A GMT file as {term: [gene, ...]} (data.references.load_gmt)."""
+    return _data_refs.load_gmt(path)
 
 
 def gmt_files(ref_dir: Path) -> dict[str, Path]:

@@ -51,3 +51,10 @@ def test_vectorised_hypergeom_sf_equals_scipy():
     got = hypergeom_sf(k, total, succ, draws)
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-300)
     assert hypergeom_sf(np.array([3]), 10, 4, 3)[0] == pytest.approx(4 / 120)
+
+
+def test_hypergeom_sf_exhaustive_small_cases():
+    grid = np.array([(k, M, n, N) for M in range(1, 16) for n in range(0, M + 1)
+                     for N in range(0, M + 1) for k in range(0, min(n, N) + 2)])
+    k, M, n, N = grid.T
+    np.testing.assert_allclose(hypergeom_sf(k, M, n, N), hypergeom.sf(k - 1, M, n, N), rtol=1e-9, atol=1e-15)
