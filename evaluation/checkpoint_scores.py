@@ -1,0 +1,82 @@
+"""Scores of one trained checkpoint, as the ablation table reports them:
+
+* relationship recall of the codebook and of the decoder gene weights, each at its best rank of
+  the sweep 8, 16, 32, ... (precompute's ``pca_scores`` + ``recall_sweep``, "combined" source),
+  over the genes detected in at least ``min_samples`` corpus samples;
+* the perturbation score: metrics of ``evaluation.perturbation`` on the screen's cells embedded
+  by the checkpoint (consistency, cross-batch kNN, linear probe).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .inputs import LabelledCounts
+from .perturbation import PerturbationParams, evaluate_embedding
+
+
+@dataclass(frozen=True)
+class RecallSettings:
+    min_samples: int = 10  # genes detected in fewer corpus samples are left out of recall
+    n_nulls: int = 3  # sampled nulls recall is averaged over
+    null_size: int = 5000  # genes per null sample
+    seed: int = 0
+
+
+def gene_subset(detected: np.ndarray, min_samples: int) -> np.ndarray:
+    """Vocabulary indices of genes detected in >= min_samples samples."""
+    return np.flatnonzero(np.asarray(detected) >= min_samples)
+
+
+def best_rank_recall(matrix: np.ndarray, pairs: dict[str, np.ndarray], settings: RecallSettings) -> dict:
+    """Recall sweep of a (G, D) gene matrix; the rank with the best combined recall.
+
+    Returns {"recall": best combined recall, "rank": its rank, "chance": chance at that rank,
+    "n_pairs": pairs scored}.
+    """
+    from precompute.recall import recall_sweep
+    from precompute.subspaces import pca_scores, rank_sweep
+
+    sub, _ = pca_scores(matrix)
+    table = recall_sweep(sub, {"combined": pairs["combined"]}, rank_sweep(sub.shape[1]), n_nulls=settings.n_nulls,
+                         null_size=settings.null_size, seed=settings.seed)
+    table = table.dropna(subset=["recall_mean"])
+    if table.empty:
+        return {"recall": float("nan"), "rank": 0, "chance": float("nan"), "n_pairs": 0}
+    best = table.loc[table["recall_mean"].idxmax()]
+    return {"recall": float(best["recall_mean"]), "rank": int(best["rank"]), "chance": float(best["chance"]),
+            "n_pairs": int(best["n_pairs"])}
+
+
+def recall_scores(checkpoint: str | os.PathLike, pairs: pd.DataFrame, genes_kept: np.ndarray,
+                  settings: RecallSettings) -> dict[str, float]:
+    """{"recall_codebook", "rank_codebook", "recall_decoder", "rank_decoder", "recall_chance", "recall_pairs"}."""
+    from precompute.references import pairs_to_indices
+    from txfm.inference import gene_matrices
+
+    mats, genes, _ = gene_matrices(checkpoint)
+    symbols = genes["symbol"].to_numpy()[genes_kept]
+    idx = pairs_to_indices(pairs, list(symbols))
+    if len(idx.get("combined", [])) == 0:
+        raise ValueError(f"{checkpoint}: no reference pair has both genes among the {len(symbols)} genes scored; "
+                         "check --references and --recall-min-samples")
+    out: dict[str, float] = {}
+    for name in ("codebook", "decoder"):
+        r = best_rank_recall(np.asarray(mats[name])[genes_kept], idx, settings)
+        out[f"recall_{name}"], out[f"rank_{name}"] = r["recall"], r["rank"]
+        out["recall_chance"], out["recall_pairs"] = r["chance"], r["n_pairs"]
+    return out
+
+
+def perturbation_scores(checkpoint: str | os.PathLike, screen: LabelledCounts, labels: np.ndarray,
+                        batch: np.ndarray, params: PerturbationParams, batch_size: int = 256) -> dict[str, float]:
+    """Perturbation metrics of the checkpoint's CLS embeddings of the screen's cells."""
+    from .embeddings import txfm_embedding
+
+    z, _ = txfm_embedding(checkpoint, screen, batch_size=batch_size, seed=params.seed, progress=False)
+    row, _, _ = evaluate_embedding(z, labels, batch, params)
+    keep = ("consistency", "knn_top1", "knn_top5", "probe_balanced_accuracy")
+    return {f"pert_{k}": row[k] for k in keep}

@@ -1,0 +1,129 @@
+"""Command line: python -m evaluation {perturbation,celltype,ablate} --help"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .celltype import CellTypeParams
+from .perturbation import PerturbationParams
+
+
+def _perturbation(ns: argparse.Namespace) -> int:
+    from .benchmarks import run_perturbation, summary_columns
+    from .report import markdown_table
+
+    params = PerturbationParams(control=ns.control, ignore=tuple(ns.ignore), n_components=ns.n_components,
+                                n_null=ns.n_null, alpha=ns.alpha, seed=ns.seed)
+    table = run_perturbation(ns.input, ns.out, ns.checkpoint, ns.pca, None if ns.references == "none" else ns.references,
+                             ns.dataset, ns.layer, ns.label_column, ns.batch_column, params, ns.log1p, ns.shuffled,
+                             ns.max_cells, ns.max_genes, ns.batch_size, ns.device)
+    print(markdown_table(summary_columns(table)))
+    print(f"results -> {ns.out}")
+    return 0
+
+
+def _celltype(ns: argparse.Namespace) -> int:
+    from .benchmarks import run_celltype
+    from .report import markdown_table
+
+    params = CellTypeParams(k=ns.k, resolutions=tuple(ns.resolutions), ignore=tuple(ns.ignore), seed=ns.seed)
+    table = run_celltype(ns.input, ns.out, ns.checkpoint, ns.pca, params, ns.dataset_pca, ns.shuffled,
+                         ns.max_genes, ns.batch_size, ns.device)
+    print(markdown_table(table))
+    print(f"results -> {ns.out}")
+    return 0
+
+
+def _ablate(ns: argparse.Namespace) -> int:
+    from .ablate import main as ablate_main
+
+    return ablate_main(ns.forwarded)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", default=None, help="TxFM checkpoint (.pt) whose CLS embeddings are scored")
+    p.add_argument("--pca", default=None, help="PCA baseline file (python -m txfm baseline-pca) on the same corpus")
+    p.add_argument("--out", required=True, help="result folder (CSV, markdown table, run.json)")
+    p.add_argument("--max-genes", type=int, default=None, help="genes revealed to TxFM per cell (default: training K)")
+    p.add_argument("--batch-size", type=int, default=256, help="cells per TxFM forward pass")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--seed", type=int, default=0, help="seed of nulls, subsampling, probes, Leiden")
+    p.add_argument("--no-shuffled", dest="shuffled", action="store_false",
+                   help="skip the label-shuffled control (labels permuted, first embedding)")
+
+
+class _Forward(argparse.ArgumentParser):
+    """A subcommand whose arguments are parsed by another module (``forward=True``)."""
+
+    def __init__(self, *args, forward: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.forward = forward
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self.forward:
+            ns = namespace or argparse.Namespace()
+            ns.forwarded = list(args or [])
+            ns.func = self._defaults["func"]
+            return ns, []
+        return super().parse_known_args(args, namespace)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m evaluation",
+                                description="Cell-embedding benchmarks and the ablation runner (docs/evaluation.md)")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Forward)
+    d = PerturbationParams()
+    q = sub.add_parser("perturbation", help="perturbation benchmark on a CRISPR screen",
+                       description="Consistency, recall of perturbation means, cross-batch kNN retrieval and a "
+                                   "leave-one-batch-out linear probe, for TxFM, the PCA baseline, log1p counts "
+                                   "and a label-shuffled control.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    q.add_argument("--input", required=True, help=".h5ad file of raw counts, or a corpus directory (with --dataset)")
+    q.add_argument("--dataset", default=None, help="dataset name when --input is a corpus")
+    q.add_argument("--layer", default=None, help="h5ad layer holding raw counts (default: X)")
+    q.add_argument("--label-column", default="perturbation", help="obs column with the perturbation target")
+    q.add_argument("--batch-column", default="batch", help="obs column with the batch / replicate")
+    q.add_argument("--control", default=d.control, help="label of the non-targeting control cells")
+    q.add_argument("--ignore", nargs="*", default=list(d.ignore), help="labels left out (e.g. unassigned)")
+    q.add_argument("--references", default="cache/references",
+                   help="reference folder for recall of perturbation means ('none' skips)")
+    q.add_argument("--n-components", type=int, default=d.n_components, help="control-PCA components for alignment")
+    q.add_argument("--n-null", type=int, default=d.n_null, help="random cells in each consistency null")
+    q.add_argument("--alpha", type=float, default=d.alpha, help="consistent when the empirical p < alpha")
+    q.add_argument("--max-cells", type=int, default=None, help="random subsample of cells (default: all)")
+    q.add_argument("--no-log1p", dest="log1p", action="store_false", help="skip the log1p-counts embedding")
+    _common(q)
+    q.set_defaults(func=_perturbation)
+
+    c = CellTypeParams()
+    t = sub.add_parser("celltype", help="cell-type structure: kNN accuracy, ARI/NMI of Leiden clusters",
+                       description="kNN label accuracy and ARI/NMI of Leiden clusters against known cell types.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    t.add_argument("--input", required=True, action="append",
+                   help="PATH.h5ad:LABEL_COLUMN (repeat for several datasets)")
+    t.add_argument("--k", type=int, default=c.k, help="neighbours for the vote and the Leiden graph")
+    t.add_argument("--resolutions", type=float, nargs="+", default=list(c.resolutions), help="Leiden resolutions")
+    t.add_argument("--ignore", nargs="*", default=list(c.ignore), help="labels left out")
+    t.add_argument("--dataset-pca", type=int, default=50,
+                   help="also score a PCA of log1p counts fitted on each dataset itself, with this many components "
+                        "(0 = skip)")
+    _common(t)
+    t.set_defaults(func=_celltype)
+
+    a = sub.add_parser("ablate", forward=True, add_help=False,
+                       help="ablation grid: train variants, score recall and perturbations (ablate --help)")
+    a.set_defaults(func=_ablate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    try:
+        return ns.func(ns)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
