@@ -126,27 +126,42 @@ def measure(d: Path, names: list[str], n_queries: int) -> dict:
             "ranks": {m: a.default_rank(m) for m in a.matrix_names}, "torch_imported": "torch" in sys.modules}
 
 
-def report(res: dict, cmd: str) -> str:
-    """Markdown tables of one measurement."""
+def report(runs: list[dict], cmd: str) -> str:
+    """Markdown tables over repeated measurements: median (max) of each number."""
+    import numpy as np
+
+    def mm(get, scale=1.0, fmt="{:.2f}"):
+        v = np.array([get(r) for r in runs], dtype=float) * scale
+        return f"{fmt.format(np.median(v))} ({fmt.format(v.max())})"
+
+    res = runs[0]
+    load = os.getloadavg()
     lines = [f"Command: `{cmd}`", "",
-             f"Bundles: 2 synthetic bundles x {res['n_genes']:,} genes; subspace widths {res['widths']}, "
-             f"chosen ranks {res['ranks']}.", "",
-             "| page | first visit (s) | repeat (s) |", "|---|---|---|"]
-    for p, v in res["pages"].items():
-        lines.append(f"| {p} | {v['first']:.2f} | {v['repeat']:.2f} |")
-    q = res["page_query_s"]
-    lines += ["", f"Gene query through the Gene neighbourhood page (new gene, full page rerun, n={q['n']}): "
-                  f"median {q['median'] * 1e3:.0f} ms, max {q['max'] * 1e3:.0f} ms.", "",
-              f"Enrichment of a {res['enrichment_list']}-gene list through the Enrichment page (all libraries): "
-              f"{res['enrichment_s']:.2f} s ({res['enrichment_terms']} terms in the table).", "",
-              "| matrix | stored kNN lookup (ms) | other rank | unit rows build, once (s) | on-the-fly top-50 median / max (ms) |",
-              "|---|---|---|---|---|"]
+             f"Bundles: 2 synthetic bundles x {res['n_genes']:,} genes (precompute's generator); subspace widths "
+             f"{res['widths']}, chosen ranks {res['ranks']}. {len(runs)} fresh measurement processes; each cell "
+             f"is the median (max) over them. Machine: {os.cpu_count()} CPU cores shared with other jobs, "
+             f"load average {load[0]:.1f} at the end.", "",
+             "| page | first visit, s | repeat visit, s |", "|---|---|---|"]
+    for p in res["pages"]:
+        lines.append(f"| {p} | {mm(lambda r: r['pages'][p]['first'])} | {mm(lambda r: r['pages'][p]['repeat'])} |")
+    lines += ["", "Gene query through the Gene neighbourhood page (new gene, full page rerun, "
+                  f"{res['page_query_s']['n']} genes per process): median "
+                  f"{mm(lambda r: r['page_query_s']['median'], 1e3, '{:.0f}')} ms, "
+                  f"max {mm(lambda r: r['page_query_s']['max'], 1e3, '{:.0f}')} ms.", "",
+              f"Enrichment of a {res['enrichment_list']}-gene list through the Enrichment page (all libraries, "
+              f"{res['enrichment_terms']} terms in the table): {mm(lambda r: r['enrichment_s'])} s.", "",
+              "| matrix | stored kNN lookup, ms | other rank | unit rows at that rank, built once, s | "
+              "on-the-fly top-50 per query, median / max, ms |", "|---|---|---|---|---|"]
     for m, v in res["lookup"].items():
-        lines.append(f"| {m} | {v['stored_ms']:.3f} | {v['other_rank']} | {v['build_s']:.2f} | "
-                     f"{v['fly_ms_median']:.1f} / {v['fly_ms_max']:.1f} |")
-    lines += ["", f"App process memory with both bundles loaded by every page: RSS {res['rss_mb']:.0f} MB "
-                  f"(peak {res['peak_rss_mb']:.0f} MB; {res['rss_before_mb']:.0f} MB before loading). "
-                  f"torch imported: {res['torch_imported']}."]
+        lines.append(f"| {m} | {mm(lambda r: r['lookup'][m]['stored_ms'], fmt='{:.3f}')} | {v['other_rank']} | "
+                     f"{mm(lambda r: r['lookup'][m]['build_s'])} | "
+                     f"{mm(lambda r: r['lookup'][m]['fly_ms_median'], fmt='{:.1f}')} / "
+                     f"{mm(lambda r: r['lookup'][m]['fly_ms_max'], fmt='{:.1f}')} |")
+    lines += ["", "App process memory with both bundles loaded by every page (resident set, memory-mapped "
+                  f"pages included): {mm(lambda r: r['rss_mb'], fmt='{:.0f}')} MB, peak "
+                  f"{mm(lambda r: r['peak_rss_mb'], fmt='{:.0f}')} MB; "
+                  f"{mm(lambda r: r['rss_before_mb'], fmt='{:.0f}')} MB before any bundle was opened. "
+                  f"torch imported: {any(r['torch_imported'] for r in runs)}."]
     return "\n".join(lines) + "\n"
 
 
@@ -158,6 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dims", default='{"codebook": 767, "decoder": 768}',
                     help='JSON {matrix: width} for the generator (default the paper\'s TxFM-B widths)')
     ap.add_argument("--queries", type=int, default=20, help="gene queries timed (default 20)")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="fresh measurement processes; tables show the median and the max over them (default 3)")
     ap.add_argument("--out", type=Path, default=None, help="also write the markdown report here")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -166,13 +183,17 @@ def main(argv: list[str] | None = None) -> None:
         print("RESULT " + json.dumps(measure(a.dir, names, a.queries)))
         return
     make_bundles(a.dir, a.genes, json.loads(a.dims), names)
-    r = subprocess.run([sys.executable, "-m", "app.bench", "--worker", "--dir", str(a.dir), "--genes", str(a.genes),
-                        "--queries", str(a.queries)], cwd=ROOT, capture_output=True, text=True)
-    line = next((x for x in r.stdout.splitlines() if x.startswith("RESULT ")), None)
-    if r.returncode != 0 or line is None:
-        sys.exit(f"measurement process failed:\n{r.stderr[-4000:]}")
+    runs = []
+    for i in range(a.repeats):
+        r = subprocess.run([sys.executable, "-m", "app.bench", "--worker", "--dir", str(a.dir), "--genes",
+                            str(a.genes), "--queries", str(a.queries)], cwd=ROOT, capture_output=True, text=True)
+        line = next((x for x in r.stdout.splitlines() if x.startswith("RESULT ")), None)
+        if r.returncode != 0 or line is None:
+            sys.exit(f"measurement process failed:\n{r.stderr[-4000:]}")
+        runs.append(json.loads(line[len("RESULT "):]))
+        print(f"run {i + 1}/{a.repeats} done", flush=True)
     cmd = "python -m app.bench " + " ".join(sys.argv[1:] if argv is None else argv)
-    text = report(json.loads(line[len("RESULT "):]), cmd.strip())
+    text = report(runs, cmd.strip())
     print(text)
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,8 @@ from app.neighbours import neighbour_overlap
 
 def row_map(symbols_from: np.ndarray, symbols_to: np.ndarray) -> np.ndarray:
     """(G_from,) int64: row in ``symbols_to`` of each gene of ``symbols_from``, -1 where absent."""
+    if len(symbols_from) == len(symbols_to) and np.array_equal(symbols_from, symbols_to):
+        return np.arange(len(symbols_from), dtype=np.int64)   # same vocabulary: the common case
     pos = pd.Series(np.arange(len(symbols_to)), index=pd.Index(np.asarray(symbols_to, dtype=str)))
     pos = pos[~pos.index.duplicated()]
     return pd.Series(np.asarray(symbols_from, dtype=str)).map(pos).fillna(-1).to_numpy(np.int64)

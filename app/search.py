@@ -32,32 +32,32 @@ class GeneIndex:
     def from_genes(cls, genes: pd.DataFrame) -> "GeneIndex":
         """Index a ``genes.parquet`` table (columns symbol, ensembl_id, aliases; row order = matrix rows)."""
         symbols = genes["symbol"].astype(str).to_numpy()
-        keys: dict[str, int] = {}
-        kind: dict[str, str] = {}
-        labels, rows, uppers = [], [], []
-
-        def add(token: str, row: int, k: str, label: str) -> None:
-            t = token.strip()
-            if not t:
-                return
-            u = _strip_version(t).upper()
-            if u in keys:
-                return
-            keys[u], kind[u] = row, k
-            labels.append(label)
-            rows.append(row)
-            uppers.append(u)
-
-        ens = genes["ensembl_id"].fillna("").astype(str).to_numpy() if "ensembl_id" in genes else [""] * len(symbols)
-        ali = genes["aliases"].fillna("").astype(str).to_numpy() if "aliases" in genes else [""] * len(symbols)
-        for i, s in enumerate(symbols):
-            add(s, i, "symbol", s)
+        n = len(symbols)
+        ens = genes["ensembl_id"].fillna("").astype(str).tolist() if "ensembl_id" in genes else [""] * n
+        ali = genes["aliases"].fillna("").astype(str).tolist() if "aliases" in genes else [""] * n
+        tokens, rows, kinds, labels = [], [], [], []
+        for i, sym in enumerate(symbols.tolist()):
+            tokens.append(sym.strip()); rows.append(i); kinds.append("symbol"); labels.append(sym)  # noqa: E702
         for i, e in enumerate(ens):
-            add(e, i, "ensembl", f"{e} ({symbols[i]})")
+            if e.strip():
+                tokens.append(_strip_version(e.strip())); rows.append(i); kinds.append("ensembl")  # noqa: E702
+                labels.append(f"{e.strip()} ({symbols[i]})")
         for i, a in enumerate(ali):
-            for alias in a.split("|"):
-                add(alias, i, "alias", f"{alias.strip()} (alias of {symbols[i]})")
-        return cls(symbols, keys, kind, labels, np.asarray(rows, dtype=np.int64), np.asarray(uppers, dtype=str))
+            if a:
+                for alias in a.split("|"):
+                    alias = alias.strip()
+                    if alias:
+                        tokens.append(alias); rows.append(i); kinds.append("alias")  # noqa: E702
+                        labels.append(f"{alias} (alias of {symbols[i]})")
+        upper = [t.upper() for t in tokens]
+        # First occurrence wins (symbols, then Ensembl ids, then aliases, each in row order):
+        # building the dict from the reversed lists lets earlier entries overwrite later ones.
+        first = dict(zip(reversed(upper), range(len(upper) - 1, -1, -1)))
+        keep = sorted(i for i in first.values() if upper[i])
+        keys = {upper[i]: rows[i] for i in keep}
+        kind = {upper[i]: kinds[i] for i in keep}
+        return cls(symbols, keys, kind, [labels[i] for i in keep], np.asarray([rows[i] for i in keep], dtype=np.int64),
+                   np.asarray([upper[i] for i in keep], dtype=str))
 
     def lookup(self, query: str) -> int | None:
         """Row of an exact (case-insensitive) symbol, Ensembl id (version ignored) or alias; None if absent."""

@@ -54,7 +54,8 @@ for col, bnd, xy in ((cols[0], ba, xa), (cols[1], bb, xb)):
         colour = ("module " + state.table(bnd, "modules", matrix)[res].astype(str)).to_numpy(dtype=object)
         small = pd.Series(colour).value_counts().index[20:]
         colour[np.isin(colour, small)] = "other"
-    fig = charts.gene_map(pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1]}), colour, "module", state.hover_text(bnd, matrix, res),
+    # Hover = symbol only: two 45,000-point maps with full hover text would double the page's payload.
+    fig = charts.gene_map(pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1]}), colour, "module", bnd.symbols.astype(str),
                           highlight=hl, height=480, title=f"{bnd.name} · {matrix}")
     fig.update_layout(showlegend=False)
     with col:
@@ -75,7 +76,10 @@ with left:
     st.dataframe(ch.head(500), hide_index=True, height=360, column_config={
         "jaccard": st.column_config.ProgressColumn("Jaccard", min_value=0.0, max_value=1.0, format="%.2f")})
 with right:
-    fig = px.histogram(ch, x="jaccard", nbins=40, height=360, labels={"jaccard": f"Jaccard overlap of top-{k} neighbours"})
+    counts, edges = np.histogram(ch["jaccard"].dropna(), bins=20, range=(0, 1))   # bins, not 45,000 values
+    fig = px.bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, height=360,
+                 labels={"x": f"Jaccard overlap of top-{k} neighbours", "y": "genes"})
+    fig.update_traces(width=0.045)
     fig.update_layout(margin=dict(l=10, r=10, t=10, b=10))
     st.plotly_chart(fig, key="cmp_hist")
 ui.export_buttons(f"{ba.name}_vs_{bb.name}_{matrix}_neighbour_change", table=ch,
