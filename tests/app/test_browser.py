@@ -1,6 +1,7 @@
 """Real browser: Debian's Chromium driven by Playwright against the app on a free localhost port.
 
-Opens the gene map, searches a gene, opens its neighbourhood, downloads the CSV and checks it.
+Opens the gene map, searches a gene, opens its neighbourhood, downloads the CSV and checks it;
+lasso-selects genes on the map and sends them to the Enrichment page.
 """
 import csv
 import io
@@ -32,8 +33,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture()
-def server(bundles_dir, tmp_path):
+@pytest.fixture(scope="module")
+def server(bundles_dir, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("server")
     port = free_port()
     log = open(tmp_path / "streamlit.log", "w")
     proc = subprocess.Popen(
@@ -93,3 +95,32 @@ def test_map_search_neighbourhood_download(server, alpha, tmp_path):
     assert [r["gene"] for r in rows] == [alpha.symbols[i] for i in idx[0, :20]]
     assert all(abs(float(r["cosine"]) - float(s)) <= 6e-5 for r, s in zip(rows, sims[0, :20]))  # 4 decimals
     assert rows[0]["rank"] == "1" and set(rows[0]) == {"rank", "gene", "cosine", "known", "sources"}
+
+
+def test_lasso_selection_goes_to_enrichment(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(20_000)
+        page.goto(f"{server}/gene_map?bundle=alpha")
+        expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=20_000)
+        area = page.locator(".js-plotly-plot .nsewdrag").first
+        expect(area).to_be_visible(timeout=20_000)
+        b = area.bounding_box()
+        # A lasso around the whole plot area (the map's drag mode is lasso).
+        corners = [(0.05, 0.05), (0.95, 0.05), (0.95, 0.95), (0.05, 0.95), (0.05, 0.07)]
+        page.mouse.move(b["x"] + b["width"] * corners[0][0], b["y"] + b["height"] * corners[0][1])
+        page.mouse.down()
+        for fx, fy in corners[1:]:
+            page.mouse.move(b["x"] + b["width"] * fx, b["y"] + b["height"] * fy, steps=8)
+        page.mouse.up()
+        heading = page.get_by_text(re.compile(r"^Selection: \d+ genes$"))
+        expect(heading).to_be_visible(timeout=20_000)
+        n = int(heading.inner_text().split()[1])
+        assert 100 < n <= 300                      # most of the 300 genes lie inside the lasso
+        page.get_by_role("button", name="Send selection to Enrichment").click()
+        expect(page.get_by_text(f"{n} genes mapped to bundle alpha")).to_be_visible()
+        expect(page.get_by_text(re.compile(r"gene sets overlap the list"))).to_be_visible()
+        browser.close()
