@@ -313,10 +313,10 @@ def build_bundle(matrices: dict[str, np.ndarray], genes: pd.DataFrame,
             manifest["steps"][step] = prev
             return
         fresh = True
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         summary = fn()
         entry = {"params": step_params, "seconds": round(time.perf_counter() - t0, 3),
-                 "finished": now_iso()}
+                 "cpu_seconds": round(time.process_time() - c0, 3), "finished": now_iso()}
         if summary:
             entry["summary"] = summary
         manifest["steps"][step] = entry

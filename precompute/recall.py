@@ -149,14 +149,13 @@ def pair_similarities_sweep(x: np.ndarray, pairs: np.ndarray, ranks: list[int],
     w = max(ranks)
     # partial sums up to each rank as one GEMM with a 0/1 (W, R) matrix (faster than cumsum)
     upto = torch.from_numpy((np.arange(w)[:, None] < np.asarray(ranks)[None, :]).astype(np.float32))
+    xt = torch.from_numpy(np.ascontiguousarray(x[:, :w], dtype=np.float32))                # (G, w)
+    norms = ((xt * xt) @ upto).sqrt_().clamp_min_(1e-30)                                   # (G, R)
+    pt = torch.from_numpy(np.asarray(pairs, dtype=np.int64))
     for s in range(0, len(pairs), chunk):
-        p = pairs[s:s + chunk]
-        a = torch.from_numpy(np.ascontiguousarray(x[p[:, 0], :w], dtype=np.float32))
-        b = torch.from_numpy(np.ascontiguousarray(x[p[:, 1], :w], dtype=np.float32))
-        dot = (a * b) @ upto
-        na = ((a * a) @ upto).sqrt_().clamp_min_(1e-30)
-        nb = ((b * b) @ upto).sqrt_().clamp_min_(1e-30)
-        out[s:s + chunk] = (dot / (na * nb)).numpy()
+        ia, ib = pt[s:s + chunk, 0], pt[s:s + chunk, 1]
+        dot = (xt.index_select(0, ia) * xt.index_select(0, ib)) @ upto                    # (c, R)
+        out[s:s + chunk] = (dot / (norms.index_select(0, ia) * norms.index_select(0, ib))).numpy()
     return out
 
 
