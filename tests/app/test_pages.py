@@ -115,3 +115,20 @@ def test_compare_needs_two_bundles(monkeypatch, bundles_dir):
     at = make_app(monkeypatch, bundles_dir, bundle="alpha").run()
     at.switch_page("views/compare.py").run()
     assert "needs 2 bundles" in texts(at.info)
+
+
+def test_modules_table_and_component_enrichment(monkeypatch, bundles_dir, alpha):
+    at = make_app(monkeypatch, bundles_dir, resolution="res_0.5").run()
+    at.switch_page("views/modules.py").run()
+    summary = at.dataframe[0].value.set_index("module")
+    p53_module = int(alpha.modules("codebook")["res_0.5"][0])      # TP53 is gene row 0
+    assert summary.loc[p53_module, "term"] == "HALLMARK_P53_PATHWAY"
+    assert summary["size"].sum() == alpha.n_genes
+    at.switch_page("views/subspaces.py").run()
+    n_tables = len(at.dataframe)
+    at.button(key="enr_positive").click().run()
+    assert not at.exception
+    assert len(at.dataframe) == n_tables + 1
+    enr = [d.value for d in at.dataframe if "term" in d.value.columns]
+    assert len(enr) == 1 and {"library", "overlap", "p", "q", "genes"} <= set(enr[0].columns)
+    assert (enr[0]["overlap"] >= 1).all() and enr[0]["p"].is_monotonic_increasing
