@@ -48,12 +48,13 @@ demo: venv references ## demo corpus -> short training -> PCA baseline -> bundle
 	test -f $(DEMO_RUN)-pca/pca.pt || $(PY) -m txfm baseline-pca --corpus $(DEMO_CORPUS) --out $(DEMO_RUN)-pca/pca.pt
 	$(PY) -m precompute run --checkpoint $(DEMO_RUN)/last.pt --references $(REFERENCES) --out bundles/demo
 	$(PY) -m precompute run --checkpoint $(DEMO_RUN)-pca/pca.pt --baseline pca --references $(REFERENCES) --out bundles/demo-pca
-	@echo "starting the app on http://127.0.0.1:$(PORT) (Ctrl-C to stop)"
-	$(PY) -m streamlit run app/main.py --server.address 127.0.0.1 --server.port $(PORT) --server.headless true -- --bundles bundles
+	@echo "Starting the app on the demo bundles: http://127.0.0.1:$(PORT)  (Ctrl-C to stop)"
+	$(PY) -m streamlit run app/main.py --server.address 127.0.0.1 --server.port $(PORT) --server.headless true --browser.gatherUsageStats false -- --bundles bundles
 
 bench: venv ## benchmarks -> docs/bench-txfm.md, docs/bench-data.md, docs/precompute.md, docs/app.md
 	$(PY) -m txfm bench --out docs/bench-txfm.md
-	$(PY) -m data bench --shared $(SHARED_DATA) --out docs/bench-data.md
+	$(PY) -m data bench --shared $(SHARED_DATA) --out bench-out/data-bench.md
+	$(PY) -m app.bench --dir bench-out/app --genes 45000 --out bench-out/app/bench.md
 
 results: venv references ## train on ../shared/data (~30 min CPU), precompute TxFM and PCA, write docs/results.md
 	test -f $(RESULTS_CORPUS)/manifest.json || $(PY) -m data build-corpus --source $(SHARED_DATA) --out $(RESULTS_CORPUS)
@@ -63,8 +64,9 @@ results: venv references ## train on ../shared/data (~30 min CPU), precompute Tx
 	$(PY) -m precompute run --checkpoint $(RESULTS_RUN)/last.pt --references $(REFERENCES) --out bundles/shared
 	$(PY) -m precompute run --checkpoint $(RESULTS_RUN)-pca/pca.pt --baseline pca --references $(REFERENCES) --out bundles/shared-pca
 
-app: venv ## start the app on ./bundles
-	$(PY) -m streamlit run app/main.py --server.address 127.0.0.1 --server.port $(PORT) -- --bundles bundles
+app: venv ## start the app on ./bundles (localhost only)
+	@echo "TxFM explorer: http://127.0.0.1:$(PORT)"
+	$(PY) -m streamlit run app/main.py --server.address 127.0.0.1 --server.port $(PORT) --server.headless true --browser.gatherUsageStats false -- --bundles bundles
 
 clean: ## remove outputs (runs, bundles, corpora, caches) but keep the venv
 	rm -rf runs bundles corpora results bench-out .pytest_cache
