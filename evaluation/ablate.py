@@ -26,7 +26,8 @@ from .perturbation import PerturbationParams, params_dict
 from .report import atomic_write_text, markdown_table, write_csv, write_json
 
 SCORES = ["final_loss", "val_loss", "recall_codebook", "rank_codebook", "recall_decoder", "rank_decoder",
-          "pert_consistency", "pert_knn_top1", "pert_knn_top5", "pert_probe_balanced_accuracy"]
+          "pert_consistency", "pert_consistency_p10", "pert_loo_cosine", "pert_knn_top1", "pert_knn_top5",
+          "pert_probe_balanced_accuracy", "pert_mean_recall"]
 
 
 def _slug(name: str) -> str:
@@ -75,7 +76,7 @@ def run_ablation(corpus: str, grid: dict[str, list], out: str | Path, budget: Bu
                 row.update(recall_scores(res["checkpoint"], pairs, kept, replace(recall, seed=seed)))
             if screen is not None:
                 row.update(perturbation_scores(res["checkpoint"], screen, screen.column("perturbation"),
-                                               screen.column("batch"), replace(pert_params, seed=seed)))
+                                               screen.column("batch"), replace(pert_params, seed=seed), pairs))
             row["score_seconds"] = round(time.perf_counter() - t, 1)
         rows.append(row)
         write_csv(pd.DataFrame(rows), out / "ablation_runs.csv")          # progress survives an interruption
@@ -118,8 +119,9 @@ def _pm(m: float, s: float, digits: int = 3) -> str:
 def display_table(summary: pd.DataFrame) -> pd.DataFrame:
     """The summary as strings 'mean ± std' for docs (ranks as mean rank)."""
     show = {"final_loss": "train loss", "recall_codebook": "codebook recall", "rank_codebook": "cb rank",
-            "recall_decoder": "decoder recall", "rank_decoder": "dec rank", "pert_consistency": "pert consistency",
-            "pert_knn_top5": "pert kNN top-5", "pert_probe_balanced_accuracy": "pert probe bal. acc."}
+            "recall_decoder": "decoder recall", "rank_decoder": "dec rank", "pert_consistency": "consistency (p<0.01)",
+            "pert_loo_cosine": "LOO cosine", "pert_mean_recall": "pert-mean recall", "pert_knn_top5": "kNN top-5",
+            "pert_probe_balanced_accuracy": "probe bal. acc."}
     t = pd.DataFrame({"variant": summary["variant"], "runs ok": [f"{a}/{b}" for a, b in zip(summary.runs_ok, summary.runs)]})
     for k, label in show.items():
         digits = 0 if k.startswith("rank") else (2 if k == "final_loss" else 3)
@@ -136,9 +138,10 @@ def plot(summary: pd.DataFrame, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     panels = [("recall_codebook", "codebook recall (best rank)"), ("recall_decoder", "decoder recall (best rank)"),
-              ("pert_consistency", "perturbation consistency"), ("pert_probe_balanced_accuracy", "linear probe bal. acc.")]
+              ("pert_loo_cosine", "perturbation LOO cosine"), ("pert_mean_recall", "recall of perturbation means"),
+              ("pert_probe_balanced_accuracy", "linear probe bal. acc.")]
     names = summary["variant"].tolist()
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 0.4 * len(names) + 2), sharey=True)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 0.4 * len(names) + 2), sharey=True)
     y = np.arange(len(names))
     for ax, (k, title) in zip(axes, panels):
         m = summary[f"{k}_mean"].to_numpy(float)

@@ -93,7 +93,8 @@ def run_perturbation(input_path: str, out_dir: str | os.PathLike, checkpoint: st
 
 def summary_columns(table: pd.DataFrame) -> pd.DataFrame:
     """The headline columns of the perturbation table, in reading order."""
-    cols = ["embedding", "dims_in", "consistency", "n_consistent", "n_perturbations", "knn_top1", "knn_top5",
+    cols = ["embedding", "dims_in", "consistency", "n_consistent", "n_perturbations", "consistency_p10", "loo_cosine",
+            "knn_top1", "knn_top5",
             "probe_balanced_accuracy", "probe_macro_f1", "mean_recall", "mean_recall_pairs", "mean_recall_chance"]
     return table[[c for c in cols if c in table.columns]]
 

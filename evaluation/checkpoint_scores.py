@@ -4,7 +4,7 @@
   the sweep 8, 16, 32, ... (precompute's ``pca_scores`` + ``recall_sweep``, "combined" source),
   over the genes detected in at least ``min_samples`` corpus samples;
 * the perturbation score: metrics of ``evaluation.perturbation`` on the screen's cells embedded
-  by the checkpoint (consistency, cross-batch kNN, linear probe).
+  by the checkpoint (consistency, cross-batch kNN, linear probe, recall of perturbation means).
 """
 from __future__ import annotations
 
@@ -72,11 +72,14 @@ def recall_scores(checkpoint: str | os.PathLike, pairs: pd.DataFrame, genes_kept
 
 
 def perturbation_scores(checkpoint: str | os.PathLike, screen: LabelledCounts, labels: np.ndarray,
-                        batch: np.ndarray, params: PerturbationParams, batch_size: int = 256) -> dict[str, float]:
-    """Perturbation metrics of the checkpoint's CLS embeddings of the screen's cells."""
+                        batch: np.ndarray, params: PerturbationParams, pairs: pd.DataFrame | None = None,
+                        batch_size: int = 256) -> dict[str, float]:
+    """Perturbation metrics of the checkpoint's CLS embeddings of the screen's cells
+    (with ``pairs``, also the recall of perturbation mean embeddings)."""
     from .embeddings import txfm_embedding
 
     z, _ = txfm_embedding(checkpoint, screen, batch_size=batch_size, seed=params.seed, progress=False)
-    row, _, _ = evaluate_embedding(z, labels, batch, params)
-    keep = ("consistency", "knn_top1", "knn_top5", "probe_balanced_accuracy")
-    return {f"pert_{k}": row[k] for k in keep}
+    row, _, _ = evaluate_embedding(z, labels, batch, params, pairs)
+    keep = ("consistency", "consistency_p10", "loo_cosine", "knn_top1", "knn_top5", "probe_balanced_accuracy",
+            "mean_recall")
+    return {f"pert_{k}": row[k] for k in keep if k in row}

@@ -147,7 +147,10 @@ def evaluate_embedding(z: np.ndarray, labels: np.ndarray, batch: np.ndarray, par
     frac, table = consistency(al.z, labels, params)
     row = {"dims_in": int(z.shape[1]), "dims_aligned": al.n_components,
            "control_pca_variance": al.explained_variance_ratio,
-           "consistency": frac, "n_consistent": int(table["consistent"].sum()), "n_perturbations": int(len(table))}
+           "consistency": frac, "n_consistent": int(table["consistent"].sum()), "n_perturbations": int(len(table)),
+           # softer readings of the same table: the paper's curation threshold, and the statistic itself
+           "consistency_p10": float(table["p_value"].dropna().lt(0.1).mean()),
+           "loo_cosine": float(table["statistic"].mean())}
     row.update(knn_cross_batch(al.z[keep], labels[keep], batch[keep], params.knn_k))
     row.update(linear_probe(al.z[keep], labels[keep], batch[keep], params.probe_c, params.probe_max_iter,
                             params.seed))

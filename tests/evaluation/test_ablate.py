@@ -49,7 +49,7 @@ def test_runner_writes_a_complete_table_and_reuses_finished_runs(eval_corpus, ev
     assert summary["variant"].tolist() == ["reference", "loss=mse"]
     assert summary["runs_ok"].tolist() == [1, 1]
     for col in ("final_loss", "recall_codebook", "recall_decoder", "pert_consistency", "pert_knn_top5",
-                "pert_probe_balanced_accuracy"):
+                "pert_probe_balanced_accuracy", "pert_loo_cosine", "pert_mean_recall"):
         assert np.isfinite(summary[f"{col}_mean"]).all(), col
         assert summary[f"{col}_std"].isna().all()                     # one seed: no spread
     assert summary["rank_codebook_mean"].isin([8, 15]).all()          # sweep of a (60, 15) codebook

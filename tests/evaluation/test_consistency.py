@@ -84,6 +84,8 @@ def test_screen_counts_log1p_finds_the_planted_perturbations():
     assert set(t.index) == {"G1", "G2", "G3", "G4", "G5"}        # controls and 'unassigned' left out
     assert t.loc[["G1", "G2", "G3"], "consistent"].all() and not t.loc[["G4", "G5"], "consistent"].any()
     assert row["consistency"] == pytest.approx(0.6) and row["n_consistent"] == 3
+    assert row["loo_cosine"] == pytest.approx(t["statistic"].mean())
+    assert row["consistency_p10"] == pytest.approx(t["p_value"].lt(0.1).mean())
     shuffled, _, _ = evaluate_embedding(z, labels, batch, PerturbationParams(n_null=2000),
                                         shuffle_labels=True)
     assert shuffled["consistency"] <= 0.2 and shuffled["probe_balanced_accuracy"] < row["probe_balanced_accuracy"]
