@@ -29,18 +29,27 @@ def _add_params(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-set-size", type=int, default=500, help="enrichment: largest gene set tested (default 500)")
     g.add_argument("--top-terms", type=int, default=10, help="enrichment rows kept per module and library")
     g.add_argument("--seed", type=int, default=0, help="seed for nulls, UMAP and Leiden (default 0)")
+    g.add_argument("--standardise", action="append", default=[], metavar="MATRIX=yes|no",
+                   help="z-score a matrix's columns before its PCA (default yes, except pca=no: the PCA "
+                        "loadings keep their eigenvalue weighting); repeatable")
 
 
 def params_from_args(a: argparse.Namespace):
     """BundleParams from parsed options."""
-    from .pipeline import BundleParams
+    from .pipeline import DEFAULT_STANDARDISE, BundleParams
     chosen = []
     for item in a.rank:
         name, _, r = item.partition("=")
         if not r.isdigit():
             raise SystemExit(f"--rank {item!r}: expected MATRIX=R with an integer R, e.g. decoder=256")
         chosen.append((name, int(r)))
-    return BundleParams(ranks=tuple(a.ranks) if a.ranks else None, rank_policy=a.rank_policy,
+    std = dict(DEFAULT_STANDARDISE)
+    for item in a.standardise:
+        name, _, v = item.partition("=")
+        if v not in ("yes", "no"):
+            raise SystemExit(f"--standardise {item!r}: expected MATRIX=yes or MATRIX=no")
+        std[name] = v == "yes"
+    return BundleParams(standardise=tuple(std.items()), ranks=tuple(a.ranks) if a.ranks else None, rank_policy=a.rank_policy,
                         chosen_ranks=tuple(chosen), n_nulls=a.n_nulls, null_size=a.null_size,
                         full_null=a.full_null, k=a.k, umap_epochs=a.umap_epochs,
                         umap_min_dist=a.umap_min_dist, resolutions=tuple(a.resolutions),

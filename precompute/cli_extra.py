@@ -35,8 +35,14 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
 def cmd_crosscheck(a: argparse.Namespace) -> int:
     from .crosscheck import crosscheck
-    table, info = crosscheck(a.data, a.references, n_components=a.components, library_over=a.library_over,
-                             seed=a.seed)
+    if a.project_baseline:
+        from .crosscheck import project_baseline_recall
+        table, info = project_baseline_recall(a.data, a.references, a.project_baseline,
+                                              n_components=a.components, seed=a.seed)
+        info["library_over"] = "corpus vocabulary (txfm preprocessing)"
+    else:
+        table, info = crosscheck(a.data, a.references, n_components=a.components, library_over=a.library_over,
+                                 seed=a.seed)
     print(f"{info['cells']:,} cells x {info['genes']:,} genes, {info['components']} components, "
           f"library size over {info['library_over']} genes")
     piv = table.pivot(index="source", columns="variant", values="recall_mean")
@@ -86,6 +92,9 @@ def add_commands(sub, add_params) -> None:
                    help="library size over all genes of a cell, or only the kept common genes")
     x.add_argument("--seed", type=int, default=0, help="seed of the nulls (default 0)")
     x.add_argument("--out", default=None, help="also write the full table as CSV here")
+    x.add_argument("--project-baseline", default=None, metavar="WORK_DIR",
+                   help="instead, run the project's path on the same input (data build-corpus -> txfm "
+                        "baseline-pca -> recall) with its files in WORK_DIR")
     x.set_defaults(func=cmd_crosscheck)
 
     r = sub.add_parser("results", help="recall of a run's checkpoints vs the PCA baseline -> docs/results.md")

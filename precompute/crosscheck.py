@@ -6,7 +6,9 @@ log1p; genes standardised; PCA with scikit-learn; gene vectors = loadings weight
 square root of the eigenvalues. Recall is then computed three ways (see docs/precompute.md):
   weighted    cosine of the weighted loadings as they are (the issue's reference ~0.24)
   whitened    unweighted principal axes (every component weight 1)
-  pipeline    what a bundle does: standardise the columns, PCA, first r scores
+  pipeline    what a bundle does with a pca matrix: centre the columns, PCA, all scores
+  pipeline_zscored  the same with the columns z-scored first (the codebook/decoder recipe),
+              which whitens the weighted loadings
 """
 from __future__ import annotations
 
@@ -84,11 +86,54 @@ def crosscheck(data_dir: Path | str, references_dir: Path | str, n_components: i
     axes, ev = pca_gene_loadings(x, n_components, seed)
     pairs = pairs_to_indices(load_pairs(references_dir), genes)
     variants = {"weighted": axes * np.sqrt(ev), "whitened": axes,
-                "pipeline": pca_scores(axes * np.sqrt(ev))[0]}
+                "pipeline_zscored": pca_scores(axes * np.sqrt(ev), standardise=True)[0],
+                "pipeline": pca_scores(axes * np.sqrt(ev), standardise=False)[0]}
     frames = []
     for name, v in variants.items():
         df = relationship_recall(v, pairs, n_nulls=3, null_size=5000, seed=seed)
         frames.append(df.assign(variant=name))
     info = {"cells": int(x.shape[0]), "genes": len(genes), "components": int(axes.shape[1]),
             "library_over": library_over}
+    return pd.concat(frames, ignore_index=True), info
+
+
+def project_baseline_recall(data_dir: Path | str, references_dir: Path | str, work: Path | str,
+                            n_components: int = 256, seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    """The project's own path on the same input: `data build-corpus` -> `txfm baseline-pca` -> recall.
+
+    The corpus vocabulary is the cross-check's gene list (common to the five sets, detected in
+    >= 50 cells), with no further curation, so both computations see the same 10,206 x 7,666
+    matrix; txfm normalises the library over the corpus vocabulary (the "common" variant here).
+    Runs the two CLIs as subprocesses (their outputs go under `work`).
+    """
+    import subprocess
+    import sys
+
+    from txfm.inference import gene_matrices
+
+    from .recall import relationship_recall
+    from .references import load_pairs, pairs_to_indices
+    from .subspaces import pca_scores
+
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    _, genes = load_pbmc_matrix(data_dir)
+    (work / "genes.txt").write_text("\n".join(genes) + "\n")
+    corpus, pca_file = work / "corpus", work / "pca.pt"
+    sources = [str(Path(data_dir) / f"{n}.h5ad") for n in PBMC_SETS]
+    subprocess.run([sys.executable, "-m", "data", "build-corpus", "--source", *sources, "--out", str(corpus),
+                    "--overwrite", "--genes", str(work / "genes.txt"), "--gene-table", "none",
+                    "--min-cells", "0", "--min-genes", "0", "--keep-duplicates"], check=True)
+    subprocess.run([sys.executable, "-m", "txfm", "baseline-pca", "--corpus", str(corpus), "--out", str(pca_file),
+                    "--n-components", str(n_components), "--min-cells", "50", "--seed", str(seed)], check=True)
+    mats, gtab, meta = gene_matrices(pca_file)
+    loadings = mats["pca"]
+    sym = gtab.symbol.tolist()
+    pairs = pairs_to_indices(load_pairs(references_dir), sym)
+    frames = []
+    for name, v in {"project_weighted": loadings,
+                    "project_pipeline": pca_scores(loadings, standardise=False)[0],
+                    "project_pipeline_zscored": pca_scores(loadings, standardise=True)[0]}.items():
+        frames.append(relationship_recall(v, pairs, n_nulls=3, null_size=5000, seed=seed).assign(variant=name))
+    info = {"cells": int(meta.get("samples_seen", 0)), "genes": len(sym), "components": int(loadings.shape[1])}
     return pd.concat(frames, ignore_index=True), info

@@ -25,6 +25,10 @@ from .bundle_io import (BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, MANIFEST, finalise
                         partial_dir, save_npy, save_parquet, sha256_file, write_json_atomic)
 
 PAPER_RANKS = {"codebook": 32, "decoder": 256, "pca": 1024, "contextual": 256}
+# Column standardisation before the PCA of each matrix. PCA loadings already carry their
+# eigenvalue weighting; z-scoring their columns would whiten them (recall on the PBMC
+# cross-check drops from 0.24 to 0.17, docs/precompute.md), so they are only centred.
+DEFAULT_STANDARDISE = (("pca", False),)
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,11 @@ class BundleParams:
     max_set_size: int = 500                # enrichment: largest tested set
     top_terms: int = 10                    # enrichment rows kept per module and library
     seed: int = 0
+    standardise: tuple[tuple[str, bool], ...] = DEFAULT_STANDARDISE  # (matrix, z-score columns?); others True
+
+    def standardises(self, name: str) -> bool:
+        """Whether matrix `name` has its columns z-scored before the PCA (default True)."""
+        return dict(self.standardise).get(name, True)
 
 
 @dataclass
@@ -143,7 +152,7 @@ def _step_subspaces(ctx: _Ctx) -> dict[str, Any]:
     from .subspaces import pca_scores, spectrum_table
     tables = []
     for name in tqdm(ctx.names, desc="subspaces", disable=not ctx.progress, leave=False):
-        scores, ev = pca_scores(ctx.load(f"matrices/{name}.npy"))
+        scores, ev = pca_scores(ctx.load(f"matrices/{name}.npy"), standardise=ctx.params.standardises(name))
         save_npy(ctx.work / "subspaces" / f"{name}.npy", scores)
         tables.append(spectrum_table(name, ev))
     save_parquet(ctx.work / "subspaces" / "spectrum.parquet", pd.concat(tables, ignore_index=True))
@@ -335,7 +344,8 @@ def build_bundle(matrices: dict[str, np.ndarray], genes: pd.DataFrame,
     run("matrices", {"sha256": digests, "genes_sha256": gene_digest, "references": ref_digest}, write_matrices)
     run("references", {"references_dir": str(ref_dir) if ref_dir else None, "digest": ref_digest},
         lambda: _step_references(ctx))
-    run("subspaces", {"method": "standardise columns, PCA (eigh of covariance)"}, lambda: _step_subspaces(ctx))
+    run("subspaces", {"method": "centre (and z-score) columns, PCA (eigh of covariance)",
+                      "standardise": {n: params.standardises(n) for n in names}}, lambda: _step_subspaces(ctx))
     run("recall", {k: pdict[k] for k in ("ranks", "n_nulls", "null_size", "full_null", "lower", "upper", "seed")}
         | {"similarity": "cosine"}, lambda: _step_recall(ctx))
     best = json.loads((work / "recall" / "best.json").read_text())

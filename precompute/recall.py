@@ -12,6 +12,8 @@ import torch
 
 from .knn import normalise_rows
 
+MEAN_OF_SOURCES = "mean_of_sources"   # unweighted mean of the per-source recalls (not the pooled 'combined')
+
 
 def _quantiles_inplace(vals: np.ndarray, n_valid: int, lower: float, upper: float) -> tuple[float, float]:
     """Linear-interpolated [lower, upper] quantiles of the n_valid non-NaN entries of `vals`.
@@ -149,7 +151,8 @@ def pair_similarities_sweep(x: np.ndarray, pairs: np.ndarray, ranks: list[int],
     w = max(ranks)
     # partial sums up to each rank as one GEMM with a 0/1 (W, R) matrix (faster than cumsum)
     upto = torch.from_numpy((np.arange(w)[:, None] < np.asarray(ranks)[None, :]).astype(np.float32))
-    xt = torch.from_numpy(np.ascontiguousarray(x[:, :w], dtype=np.float32))                # (G, w)
+    xw = np.ascontiguousarray(x[:, :w], dtype=np.float32)
+    xt = torch.from_numpy(xw if xw.flags.writeable else xw.copy())                          # (G, w)
     norms = ((xt * xt) @ upto).sqrt_().clamp_min_(1e-30)                                   # (G, R)
     pt = torch.from_numpy(np.asarray(pairs, dtype=np.int64))
     for s in range(0, len(pairs), chunk):
@@ -187,7 +190,9 @@ def recall_sweep(x: np.ndarray, pairs: dict[str, np.ndarray], ranks: list[int], 
             level (about lower + 1 - upper = 0.10).
     Returns:
         DataFrame(rank, source, recall_mean, recall_std, n_pairs, chance); recall is NaN for a
-        source without pairs in the vocabulary.
+        source without pairs in the vocabulary. Besides the given sources, a row
+        "mean_of_sources" averages the per-source recalls (every source weighs the same;
+        'combined', if given, pools the pairs instead, so large sources dominate it).
     """
     ranks = [int(r) for r in ranks]
     if not ranks or min(ranks) < 1 or max(ranks) > x.shape[1]:
@@ -208,15 +213,22 @@ def recall_sweep(x: np.ndarray, pairs: dict[str, np.ndarray], ranks: list[int], 
     union = np.unique(np.concatenate(list(keys.values()))) if keys else np.zeros(0, np.int64)
     cos = pair_similarities_sweep(x, np.stack([union // g, union % g], axis=1), ranks)   # (U, R)
     hits = (cos[None] < lo) | (cos[None] > hi)                                         # (nulls, U, R)
-    rows = []
+    rows, per_null = [], {}
     for source, p in pairs.items():
         for j, r in enumerate(ranks):
             if len(p) == 0:
                 rows.append((r, source, np.nan, np.nan, 0, float(chance[j])))
                 continue
             rec = hits[:, np.searchsorted(union, keys[source]), j].mean(axis=1)          # (nulls,)
+            if source != "combined":
+                per_null.setdefault(r, []).append(rec)
             rows.append((r, source, float(rec.mean()), float(rec.std(ddof=1)) if rec.size > 1 else 0.0,
                          int(len(p)), float(chance[j])))
+    for j, r in enumerate(ranks):           # unweighted mean over the sources (each source counts once)
+        if r in per_null:
+            m = np.mean(per_null[r], axis=0)
+            rows.append((r, MEAN_OF_SOURCES, float(m.mean()), float(m.std(ddof=1)) if m.size > 1 else 0.0,
+                         int(sum(len(p) for s_, p in pairs.items() if s_ != "combined")), float(chance[j])))
     return pd.DataFrame(rows, columns=["rank", "source", "recall_mean", "recall_std", "n_pairs", "chance"])
 
 

@@ -15,14 +15,14 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-SOURCES = ["CORUM", "huMAP", "Reactome", "SIGNOR", "StringDB", "combined"]
+SOURCES = ["CORUM", "huMAP", "Reactome", "SIGNOR", "StringDB", "combined", "mean_of_sources"]
 
 
 def _sweep_recall(mat: np.ndarray, pairs: dict, ranks: list[int] | None, n_nulls: int, null_size: int,
-                  seed: int) -> pd.DataFrame:
+                  seed: int, standardise: bool = True) -> pd.DataFrame:
     from .recall import recall_sweep
     from .subspaces import pca_scores, rank_sweep
-    sub, _ = pca_scores(mat)
+    sub, _ = pca_scores(mat, standardise=standardise)
     rs = rank_sweep(sub.shape[1]) if ranks is None else sorted({min(r, sub.shape[1]) for r in ranks})
     return recall_sweep(sub, pairs, rs, n_nulls=n_nulls, null_size=null_size, seed=seed)
 
@@ -46,6 +46,7 @@ def evaluate(run_dir: Path, pca_path: Path, references_dir: Path, ranks: list[in
     Every matrix is restricted to the genes shared by the run's vocabulary and the PCA baseline.
     """
     from txfm.inference import gene_matrices
+    from .pipeline import BundleParams
     from .references import load_pairs, pairs_to_indices
 
     cks = run_checkpoints(run_dir)
@@ -68,7 +69,7 @@ def evaluate(run_dir: Path, pca_path: Path, references_dir: Path, ranks: list[in
         for name, m in restrict(mats, genes).items():
             final = kind == "pca" or path == cks[-1]
             df = _sweep_recall(m, pairs, ranks if final else [32 if name == "codebook" else 256],
-                               n_nulls, null_size, seed)
+                               n_nulls, null_size, seed, standardise=BundleParams().standardises(name))
             frames.append(df.assign(checkpoint=str(path), samples_seen=int(meta.get("samples_seen", 0)),
                                     matrix=name, final=final))
     info = {"genes": len(shared), "n_pairs": {k: int(len(v)) for k, v in pairs.items()},

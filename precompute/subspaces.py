@@ -18,11 +18,14 @@ def standardise_columns(m: np.ndarray) -> np.ndarray:
     return (x - mu) / sd
 
 
-def pca_scores(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Standardise, then PCA over genes.
+def pca_scores(m: np.ndarray, standardise: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Standardise (or only centre), then PCA over genes.
 
     Args:
         m: (G, D) gene matrix.
+        standardise: z-score every column (the paper's recipe for codebook and decoder). False
+            only centres the columns, keeping their relative scale: for PCA loadings weighted
+            by sqrt(eigenvalue), standardising would undo the weighting (whiten them).
     Returns:
         scores: (G, W) float32 with W = min(G, D), columns by decreasing variance
             (rank r = first r columns). Each component's sign is fixed so that its largest
@@ -35,7 +38,7 @@ def pca_scores(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"need at least 2 genes for PCA, got {g}")
     # float64 moments, float32 products: the big (G, D) products are BLAS sgemm (fast on CPU)
     mu = x.mean(axis=0, dtype=np.float64)
-    sd = x.std(axis=0, dtype=np.float64)
+    sd = x.std(axis=0, dtype=np.float64) if standardise else np.ones(d)
     sd[sd == 0] = 1.0
     z = torch.from_numpy(((x - mu.astype(np.float32)) / sd.astype(np.float32)).astype(np.float32))
     if d <= g:

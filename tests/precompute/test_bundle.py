@@ -38,7 +38,7 @@ def test_synthetic_bundle_validates_and_follows_contract(bundle):
     idx = np.load(bundle / "knn" / "codebook.indices.npy")
     assert idx.shape == (600, 10) and idx.dtype == np.int32
     rec = pd.read_parquet(bundle / "recall" / "recall.parquet")
-    assert set(rec.source) == {"CORUM", "huMAP", "Reactome", "SIGNOR", "StringDB", "combined"}
+    assert set(rec.source) == {"CORUM", "huMAP", "Reactome", "SIGNOR", "StringDB", "combined", "mean_of_sources"}
     best = json.loads((bundle / "recall" / "best.json").read_text())
     comb = rec[(rec.matrix == "codebook") & (rec.source == "combined")]
     assert best["codebook"]["recall"] == pytest.approx(comb.recall_mean.max())
