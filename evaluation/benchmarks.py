@@ -110,13 +110,17 @@ def parse_labelled_input(spec: str) -> tuple[str, str]:
 def run_celltype(inputs: list[str], out_dir: str | os.PathLike, checkpoint: str | None = None,
                  pca: str | None = None, params: CellTypeParams = CellTypeParams(), dataset_pca: int = 50,
                  shuffled: bool = True, max_genes: int | None = None, batch_size: int = 256,
-                 device: str = "cpu") -> pd.DataFrame:
-    """Cell-type benchmark on labelled datasets ('PATH:COLUMN'); writes celltype.{csv,md} and run.json."""
+                 device: str = "cpu", max_cells: int | None = None) -> pd.DataFrame:
+    """Cell-type benchmark on labelled datasets ('PATH:COLUMN'); writes celltype.{csv,md} and run.json.
+    max_cells: random subsample of each dataset (default: all cells)."""
     t0 = time.perf_counter()
     rows, infos = [], {}
     for spec in inputs:
         path, col = parse_labelled_input(spec)
         data = read_input(path)
+        if max_cells and data.counts.shape[0] > max_cells:
+            data = data.subset(np.sort(np.random.default_rng(params.seed).choice(data.counts.shape[0], max_cells,
+                                                                                 replace=False)))
         labels = data.column(col)
         zs, info = _embed_all(data, checkpoint, pca, False, dataset_pca, max_genes, batch_size, device,
                               params.seed)
@@ -136,6 +140,7 @@ def run_celltype(inputs: list[str], out_dir: str | os.PathLike, checkpoint: str 
     res = [c for r in params.resolutions for c in (f"ari@{r:g}", f"nmi@{r:g}", f"n_clusters@{r:g}")]
     atomic_write_text(out / "celltype.md", markdown_table(table[head + res]))
     write_json({"inputs": inputs, "checkpoint": checkpoint, "pca": pca, "params": asdict(params),
+                "max_genes": max_genes, "max_cells": max_cells,
                 "dataset_pca": dataset_pca, "embeddings": infos, "seconds": round(time.perf_counter() - t0, 1)},
                out / "run.json")
     return table

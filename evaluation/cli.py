@@ -28,7 +28,7 @@ def _celltype(ns: argparse.Namespace) -> int:
 
     params = CellTypeParams(k=ns.k, resolutions=tuple(ns.resolutions), ignore=tuple(ns.ignore), seed=ns.seed)
     table = run_celltype(ns.input, ns.out, ns.checkpoint, ns.pca, params, ns.dataset_pca, ns.shuffled,
-                         ns.max_genes, ns.batch_size, ns.device)
+                         ns.max_genes, ns.batch_size, ns.device, ns.max_cells)
     print(markdown_table(table))
     print(f"results -> {ns.out}")
     return 0
@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dataset-pca", type=int, default=50,
                    help="also score a PCA of log1p counts fitted on each dataset itself, with this many components "
                         "(0 = skip)")
+    t.add_argument("--max-cells", type=int, default=None, help="random subsample of each dataset (default: all)")
     _common(t)
     t.set_defaults(func=_celltype)
 

@@ -106,12 +106,12 @@ def configs(corpus: str, run_dir: Path, variant: dict, seed: int, budget: Budget
     known = _axis_fields()
     tkw = {a: x for a, x in variant.items() if known[a][0] is TrainConfig}
     mkw = {a: x for a, x in variant.items() if known[a][0] is ModelConfig}
-    tc = TrainConfig(corpus=str(corpus), out=str(run_dir), preset=budget.preset, batch_size=budget.batch_size,
-                     max_steps=budget.max_steps, lr=budget.lr, seed=seed, workers=budget.workers, device=budget.device,
-                     val_every=0, save_every=budget.max_steps, keep_last=1, log_every=10,
-                     **{"reveal": budget.reveal, **tkw})
-    mc = model_config(budget.preset, n_genes, dim=budget.dim, depth=budget.depth, heads=budget.heads, **mkw)
-    assert isinstance(mc, ModelConfig)
+    base = dict(preset=budget.preset, reveal=budget.reveal, lr=budget.lr, batch_size=budget.batch_size,
+                max_steps=budget.max_steps, val_every=0, save_every=budget.max_steps, keep_last=1, log_every=10)
+    tc = TrainConfig(corpus=str(corpus), out=str(run_dir), seed=seed, workers=budget.workers, device=budget.device,
+                     **{**base, **tkw})
+    sizes = {"dim": budget.dim, "depth": budget.depth, "heads": budget.heads}
+    mc = model_config(tc.preset, n_genes, **{**sizes, **mkw})
     return tc, mc
 
 

@@ -95,3 +95,16 @@ def test_txfm_ablate_forwards_and_txfm_does_not_import_evaluation():
     imp = run("-c", "import sys, txfm.__main__ as m; m.build_parser().parse_args(['ablate', '--corpus', 'x']); "
                     "print(any(k.startswith('evaluation') for k in sys.modules))")
     assert imp.stdout.strip() == "False"
+
+
+def test_configs_apply_the_budget_then_the_variant():
+    from evaluation.grid import configs
+
+    budget = Budget(dim=64, depth=2, heads=4, max_steps=50, reveal=128)
+    for v, want in [({"lr": 3e-4, "dim": 64}, (3e-4, 64, 128)), ({"lr": 1e-3, "dim": 32}, (1e-3, 32, 128)),
+                    ({"reveal": 32, "loss": "mse"}, (1e-3, 64, 32))]:
+        tc, mc = configs("c", Path("o"), v, 7, budget, n_genes=100)
+        assert (tc.lr, mc.dim, tc.reveal) == want
+        assert (tc.seed, tc.max_steps, tc.save_every, mc.depth, mc.heads, mc.n_genes) == (7, 50, 50, 2, 4, 100)
+    tc, mc = configs("c", Path("o"), {"loss": "mse"}, 0, budget, n_genes=100)
+    assert mc.loss == "mse" and mc.activation == "rect_tanh" and tc.preprocessing == "libnorm_log1p"
