@@ -68,3 +68,28 @@ def test_bundle_from_pca_baseline_file(trained, tmp_path):
     m = json.loads((out / "manifest.json").read_text())
     assert m["source"]["kind"] == "pca" and m["matrices"]["pca"]["rank"] == 16
     assert validate_bundle(out) == []
+
+
+def test_results_along_a_run_vs_pca(trained, tmp_path):
+    from txfm.baseline import PCABaseline, PCAConfig
+
+    from precompute.results import best_table, evaluate, write_results_doc
+
+    root, ck, ref = trained
+    rng = np.random.default_rng(2)
+    x = np.log1p(rng.poisson(3.0, (80, 120)).astype(float))
+    mean, sd = x.mean(0), x.std(0, ddof=1)
+    _, s, vt = np.linalg.svd((x - mean) / sd, full_matrices=False)
+    genes = [f"SYN{i:05d}" for i in range(120)]
+    PCABaseline(genes, [""] * 120, np.arange(120), mean, sd, vt[:16], s[:16] ** 2 / 79,
+                PCAConfig(n_components=16), 80).save(tmp_path / "pca.pt")
+    table, info = evaluate(ck.parent, tmp_path / "pca.pt", ref, n_nulls=2, null_size=50)
+    assert info["genes"] == 120
+    assert set(table.matrix) == {"codebook", "decoder", "pca"}
+    best = best_table(table).set_index("matrix")
+    assert best.loc["pca", "rank"] in (8, 16) and 0 <= best.loc["codebook", "combined"] <= 1
+    doc = tmp_path / "results.md"
+    write_results_doc(doc, table, info, "pytest")
+    text = doc.read_text()
+    assert "| pca |" in text and "results-learning-curve.png" in text
+    assert (tmp_path / "results-recall-vs-rank.png").stat().st_size > 1000
