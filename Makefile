@@ -51,8 +51,9 @@ demo: venv references ## demo corpus -> short training -> PCA baseline -> bundle
 	@echo "Starting the app on the demo bundles: http://127.0.0.1:$(PORT)  (Ctrl-C to stop)"
 	$(PY) -m streamlit run app/main.py --server.address 127.0.0.1 --server.port $(PORT) --server.headless true --browser.gatherUsageStats false -- --bundles bundles
 
-bench: venv ## benchmarks -> docs/bench-txfm.md, docs/bench-data.md, docs/precompute.md, docs/app.md
+bench: venv ## benchmarks -> docs/bench-txfm.md, docs/precompute.md, bench-out/ (tables quoted in docs/data.md, docs/app.md)
 	$(PY) -m txfm bench --out docs/bench-txfm.md
+	$(PY) -m precompute bench --doc docs/precompute.md
 	$(PY) -m data bench --shared $(SHARED_DATA) --out bench-out/data-bench.md
 	$(PY) -m app.bench --dir bench-out/app --genes 45000 --out bench-out/app/bench.md
 
@@ -63,6 +64,7 @@ results: venv references ## train on ../shared/data (~30 min CPU), precompute Tx
 	$(PY) -m precompute results --run $(RESULTS_RUN) --pca $(RESULTS_RUN)-pca/pca.pt --references $(REFERENCES) --doc docs/results.md
 	$(PY) -m precompute run --checkpoint $(RESULTS_RUN)/last.pt --references $(REFERENCES) --out bundles/shared
 	$(PY) -m precompute run --checkpoint $(RESULTS_RUN)-pca/pca.pt --baseline pca --references $(REFERENCES) --out bundles/shared-pca
+	$(PY) -m precompute crosscheck --data $(SHARED_DATA) --references $(REFERENCES) --project-baseline $(RESULTS_RUN)-crosscheck
 
 app: venv ## start the app on ./bundles (localhost only)
 	@echo "TxFM explorer: http://127.0.0.1:$(PORT)"
