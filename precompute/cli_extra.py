@@ -58,9 +58,11 @@ def cmd_results(a: argparse.Namespace) -> int:
     from .results import evaluate, write_results_doc
     table, info = evaluate(Path(a.run), Path(a.pca), Path(a.references), n_nulls=a.n_nulls,
                            null_size=a.null_size, seed=a.seed)
+    pair_table, pair_info = evaluate(Path(a.run), Path(a.pca), Path(a.references), n_nulls=a.n_nulls,
+                                     null_size=a.null_size, seed=a.seed, pair_genes_only=True, final_only=True)
     cmd = (f"python -m precompute results --run {a.run} --pca {a.pca} --references {a.references} "
            f"--doc {a.doc}")
-    write_results_doc(Path(a.doc), table, info, cmd)
+    write_results_doc(Path(a.doc), table, info, cmd, pair_table, pair_info)
     if a.table:
         table.to_csv(a.table, index=False)
     print(f"written {a.doc}")

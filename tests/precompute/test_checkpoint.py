@@ -88,8 +88,16 @@ def test_results_along_a_run_vs_pca(trained, tmp_path):
     assert set(table.matrix) == {"codebook", "decoder", "pca"}
     best = best_table(table).set_index("matrix")
     assert best.loc["pca", "rank"] in (8, 16) and 0 <= best.loc["codebook", "combined"] <= 1
+    from precompute.references import load_pairs
+    known = load_pairs(ref)
+    n_in_pairs = len(set(genes) & (set(known.gene_a) | set(known.gene_b)))
+    ptable, pinfo = evaluate(ck.parent, tmp_path / "pca.pt", ref, n_nulls=2, null_size=50,
+                             pair_genes_only=True, final_only=True)
+    assert pinfo["genes"] == n_in_pairs < 120
+    assert ptable.checkpoint.nunique() == 2  # the PCA file and the final checkpoint only
     doc = tmp_path / "results.md"
-    write_results_doc(doc, table, info, "pytest")
+    write_results_doc(doc, table, info, "pytest", ptable, pinfo)
     text = doc.read_text()
     assert "| pca |" in text and "results-learning-curve.png" in text
+    assert f"Restricted to the {n_in_pairs:,} genes" in text
     assert (tmp_path / "results-recall-vs-rank.png").stat().st_size > 1000
