@@ -38,8 +38,9 @@ def run_ablation(corpus: str, grid: dict[str, list], out: str | Path, budget: Bu
                  design: str = "oat", references: str | None = "cache/references",
                  perturbation_dataset: str | None = "auto", perturbation_cells: int = 6000,
                  pert_params: PerturbationParams = PerturbationParams(n_null=5000),
-                 recall: RecallSettings = RecallSettings(), progress: bool = True) -> pd.DataFrame:
-    """Train and score every variant x seed; write OUT/ablation_runs.csv (one row per run),
+                 recall: RecallSettings = RecallSettings(), progress: bool = True,
+                 only_finished: bool = False) -> pd.DataFrame:
+    """Train and score every variant x seed (``only_finished``: tabulate finished runs only); write OUT/ablation_runs.csv (one row per run),
     OUT/ablation.csv and .md (mean and std over seeds per variant), OUT/ablation.png and run.json.
     Returns the per-variant summary."""
     from txfm.corpus import Corpus
@@ -68,16 +69,15 @@ def run_ablation(corpus: str, grid: dict[str, list], out: str | Path, budget: Bu
     for v, seed in tqdm(jobs, desc="ablation", unit="run", disable=not progress):
         name = variant_name(v, ref)
         tc, mc = configs(corpus, out / "runs" / f"{_slug(name)}-s{seed}", v, seed, budget, c.n_genes)
-        res = train_variant(tc, mc, progress=progress)
+        res = train_variant(tc, mc, progress=progress, only_finished=only_finished)
         row = {"variant": name, **{a: str(x) for a, x in v.items()}, "seed": seed, **res}
         if res["checkpoint"]:
-            t = time.perf_counter()
-            if pairs is not None:
-                row.update(recall_scores(res["checkpoint"], pairs, kept, replace(recall, seed=seed)))
-            if screen is not None:
-                row.update(perturbation_scores(res["checkpoint"], screen, screen.column("perturbation"),
-                                               screen.column("batch"), replace(pert_params, seed=seed), pairs))
-            row["score_seconds"] = round(time.perf_counter() - t, 1)
+            key = {"checkpoint_bytes": Path(res["checkpoint"]).stat().st_size,
+                   "checkpoint_mtime": Path(res["checkpoint"]).stat().st_mtime, "references": references,
+                   "screen": screen.name if screen is not None else None, "cells": perturbation_cells,
+                   "recall": asdict(replace(recall, seed=seed)), "pert": params_dict(replace(pert_params, seed=seed))}
+            row.update(_scores(Path(tc.out) / "scores.json", key, lambda: _score(
+                res["checkpoint"], pairs, kept, screen, replace(recall, seed=seed), replace(pert_params, seed=seed))))
         rows.append(row)
         write_csv(pd.DataFrame(rows), out / "ablation_runs.csv")          # progress survives an interruption
     runs = pd.DataFrame(rows)
@@ -91,6 +91,32 @@ def run_ablation(corpus: str, grid: dict[str, list], out: str | Path, budget: Bu
                 "recall": asdict(recall), "recall_genes": int(len(kept)) if kept is not None else 0,
                 "seconds": round(time.perf_counter() - t0, 1)}, out / "run.json")
     return summary
+
+
+def _score(checkpoint, pairs, kept, screen, recall: RecallSettings, pert: PerturbationParams) -> dict:
+    t = time.perf_counter()
+    out = {}
+    if pairs is not None:
+        out.update(recall_scores(checkpoint, pairs, kept, recall))
+    if screen is not None:
+        out.update(perturbation_scores(checkpoint, screen, screen.column("perturbation"), screen.column("batch"),
+                                       pert, pairs))
+    out["score_seconds"] = round(time.perf_counter() - t, 1)
+    return out
+
+
+def _scores(path: Path, key: dict, compute) -> dict:
+    """Scores cached beside the run (scores.json), recomputed when the checkpoint or settings changed."""
+    import json
+
+    key = json.loads(json.dumps(key, default=str))
+    if path.is_file():
+        cached = json.loads(path.read_text())
+        if cached.get("key") == key:
+            return cached["scores"]
+    scores = compute()
+    write_json({"key": key, "scores": scores}, path)
+    return scores
 
 
 def summarise(runs: pd.DataFrame, axes: list[str], order: list[str]) -> pd.DataFrame:
@@ -197,6 +223,8 @@ def build_parser(prog: str = "python -m evaluation ablate") -> argparse.Argument
     p.add_argument("--perturbation-cells", type=int, default=6000, help="random cells of the screen scored (0 = all)")
     p.add_argument("--control", default="non-targeting", help="label of the control cells")
     p.add_argument("--n-null", type=int, default=5000, help="random cells in each consistency null")
+    p.add_argument("--only-finished", action="store_true",
+                   help="train nothing: tabulate the runs already finished in --out (others show as 'not run')")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -215,7 +243,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m evaluation ablate
                    ns.workers, ns.device),
             ns.design, None if ns.references == "none" else ns.references, ns.perturbation_dataset,
             ns.perturbation_cells, PerturbationParams(control=ns.control, n_null=ns.n_null),
-            RecallSettings(ns.recall_min_samples, ns.n_nulls, ns.null_size), progress=not ns.quiet)
+            RecallSettings(ns.recall_min_samples, ns.n_nulls, ns.null_size), progress=not ns.quiet,
+            only_finished=ns.only_finished)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -120,8 +120,9 @@ def _same(stored: dict, cfg) -> bool:
     return all(stored.get(k) == v for k, v in want.items())
 
 
-def train_variant(tc, mc, progress: bool = True) -> dict:
-    """Train one run (or reuse a finished identical one). Returns status, checkpoint, losses, seconds."""
+def train_variant(tc, mc, progress: bool = True, only_finished: bool = False) -> dict:
+    """Train one run (or reuse a finished identical one). Returns status, checkpoint, losses, seconds.
+    only_finished: never train; a run without a finished identical checkpoint gets status "not run"."""
     from txfm.checkpoint import load_file
     from txfm.trainer import TrainingDiverged, train
 
@@ -135,6 +136,8 @@ def train_variant(tc, mc, progress: bool = True) -> dict:
         ck = load_file(last)
         if ck["step"] == tc.max_steps and _same(ck["train_config"], tc) and _same(ck["model_config"], mc):
             return {"status": "ok", "checkpoint": str(last), **_losses(run), "reused": True}
+    if only_finished:
+        return {"status": "not run", "checkpoint": None, "train_seconds": float("nan")}
     t0 = time.perf_counter()
     try:
         train(tc, mc, quiet=not progress)

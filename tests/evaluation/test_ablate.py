@@ -65,6 +65,13 @@ def test_runner_writes_a_complete_table_and_reuses_finished_runs(eval_corpus, ev
     again = run_ablation(eval_corpus, {"loss": ["poisson", "mse"]}, out, BUDGET, references=eval_references,
                          **SETTINGS)
     np.testing.assert_allclose(again["recall_codebook_mean"], summary["recall_codebook_mean"])
+    assert json.loads((out / "runs" / "loss=mse-s0" / "scores.json").read_text())["scores"]["recall_decoder"] == \
+        pytest.approx(summary.set_index("variant").loc["loss=mse", "recall_decoder_mean"])
+    # --only-finished tabulates what exists and trains nothing
+    part = run_ablation(eval_corpus, {"loss": ["poisson", "mse", "negbin"]}, out, BUDGET, references=eval_references,
+                        only_finished=True, **SETTINGS).set_index("variant")
+    assert part.loc["loss=negbin", "runs_ok"] == 0 and np.isnan(part.loc["loss=negbin", "recall_decoder_mean"])
+    assert part.loc["loss=mse", "runs_ok"] == 1
 
 
 def test_a_diverging_variant_is_recorded_not_fatal(eval_corpus, tmp_path, monkeypatch):
