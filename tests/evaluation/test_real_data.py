@@ -1,5 +1,6 @@
-"""The benchmarks on the real public data in ../shared/data (slow: tens of seconds each)."""
-import numpy as np
+"""The benchmarks on the real public data in ../shared/data (slow: 5-60 s each depending on load;
+skipped when the folder is absent)."""
+import pandas as pd
 import pytest
 
 from evaluation.benchmarks import run_celltype, run_perturbation
@@ -15,7 +16,6 @@ def test_papalexi_log1p_ranks_the_ifn_gamma_pathway_first(shared_data, tmp_path)
     t = run_perturbation(str(shared_data / "papalexi2021_thp1_crispr.h5ad"), tmp_path, references=None,
                          label_column="grna_target", batch_column="bio_rep",
                          params=PerturbationParams(n_null=5000)).set_index("embedding")
-    import pandas as pd
     cons = pd.read_csv(tmp_path / "consistency.csv")
     top5 = set(cons[cons.embedding == "log1p_counts"].nlargest(5, "statistic")["perturbation"])
     assert {"IFNGR1", "IFNGR2", "JAK2", "STAT1"} <= top5
