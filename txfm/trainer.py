@@ -63,6 +63,31 @@ def make_optimizer(model: TxFM, cfg: TrainConfig, steps: int):
     return opt, sched, wd
 
 
+def cpu_bf16_is_fast(n: int = 512, repeats: int = 5) -> bool:
+    """Whether this CPU multiplies bf16 matrices at least twice as fast as fp32 (native bf16 units,
+    e.g. AMX / AVX512-BF16); without them bf16 autocast is slower than fp32."""
+    import time
+
+    def rate(dtype):
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        a @ b
+        t = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        return repeats / (time.perf_counter() - t)
+
+    return rate(torch.bfloat16) >= 2 * rate(torch.float32)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' -> bf16 on CUDA, and on a CPU with fast bf16 matmuls; fp32 otherwise."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16"
+    return "bf16" if cpu_bf16_is_fast() else "fp32"
+
+
 def _autocast(device: torch.device, precision: str):
     if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
@@ -124,6 +149,8 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool =
         model_cfg = from_dict(ModelConfig, ck["model_config"])
     if model_cfg is None or model_cfg.n_genes != corpus.n_genes:
         raise ValueError(f"model n_genes must equal the corpus vocabulary ({corpus.n_genes} genes)")
+    if ck is None:  # a resumed run keeps the precision its first part resolved
+        cfg = replace(cfg, precision=resolve_precision(cfg.precision, device))
     if cfg.batch_size % world:
         raise ValueError(f"batch size {cfg.batch_size} must be divisible by the number of ranks {world}")
 
@@ -171,7 +198,7 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool =
             print(f"TxFM {cfg.preset}: {model.n_parameters():,} parameters "
                   f"(codebook {model.codebook.weight.numel():,}, decoder out {model.decoder.out.weight.numel():,}); "
                   f"{corpus.n_genes:,} genes, {n_train:,} train / {int(val.sum()):,} val samples; "
-                  f"{steps:,} steps of {cfg.batch_size}; device {device}, ranks {world}")
+                  f"{steps:,} steps of {cfg.batch_size}; device {device} ({cfg.precision}), ranks {world}")
     corpus_info = {"path": str(cfg.corpus), "fingerprint": corpus.fingerprint, "n_samples": corpus.n_samples,
                    "n_genes": corpus.n_genes, "n_train": n_train, "datasets": [d.name for d in corpus.datasets]}
 

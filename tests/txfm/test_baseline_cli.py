@@ -13,7 +13,7 @@ from txfm.config import ModelConfig, TrainConfig, fields
 from txfm.corpus import Corpus
 from txfm.inference import gene_matrices
 from txfm.preprocessing import library_normalize_log1p
-from txfm.trainer import TrainingDiverged, train
+from txfm.trainer import TrainingDiverged, resolve_precision, train
 
 
 def test_pca_baseline_equals_sklearn_on_dense(tiny_corpus):
@@ -70,3 +70,19 @@ def test_cli_reports_bad_corpus_without_traceback(tmp_path):
     r = subprocess.run([sys.executable, "-m", "txfm", "train", "--corpus", str(tmp_path / "nope"), "--out",
                         str(tmp_path / "run")], capture_output=True, text=True)
     assert r.returncode == 2 and "not a corpus (no manifest.json)" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_precision_resolution():
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
+    assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
+    assert resolve_precision("auto", torch.device("cuda")) == "bf16"
+    assert resolve_precision("auto", torch.device("cpu")) in ("fp32", "bf16")
+
+
+def test_the_run_records_its_resolved_precision(tiny_corpus, tmp_path):
+    import json
+    tc = TrainConfig(corpus=tiny_corpus, out=str(tmp_path / "run"), reveal=8, batch_size=8, max_steps=1)
+    train(tc, ModelConfig(n_genes=40, dim=16, depth=1, heads=2), quiet=True)
+    used = json.loads((tmp_path / "run" / "config.json").read_text())["train"]["precision"]
+    assert used in ("fp32", "bf16")
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["train_config"]["precision"] == used

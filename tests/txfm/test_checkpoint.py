@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "checkpoint_v1.pt"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 TRAIN = [sys.executable, "-m", "txfm", "train", "--preset", "tiny", "--dim", "16", "--depth", "2", "--heads", "2",
-         "--decoder-depth", "1", "--drop-path", "0.2", "--reveal", "8", "--batch-size", "8", "--max-steps", "24",
+         "--decoder-depth", "1", "--drop-path", "0.2", "--precision", "fp32", "--reveal", "8", "--batch-size", "8", "--max-steps", "24",
          "--save-every", "4", "--keep-last", "0", "--log-every", "4", "--val-every", "8", "--val-batches", "2"]
 
 
