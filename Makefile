@@ -17,7 +17,7 @@ RESULTS_CORPUS := corpora/shared
 RESULTS_RUN := runs/results
 RESULTS_TRAIN := --preset tiny --reveal 256 --batch-size 32 --max-steps 1000 --save-every 100 --keep-last 0 --val-every 100
 
-.PHONY: help venv browser references test test-all demo bench results app clean
+.PHONY: help venv browser references test test-all demo bench results eval app clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -65,6 +65,11 @@ results: venv references ## train on ../shared/data (~30 min CPU), precompute Tx
 	$(PY) -m precompute run --checkpoint $(RESULTS_RUN)/last.pt --references $(REFERENCES) --out bundles/shared
 	$(PY) -m precompute run --checkpoint $(RESULTS_RUN)-pca/pca.pt --baseline pca --references $(REFERENCES) --out bundles/shared-pca
 	$(PY) -m precompute crosscheck --data $(SHARED_DATA) --references $(REFERENCES) --project-baseline $(RESULTS_RUN)-crosscheck
+
+eval: venv references ## perturbation (Papalexi) and cell-type benchmarks of the make-results run, and the ablation grid -> results/, runs/ablation
+	$(PY) -m evaluation perturbation --input $(SHARED_DATA)/papalexi2021_thp1_crispr.h5ad --label-column grna_target --batch-column bio_rep --checkpoint $(RESULTS_RUN)/last.pt --pca $(RESULTS_RUN)-pca/pca.pt --out results/eval-perturbation
+	$(PY) -m evaluation celltype --input $(SHARED_DATA)/pbmc_sorted_reference_mudan.h5ad:cell_type --input $(SHARED_DATA)/pbmc4k_soupx.h5ad:Annotation --checkpoint $(RESULTS_RUN)/last.pt --pca $(RESULTS_RUN)-pca/pca.pt --out results/eval-celltype
+	$(PY) -m txfm ablate --corpus $(RESULTS_CORPUS) --out runs/ablation --grid loss=poisson,mse,smoothl1,negbin activation=rect_tanh,relu,clamped_relu preprocessing=libnorm_log1p,log1p reveal=128,32 --dim 64 --depth 2 --heads 4 --max-steps 200 --batch-size 32 --seeds 0 --perturbation-cells 4000
 
 app: venv ## start the app on ./bundles (localhost only)
 	@echo "TxFM explorer: http://127.0.0.1:$(PORT)"
