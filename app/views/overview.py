@@ -15,7 +15,9 @@ for b in bundles:
     corpus = src.get("corpus", {}) or {}
     c = st.columns(5)
     c[0].metric("Kind", str(src.get("kind", "?")))
-    c[1].metric("Preset", str(mc.get("preset", mc.get("name", "—"))))
+    tc = src.get("train_config", {}) or {}
+    preset = tc.get("preset") or mc.get("preset") or ("PCA" if src.get("kind") == "pca" else "—")
+    c[1].metric("Preset", str(preset))
     c[2].metric("Parameters", f"{int(src['n_parameters']):,}" if src.get("n_parameters") else "—")
     c[3].metric("Genes", f"{b.n_genes:,}")
     c[4].metric("Samples seen", f"{int(src['samples_seen']):,}" if src.get("samples_seen") else "—")
