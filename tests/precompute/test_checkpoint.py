@@ -47,20 +47,24 @@ def test_bundle_from_tiny_checkpoint_validates(trained, tmp_path):
     assert genes.ensembl_id.iloc[7] == "ENSG90000000007"
 
 
-def test_bundle_from_pca_baseline_file(trained, tmp_path):
-    # A PCA baseline file in txfm's format, written from a numpy PCA so this test depends only on
-    # the file format (txfm.baseline.PCABaseline), not on txfm's fitting code.
+def _numpy_pca_file(path, seed):
+    """A PCA baseline file in txfm's format, written from a numpy PCA of 120 genes named SYN00000...,
+    so the tests depend only on the file format (txfm.baseline.PCABaseline), not on txfm's fitting."""
     from txfm.baseline import PCABaseline, PCAConfig
 
-    root, _, ref = trained
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(seed)
     x = np.log1p(rng.poisson(3.0, (80, 120)).astype(float))
     mean, sd = x.mean(0), x.std(0, ddof=1)
     _, s, vt = np.linalg.svd((x - mean) / sd, full_matrices=False)
     genes = [f"SYN{i:05d}" for i in range(120)]
     PCABaseline(genes, [""] * 120, np.arange(120), mean, sd, vt[:16], s[:16] ** 2 / 79,
-                PCAConfig(n_components=16), 80).save(tmp_path / "pca.pt")
-    pca = tmp_path / "pca.pt"
+                PCAConfig(n_components=16), 80).save(path)
+    return path
+
+
+def test_bundle_from_pca_baseline_file(trained, tmp_path):
+    root, _, ref = trained
+    pca = _numpy_pca_file(tmp_path / "pca.pt", seed=1)
     out = tmp_path / "pca_bundle"
     assert main(["run", "--checkpoint", str(pca), "--baseline", "pca", "--references", str(ref),
                  "--out", str(out), "--quiet", "--k", "8", "--null-size", "60", "--umap-epochs", "20",
@@ -71,18 +75,11 @@ def test_bundle_from_pca_baseline_file(trained, tmp_path):
 
 
 def test_results_along_a_run_vs_pca(trained, tmp_path):
-    from txfm.baseline import PCABaseline, PCAConfig
-
     from precompute.results import best_table, evaluate, write_results_doc
 
     root, ck, ref = trained
-    rng = np.random.default_rng(2)
-    x = np.log1p(rng.poisson(3.0, (80, 120)).astype(float))
-    mean, sd = x.mean(0), x.std(0, ddof=1)
-    _, s, vt = np.linalg.svd((x - mean) / sd, full_matrices=False)
+    _numpy_pca_file(tmp_path / "pca.pt", seed=2)
     genes = [f"SYN{i:05d}" for i in range(120)]
-    PCABaseline(genes, [""] * 120, np.arange(120), mean, sd, vt[:16], s[:16] ** 2 / 79,
-                PCAConfig(n_components=16), 80).save(tmp_path / "pca.pt")
     table, info = evaluate(ck.parent, tmp_path / "pca.pt", ref, n_nulls=2, null_size=50)
     assert info["genes"] == 120
     assert set(table.matrix) == {"codebook", "decoder", "pca"}
