@@ -117,6 +117,8 @@ def configs(corpus: str, run_dir: Path, variant: dict, seed: int, budget: Budget
 
 def _same(stored: dict, cfg) -> bool:
     want = {k: v for k, v in asdict(cfg).items() if k not in ("out", "corpus", "workers", "device")}
+    if want.get("precision") == "auto":  # a run stores the precision "auto" resolved to on its machine
+        want.pop("precision")
     return all(stored.get(k) == v for k, v in want.items())
 
 

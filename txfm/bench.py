@@ -110,8 +110,9 @@ def run_benchmarks(out: str | os.PathLike, quick: bool = False) -> str:
     peak_repeats = 3 if quick else 5
     lines = ["| config | genes G | K | batch | dtype | samples/s | model GFLOP/sample | achieved GFLOP/s | "
              "matmul peak GFLOP/s | MFU |", "|---|---|---|---|---|---|---|---|---|---|"]
-    cases = [("tiny", dict(dim=128, depth=4, heads=4), 20000, 256, 32, steps),
-             ("S shape", dict(dim=384, depth=6, heads=6, drop_path=0.0), 20000, 2048, 2, max(1, steps // 2))]
+    tiny, s_shape = dict(dim=128, depth=4, heads=4), dict(dim=384, depth=6, heads=6, drop_path=0.0)
+    cases = [("tiny", tiny, 20000, 256, 32, steps), ("tiny", tiny, 20000, 2048, 4, max(1, steps // 2)),
+             ("S shape", s_shape, 20000, 256, 8, steps), ("S shape", s_shape, 20000, 2048, 2, max(1, steps // 2))]
     for name, kw, g, k, b, n_steps in cases:
         cfg = ModelConfig(n_genes=g, **kw)
         for dtype in (torch.float32, torch.bfloat16):
@@ -137,8 +138,8 @@ def run_benchmarks(out: str | os.PathLike, quick: bool = False) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         corpus = _bench_corpus(Path(tmp) / "c", 2048 if quick else 8192, 20000, 0.05)
         rd = reader_rate(corpus, 256, 32, 5 if quick else 20, repeats)
-    tiny = ModelConfig(n_genes=20000, dim=128, depth=4, heads=4)
-    consume = train_step_rate(tiny, synthetic_batch(tiny, 32, 256), torch.float32, steps, repeats)
+    tiny_cfg = ModelConfig(n_genes=20000, **tiny)
+    consume = train_step_rate(tiny_cfg, synthetic_batch(tiny_cfg, 32, 256), torch.float32, steps, repeats)
     reader = ["| reader (1 worker, 20,000 genes, 5% non-zero, K=256, batch 32) | trainer (tiny, K=256, fp32) | "
               "workers needed |", "|---|---|---|",
               f"| {rd:.0f} samples/s | {consume:.0f} samples/s | {int(np.ceil(consume / rd))} |"]
