@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +64,6 @@ def save_checkpoint(path: str | os.PathLike, model: TxFM, genes: list[str], gene
                     train_cfg: TrainConfig | None, optimizer=None, scheduler=None, step: int = 0,
                     samples_seen: int = 0, corpus: dict | None = None, extra: dict | None = None) -> None:
     """Write a checkpoint of the UNWRAPPED model (see docs/formats.md)."""
-    from dataclasses import asdict
-
     rng = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()

@@ -4,7 +4,7 @@ The CLI builds these from argparse; checkpoints store them as plain dicts.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Literal
 
 Activation = Literal["rect_tanh", "relu", "clamped_relu", "softmax"]
@@ -87,14 +87,10 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
 
-def to_dict(cfg) -> dict:
-    return asdict(cfg)
-
-
 def from_dict(cls, d: dict):
     """Rebuild a config dataclass from a stored dict, ignoring unknown keys."""
     names = {f.name for f in fields(cls)}
     return cls(**{k: v for k, v in d.items() if k in names})
 
 
-__all__ = ["ModelConfig", "TrainConfig", "PRESETS", "model_config", "to_dict", "from_dict", "replace"]
+__all__ = ["ModelConfig", "TrainConfig", "PRESETS", "model_config", "from_dict"]

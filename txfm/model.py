@@ -177,9 +177,4 @@ def flops_per_sample(cfg: ModelConfig, k: int, train: bool = True) -> float:
     return float(3 * fwd if train else fwd)
 
 
-def masked_full_sequence_flops(cfg: ModelConfig, train: bool = True) -> float:
-    """FLOPs of the full-sequence design (all G genes through the encoder) for comparison."""
-    return flops_per_sample(cfg, cfg.n_genes, train)
-
-
-__all__ = ["TxFM", "flops_per_sample", "masked_full_sequence_flops"]
+__all__ = ["TxFM", "flops_per_sample"]

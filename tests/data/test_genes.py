@@ -10,6 +10,8 @@ from data.genes import (GeneTable, genes_from_orgdb, hgnc_mito_symbol, mapping_s
                         normalise_ensembl)
 from data.registry import RegistryError
 
+from tests.data.orgdb_schema import ORGDB_GENE_TABLES
+
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,14 +112,8 @@ def test_hgnc_mito_symbol():
 def _orgdb_fixture(path: Path) -> Path:
     """A tiny SQLite laid out like org.Hs.eg.db's tables."""
     con = sqlite3.connect(path)
+    con.executescript(ORGDB_GENE_TABLES)
     con.executescript("""
-    CREATE TABLE genes (_id INTEGER PRIMARY KEY, gene_id TEXT);
-    CREATE TABLE gene_info (_id INTEGER, gene_name TEXT, symbol TEXT);
-    CREATE TABLE genetype (_id INTEGER, gene_type TEXT);
-    CREATE TABLE alias (_id INTEGER, alias_symbol TEXT);
-    CREATE TABLE ensembl (_id INTEGER, ensembl_id TEXT);
-    CREATE TABLE ncbi2ensembl (_id INTEGER, ensembl_id TEXT);
-    CREATE TABLE chromosomes (_id INTEGER, chromosome TEXT);
     INSERT INTO genes VALUES (1,'7157'),(2,'4513'),(3,'100187828'),(4,'7113'),(5,'124905021');
     INSERT INTO gene_info VALUES (1,'tumor protein p53','TP53'),(2,'cytochrome c oxidase II','COX2'),
       (3,'hypophosphatemic bone disease','HBD'),(4,'transmembrane serine protease 2','TMPRSS2'),

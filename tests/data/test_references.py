@@ -14,6 +14,8 @@ from data import references as refs
 from data.genes import GeneTable
 from data.registry import RegistryError, pip_download
 
+from tests.data.orgdb_schema import ORGDB_GENE_TABLES
+
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).parent / "fixtures"
 A = refs.EFAAR_DIR
@@ -152,16 +154,10 @@ def make_go_sqlite(path: Path) -> Path:
 
 def make_org_sqlite(path: Path) -> Path:
     con = sqlite3.connect(path)
+    con.executescript(ORGDB_GENE_TABLES)
     con.executescript("""
     CREATE TABLE metadata (name TEXT, value TEXT);
     INSERT INTO metadata VALUES ('EGSOURCEDATE', '2022-Sep12'), ('ENSOURCEDATE', '2022-Jun28');
-    CREATE TABLE genes (_id INTEGER PRIMARY KEY, gene_id TEXT);
-    CREATE TABLE gene_info (_id INTEGER, gene_name TEXT, symbol TEXT);
-    CREATE TABLE genetype (_id INTEGER, gene_type TEXT);
-    CREATE TABLE alias (_id INTEGER, alias_symbol TEXT);
-    CREATE TABLE ensembl (_id INTEGER, ensembl_id TEXT);
-    CREATE TABLE ncbi2ensembl (_id INTEGER, ensembl_id TEXT);
-    CREATE TABLE chromosomes (_id INTEGER, chromosome TEXT);
     CREATE TABLE go_bp (_id INTEGER, go_id TEXT, evidence TEXT);
     INSERT INTO genes VALUES (1,'7157'),(2,'4193'),(3,'1026'),(4,'989'),(5,'4513');
     INSERT INTO gene_info VALUES (1,'tumor protein p53','TP53'),(2,'MDM2 proto-oncogene','MDM2'),

@@ -1,6 +1,7 @@
 """PCA baseline against sklearn on dense data; CLI help, embed and a diverging run."""
 import subprocess
 import sys
+from dataclasses import fields
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from sklearn.decomposition import PCA
 
 from txfm.__main__ import build_parser, main
 from txfm.baseline import PCAConfig, fit_pca
-from txfm.config import ModelConfig, TrainConfig, fields
+from txfm.config import ModelConfig, TrainConfig
 from txfm.corpus import Corpus
 from txfm.inference import gene_matrices
 from txfm.preprocessing import library_normalize_log1p
