@@ -1,0 +1,118 @@
+"""Output folders: a command replaces only a folder it recognises as its own kind of output, and only
+when asked; it builds the new one in a hidden sibling and renames it into place at the end.
+
+    with staged_output(out, kind="bundle", is_own=is_bundle, replace=args.overwrite) as work:
+        ... write everything under `work` ...
+    # success: `out` now holds the new output (an old one of the same kind was replaced)
+    # failure: `out` is untouched and `work` is gone
+
+Refusals (raised as UserError before any work is done):
+- `out` exists, is not empty and is not a KIND (e.g. a folder of notebooks): never touched;
+- `out` is a KIND but `replace` is False: the flag to pass is named;
+- `out` is a file, or the parent folder is not writable;
+- `protect` paths (e.g. a command's own inputs) lie inside `out`.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from .errors import UserError
+
+# Files an OS or an editor drops into any folder; they do not make a folder "someone else's".
+IGNORABLE_FILES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini", ".ipynb_checkpoints", "__MACOSX"})
+
+STAGE_TAG = ".staging-"
+OLD_TAG = ".replaced-"
+
+
+def is_empty_dir(path: Path) -> bool:
+    return path.is_dir() and all(p.name in IGNORABLE_FILES for p in path.iterdir())
+
+
+def _describe(path: Path, limit: int = 3) -> str:
+    names = sorted(p.name for p in path.iterdir() if p.name not in IGNORABLE_FILES)
+    shown = ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
+    return f"{len(names)} item(s): {shown}"
+
+
+def check_output_target(out: str | os.PathLike, kind: str, is_own: Callable[[Path], bool],
+                        replace: bool, flag: str = "--overwrite",
+                        protect: Iterable[str | os.PathLike] = ()) -> bool:
+    """Refuse an unsafe `out` (see module doc); return True when an existing KIND will be replaced."""
+    out = Path(out)
+    for p in protect:
+        p = Path(p).resolve()
+        o = out.resolve()
+        if p == o or o in p.parents:
+            raise UserError(f"{out}: this output folder contains the input {p}; choose an --out outside it")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: is a file, not a folder; choose another --out")
+    parent = out.parent if str(out.parent) else Path(".")
+    probe = parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{probe}: folder is not writable; choose an --out in a folder you can write to")
+    if not out.exists() or is_empty_dir(out):
+        return False
+    if not is_own(out):
+        raise UserError(f"{out}: exists and is not a {kind} ({_describe(out)}); it is left untouched -- "
+                        f"choose a new --out (or move that folder away yourself)")
+    if not replace:
+        raise UserError(f"{out}: a {kind} already exists there; pass {flag} to replace it, or choose a new --out")
+    return True
+
+
+def stage_dir(out: Path) -> Path:
+    """A fresh hidden sibling of `out` to build in (unique, so concurrent runs never share one)."""
+    return out.parent / f".{out.name}{STAGE_TAG}{uuid.uuid4().hex[:8]}"
+
+
+def commit_dir(work: Path, out: Path) -> Path:
+    """Move a finished `work` folder onto `out`; an existing `out` is replaced only now."""
+    work, out = Path(work), Path(out)
+    if out.exists():
+        old = out.parent / f".{out.name}{OLD_TAG}{uuid.uuid4().hex[:8]}"
+        os.replace(out, old)
+        try:
+            os.replace(work, out)
+        except BaseException:
+            os.replace(old, out)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(work, out)
+    return out
+
+
+@contextlib.contextmanager
+def staged_output(out: str | os.PathLike, kind: str, is_own: Callable[[Path], bool], replace: bool = False,
+                  flag: str = "--overwrite", protect: Iterable[str | os.PathLike] = ()) -> Iterator[Path]:
+    """Check `out`, yield a hidden staging folder, then commit it onto `out` (see module doc)."""
+    out = Path(out)
+    check_output_target(out, kind, is_own, replace, flag=flag, protect=protect)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = stage_dir(out)
+    work.mkdir()
+    try:
+        yield work
+        if out.exists() and is_empty_dir(out):
+            shutil.rmtree(out)
+        commit_dir(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def leftover_staging(out: str | os.PathLike) -> list[Path]:
+    """Staging or replaced siblings of `out` left by a killed process (for messages and cleanup)."""
+    out = Path(out)
+    if not out.parent.is_dir():
+        return []
+    return sorted(p for p in out.parent.iterdir()
+                  if p.name.startswith(f".{out.name}{STAGE_TAG}") or p.name.startswith(f".{out.name}{OLD_TAG}"))
