@@ -59,7 +59,7 @@ def cmd_results(a: argparse.Namespace) -> int:
     table, info = evaluate(Path(a.run), Path(a.pca), Path(a.references), n_nulls=a.n_nulls,
                            null_size=a.null_size, seed=a.seed)
     pair_table, pair_info = evaluate(Path(a.run), Path(a.pca), Path(a.references), n_nulls=a.n_nulls,
-                                     null_size=a.null_size, seed=a.seed, pair_genes_only=True, final_only=True)
+                                     null_size=a.null_size, seed=a.seed, whole_vocabulary=True, final_only=True)
     cmd = (f"python -m precompute results --run {a.run} --pca {a.pca} --references {a.references} "
            f"--doc {a.doc}")
     write_results_doc(Path(a.doc), table, info, cmd, pair_table, pair_info)

@@ -119,6 +119,8 @@ def _genes_table(genes: pd.DataFrame, ref_dir: Path | None) -> pd.DataFrame:
                         "symbol": genes["symbol"].astype(str).to_numpy(),
                         "ensembl_id": genes["ensembl_id"].fillna("").astype(str).to_numpy(),
                         "aliases": ""})
+    if "support" in genes.columns:  # datasets measuring each gene well: defines the recall population
+        out["support"] = genes["support"].to_numpy().astype(np.int32)
     info = refs.load_gene_aliases(ref_dir) if ref_dir is not None else None
     if info is not None and "aliases" in info.columns:
         alias = info["aliases"].astype(str)
@@ -170,29 +172,35 @@ def _sweep(ctx: _Ctx, width: int) -> list[int]:
 
 
 def _step_recall(ctx: _Ctx) -> dict[str, Any]:
-    from .recall import recall_sweep
+    from .recall import recall_population, recall_sweep, restrict_pairs
     p = ctx.params
-    symbols = pd.read_parquet(ctx.work / "genes.parquet")["symbol"].to_numpy()
-    pairs = refs.pairs_to_indices(pd.read_parquet(ctx.work / "references" / "pairs.parquet"), symbols)
+    genes = pd.read_parquet(ctx.work / "genes.parquet")
+    symbols = genes["symbol"].to_numpy()
+    pop, label = recall_population(genes)
+    pairs = restrict_pairs(refs.pairs_to_indices(pd.read_parquet(ctx.work / "references" / "pairs.parquet"),
+                                                 symbols), pop, len(genes))
     frames, best = [], {}
     for name in tqdm(ctx.names, desc="recall", disable=not ctx.progress, leave=False):
-        sub = np.asarray(ctx.load(f"subspaces/{name}.npy"))
+        sub = np.asarray(ctx.load(f"subspaces/{name}.npy"))[pop]
         df = recall_sweep(sub, pairs, _sweep(ctx, sub.shape[1]), n_nulls=p.n_nulls, null_size=p.null_size,
                           lower=p.lower, upper=p.upper, full_null=p.full_null, seed=p.seed)
         df.insert(0, "matrix", name)
         frames.append(df)
     table = pd.concat(frames, ignore_index=True)[
         ["matrix", "rank", "source", "recall_mean", "recall_std", "n_pairs", "chance"]]
+    table["population"], table["n_genes"] = label, int(pop.size)
     save_parquet(ctx.work / "recall" / "recall.parquet", table)
     for name in ctx.names:
         comb = table[(table.matrix == name) & (table.source == BEST_BY)].dropna(subset=["recall_mean"])
         if len(comb):
             row = comb.loc[comb.recall_mean.idxmax()]
-            best[name] = {"rank": int(row["rank"]), "recall": float(row.recall_mean), "source": BEST_BY}
+            best[name] = {"rank": int(row["rank"]), "recall": float(row.recall_mean), "source": BEST_BY,
+                          "population": label, "n_genes": int(pop.size)}
         else:
-            best[name] = {"rank": None, "recall": None, "source": BEST_BY}
+            best[name] = {"rank": None, "recall": None, "source": BEST_BY, "population": label,
+                          "n_genes": int(pop.size)}
     write_json_atomic(ctx.work / "recall" / "best.json", best)
-    return {"best": best}
+    return {"best": best, "population": label, "n_genes": int(pop.size)}
 
 
 def choose_ranks(names: list[str], widths: dict[str, int], params: BundleParams,
@@ -342,7 +350,9 @@ def build_bundle(matrices: dict[str, np.ndarray], genes: pd.DataFrame,
 
     digests = {n: _array_digest(m) for n, m in matrices.items()}
     gene_digest = hashlib.sha256("\n".join(genes["symbol"].astype(str) + "\t" +
-                                           genes["ensembl_id"].fillna("").astype(str)).encode()).hexdigest()
+                                           genes["ensembl_id"].fillna("").astype(str) + "\t" +
+                                           genes.get("support", pd.Series("", index=genes.index)).astype(str)
+                                           ).encode()).hexdigest()
     ref_digest = _references_digest(ref_dir)
     run("matrices", {"sha256": digests, "genes_sha256": gene_digest, "references": ref_digest}, write_matrices)
     run("references", {"references_dir": str(ref_dir) if ref_dir else None, "digest": ref_digest},

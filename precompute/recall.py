@@ -14,6 +14,42 @@ from .knn import normalise_rows
 
 MEAN_OF_SOURCES = "mean_of_sources"   # unweighted mean of the per-source recalls (not the pooled 'combined')
 
+# The honest recall population: genes measured well (detected in >= max(10, 1%) of a dataset's
+# samples, txfm.dataset.gene_support) in at least MIN_SUPPORT datasets. Rarely measured genes keep
+# near-initial vectors; left in, they fill the null with noise and make any pair of well-measured
+# genes look related (docs/training-recipe.md). Known pairs AND null pairs are drawn from it.
+# (A corpus of one dataset: the genes measured well in it.)
+MIN_SUPPORT = 2
+POPULATION_SUPPORTED = f"genes measured well in >= {MIN_SUPPORT} datasets"
+POPULATION_ALL = "whole vocabulary"
+
+
+def recall_population(genes: pd.DataFrame, min_support: int = MIN_SUPPORT) -> tuple[np.ndarray, str]:
+    """(row indices of the recall population, its label) for a genes table.
+
+    Uses the table's ``support`` column (datasets measuring each gene well) when present; a table
+    without it (an old checkpoint, an imported embedding) is scored over the whole vocabulary and
+    labelled so.
+    """
+    if "support" in genes.columns:
+        support = genes["support"].to_numpy()
+        need = max(1, min(min_support, int(support.max(initial=0))))  # a one-dataset corpus: measured well in it
+        idx = np.flatnonzero(support >= need)
+        if idx.size >= 2:
+            return idx, POPULATION_SUPPORTED if need == min_support else "genes measured well in the corpus"
+    return np.arange(len(genes)), POPULATION_ALL
+
+
+def restrict_pairs(pairs: dict[str, np.ndarray], keep: np.ndarray, n_genes: int) -> dict[str, np.ndarray]:
+    """Pairs re-indexed into the rows ``keep``; pairs with a gene outside it are dropped."""
+    pos = np.full(n_genes, -1, dtype=np.int64)
+    pos[keep] = np.arange(keep.size)
+    out = {}
+    for s, p in pairs.items():
+        q = pos[np.asarray(p, dtype=np.int64).reshape(-1, 2)] if len(p) else np.zeros((0, 2), np.int64)
+        out[s] = q[(q >= 0).all(axis=1)]
+    return out
+
 
 def _quantiles_inplace(vals: np.ndarray, n_valid: int, lower: float, upper: float) -> tuple[float, float]:
     """Linear-interpolated [lower, upper] quantiles of the n_valid non-NaN entries of `vals`.

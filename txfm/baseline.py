@@ -139,6 +139,7 @@ def run_baseline(corpus_path: str, out: str | os.PathLike, cfg: PCAConfig) -> Pa
     corpus = Corpus(corpus_path)
     pca = fit_pca(corpus, cfg)
     out = Path(out)
+    from .dataset import gene_support
     pca.save(out, {"path": str(corpus_path), "fingerprint": corpus.fingerprint, "n_samples": corpus.n_samples,
-                   "n_genes": corpus.n_genes})
+                   "n_genes": corpus.n_genes, "gene_support": gene_support(corpus).tolist()})
     return out

@@ -77,8 +77,12 @@ class TrainConfig:
     precision: Precision = "auto"  # auto = bf16 autocast on CUDA and on CPUs with fast bf16 matmuls, else fp32
     seed: int = 0  # seeds model init, data order, masking, stochastic depth
     workers: int = 0  # DataLoader worker processes per rank
-    val_fraction: float = 0.05  # held-out fraction of samples (whole batches/datasets)
-    val_by: Literal["batch", "dataset"] = "batch"  # grouping for the held-out split
+    library_norm: Literal["fixed", "measured"] = "measured"  # normalise to L, or to L x (measured genes / G) so narrow panels are not inflated
+    output_bias_init: bool = True  # start the decoder's per-gene bias at each gene's mean level (abundance off the weights)
+    mix_shards: int = 16  # shards whose rows are shuffled together (0 = all); every batch mixes their datasets
+    dataset_temperature: float = 0.5  # dataset d drawn with probability ~ n_d^T (1 = as stored, 0 = uniform)
+    val_fraction: float = 0.05  # held-out fraction of samples
+    val_by: Literal["stratified", "batch", "dataset"] = "stratified"  # held-out split: the fraction of every dataset, or whole batches/datasets
     val_every: int = 200  # steps between validation passes (0 = only at the end)
     val_batches: int = 8  # batches per validation pass
     log_every: int = 10  # steps between metric rows
@@ -87,10 +91,20 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
 
-def from_dict(cls, d: dict):
-    """Rebuild a config dataclass from a stored dict, ignoring unknown keys."""
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in d.items() if k in names})
+# Values that reproduce runs saved before a field existed (a stored config without the key
+# meant this behaviour), so resuming or re-reading an old run keeps its recipe.
+LEGACY_DEFAULTS: dict[type, dict] = {}
 
+
+def from_dict(cls, d: dict):
+    """Rebuild a config dataclass from a stored dict, ignoring unknown keys; keys missing from an
+    old stored dict take their LEGACY_DEFAULTS value (what the old code did), not today's default."""
+    names = {f.name for f in fields(cls)}
+    legacy = {k: v for k, v in LEGACY_DEFAULTS.get(cls, {}).items() if k not in d}
+    return cls(**legacy, **{k: v for k, v in d.items() if k in names})
+
+
+LEGACY_DEFAULTS[TrainConfig] = {"library_norm": "fixed", "mix_shards": 1, "dataset_temperature": 1.0, "output_bias_init": False,
+                                 "val_by": "batch"}
 
 __all__ = ["ModelConfig", "TrainConfig", "PRESETS", "model_config", "from_dict"]

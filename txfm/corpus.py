@@ -303,7 +303,8 @@ class Corpus:
     def split(self, by: str = "batch", val_fraction: float = 0.05, seed: int = 0) -> np.ndarray:
         """Boolean (N,) validation mask holding out whole groups.
 
-        ``by`` is "batch" (dataset + batch) or "dataset". Groups are shuffled
+        ``by`` is "stratified" (val_fraction of every dataset's samples, at random), "batch"
+        (whole dataset + batch groups) or "dataset" (whole datasets). Groups are shuffled
         with ``seed`` and taken until ``val_fraction`` of the samples is
         reached; at least one group stays in training. When even the
         smallest group is more than twice the target, random samples are
@@ -313,12 +314,23 @@ class Corpus:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         if val_fraction == 0:
             return np.zeros(self.n_samples, dtype=bool)
+        if by == "stratified":  # the same fraction of every dataset: validation sees every kind of sample
+            val = np.zeros(self.n_samples, dtype=bool)
+            names = self.obs["dataset"].astype(str).to_numpy()
+            for j, name in enumerate(sorted(set(names))):
+                idx = np.flatnonzero(names == name)
+                n_val = int(round(val_fraction * idx.size))
+                if 0 < n_val < idx.size:
+                    val[np.random.default_rng([seed, 0x57A7, j]).choice(idx, n_val, replace=False)] = True
+            if not val.any() or val.all():  # tiny corpus: fall back to a random fraction
+                val = np.random.default_rng(seed).random(self.n_samples) < val_fraction
+            return val
         if by == "batch":
             key = self.obs["dataset"].astype(str) + "/" + self.obs["batch"].astype(str)
         elif by == "dataset":
             key = self.obs["dataset"].astype(str)
         else:
-            raise ValueError(f"split by must be 'batch' or 'dataset', got {by!r}")
+            raise ValueError(f"split by must be 'stratified', 'batch' or 'dataset', got {by!r}")
         codes, groups = pd.factorize(key, sort=True)
         if len(groups) < 2:
             # one group only: hold out a deterministic random fraction of its samples

@@ -1,9 +1,20 @@
-"""Streaming batches from a Corpus: shuffled by shard and within shard, split
-across DDP ranks and DataLoader workers, preprocessed and masked.
+"""Streaming batches from a Corpus: rows mixed across shards, reweighted by dataset,
+split across DDP ranks and DataLoader workers, preprocessed and masked.
 
-Determinism: the data order is a function of (seed, epoch) and each sample's
-reveal set a function of (seed, epoch, global row), so a stream can be resumed
-at any batch by skipping (counting rows, without reading the skipped shards).
+Mixing: corpora are written in dataset order, so a stream that cuts batches from one
+shard at a time feeds the model one dataset for hundreds of steps (docs/training-recipe.md,
+experiment 1). Each epoch, shards are permuted and taken in groups of ``mix_shards``; the
+rows of a group are pooled, reweighted and shuffled together, so every batch mixes the
+datasets of that group (all of them when the corpus has at most ``mix_shards`` shards).
+Memory: a reader holds the shards of one group.
+
+Dataset weights: dataset d is drawn with probability proportional to n_d ** temperature
+(1 = as stored, 0 = every dataset equally often); rows of down-weighted datasets are
+subsampled and rows of up-weighted ones repeated, so an epoch keeps about N rows.
+
+Determinism: the data order is a function of (seed, epoch) and each sample's reveal set a
+function of (seed, epoch, its position in the epoch), so a stream can be resumed at any batch
+by skipping (counting rows, without reading the skipped shards).
 """
 from __future__ import annotations
 
@@ -28,6 +39,7 @@ class BatchSpec:
     preprocessing: str = "libnorm_log1p"
     library_size: float = 1e5
     gene_weights: np.ndarray | None = None  # (G,) reveal sampling weights (tau != 0), else uniform
+    library_norm: str = "fixed"  # "fixed": every sample to L; "measured": to L * (measured genes / G)
 
 
 def collate(counts: sp.csr_matrix, datasets: np.ndarray, rngs: list[np.random.Generator],
@@ -40,8 +52,9 @@ def collate(counts: sp.csr_matrix, datasets: np.ndarray, rngs: list[np.random.Ge
     target [B, G] float (preprocessed), measured [B, G] bool, revealed [B, G] bool, where
     Kb = the largest number of genes revealed in this batch (<= K).
     """
-    target = np.asarray(preprocess(counts, spec.preprocessing, spec.library_size).todense(), dtype=np.float32)
     measured = measured_by_dataset[datasets]  # [B, G]
+    target = np.asarray(preprocess(counts, spec.preprocessing, library_targets(measured, spec)).todense(),
+                        dtype=np.float32)
     b, g = target.shape
     chosen = []
     for i in range(b):
@@ -64,6 +77,20 @@ def collate(counts: sp.csr_matrix, datasets: np.ndarray, rngs: list[np.random.Ge
     }
 
 
+def library_targets(measured: np.ndarray, spec: BatchSpec) -> float | np.ndarray:
+    """Library-size target per sample: L, or L * (genes measured / vocabulary size) with
+    ``library_norm="measured"``, so a 300-gene panel is not scaled as if it held a whole
+    transcriptome (its genes would get values ~50x those of a full-transcriptome sample).
+
+    measured: (B, G) bool. Returns a float or (B,) float64.
+    """
+    if spec.library_norm == "fixed":
+        return spec.library_size
+    if spec.library_norm == "measured":
+        return spec.library_size * measured.sum(axis=1) / measured.shape[1]
+    raise ValueError(f"unknown library_norm {spec.library_norm!r}; use 'fixed' or 'measured'")
+
+
 VALIDATION_EPOCH = 0xFFFF  # a fixed pseudo-epoch: validation masks never change
 
 
@@ -71,17 +98,30 @@ def sample_rng(seed: int, epoch: int, row: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, int(row)])
 
 
+def dataset_multiplicity(n_per_dataset: np.ndarray, temperature: float) -> np.ndarray:
+    """(D,) expected draws per row of each dataset so that dataset d makes up a share
+    n_d**T / sum(n**T) of an epoch of sum(n) rows (T=1: every row once)."""
+    n = np.asarray(n_per_dataset, dtype=np.float64)
+    if temperature == 1.0:
+        return (n > 0).astype(np.float64)
+    w = np.where(n > 0, n, 0.0) ** temperature
+    w[n == 0] = 0.0
+    share = w / w.sum()
+    return np.divide(share * n.sum(), n, out=np.zeros_like(n), where=n > 0)
+
+
 class CorpusStream(IterableDataset):
     """Infinite stream of batches of ``batch_size`` training samples for one DDP rank.
 
-    Shards are permuted per epoch; with at least as many shards as (ranks x workers)
-    each slot reads its own shards, otherwise every slot reads all shards and keeps
-    every n-th row. ``start_batch`` skips the batches this rank already consumed
-    (the DataLoader takes batches from its workers round-robin).
+    Each epoch the shards are permuted and grouped ``mix_shards`` at a time; a group's rows are
+    reweighted by dataset (``temperature``) and shuffled together, and slot s of the
+    ranks x workers slots takes every n-th of them. ``start_batch`` skips the batches this rank
+    already consumed (the DataLoader takes batches from its workers round-robin).
     """
 
     def __init__(self, corpus_path: str, batch_size: int, spec: BatchSpec, rows: np.ndarray | None = None,
-                 seed: int = 0, rank: int = 0, world: int = 1, start_batch: int = 0):
+                 seed: int = 0, rank: int = 0, world: int = 1, start_batch: int = 0,
+                 mix_shards: int = 16, temperature: float = 1.0):
         self.path = str(corpus_path)
         self.batch_size = batch_size
         self.spec = spec
@@ -89,36 +129,51 @@ class CorpusStream(IterableDataset):
         self.include = np.ones(corpus.n_samples, dtype=bool) if rows is None else rows.astype(bool)
         if not self.include.any():
             raise ValueError(f"{self.path}: no samples left for training after the validation split")
+        if mix_shards < 0:
+            raise ValueError(f"mix_shards must be >= 0 (0 = all shards), got {mix_shards}")
+        if not 0.0 <= temperature <= 1.0:
+            raise ValueError(f"dataset temperature must lie in [0, 1], got {temperature}")
         self.seed, self.rank, self.world, self.start_batch = seed, rank, world, start_batch
+        self.mix_shards, self.temperature = mix_shards, temperature
+        self.row_dataset = row_datasets(corpus)
+        n_d = np.bincount(self.row_dataset[self.include], minlength=len(corpus.datasets))
+        self.multiplicity = dataset_multiplicity(n_d, temperature)
 
-    def _plan(self, corpus: Corpus, epoch: int, slot: int, nslots: int) -> list[tuple[int, int, int]]:
-        """[(shard, offset, stride)] this slot reads in ``epoch``."""
+    def _groups(self, corpus: Corpus, epoch: int) -> list[np.ndarray]:
+        """This epoch's shard groups (shard indices), in reading order."""
         perm = np.random.default_rng([self.seed, epoch, 0x5EED]).permutation(len(corpus.shards))
-        if len(perm) >= nslots:
-            return [(int(s), 0, 1) for s in perm[slot::nslots]]
-        return [(int(s), slot, nslots) for s in perm]
+        size = self.mix_shards or len(perm)
+        return [perm[i:i + size] for i in range(0, len(perm), size)]
 
-    def _shard_rows(self, corpus: Corpus, shard: int, epoch: int) -> np.ndarray:
-        """Included global rows of ``shard`` in this epoch's within-shard order."""
+    def _group_rows(self, corpus: Corpus, shards: np.ndarray, epoch: int, group: int) -> np.ndarray:
+        """Global rows of one shard group in this epoch's order, repeated or dropped by dataset weight."""
         off = corpus.shard_offsets()
-        rows = np.arange(off[shard], off[shard + 1])
+        rows = np.concatenate([np.arange(off[s], off[s + 1]) for s in np.sort(shards)])
         rows = rows[self.include[rows]]
-        return rows[np.random.default_rng([self.seed, epoch, shard]).permutation(rows.size)]
+        rng = np.random.default_rng([self.seed, epoch, 0xDA7A, group])
+        if self.temperature != 1.0:
+            m = self.multiplicity[self.row_dataset[rows]]
+            reps = np.floor(m).astype(np.int64) + (rng.random(rows.size) < m - np.floor(m))
+            rows = np.repeat(rows, reps)
+        return rows[rng.permutation(rows.size)]
 
-    def _rows(self, corpus: Corpus, slot: int, nslots: int, skip: int) -> Iterator[tuple[int, int]]:
-        """Yield (epoch, global row) forever, skipping the first ``skip`` rows of this slot's stream."""
+    def _rows(self, corpus: Corpus, slot: int, nslots: int, skip: int) -> Iterator[tuple[int, int, int]]:
+        """Yield (epoch, global row, draw key) forever, skipping the first ``skip`` rows of this slot.
+
+        The draw key (group, position in the group) is unique within an epoch, so a repeated row gets
+        a fresh reveal set each time it is drawn."""
         epoch = 0
         while True:
-            plan = self._plan(corpus, epoch, slot, nslots)
             total = 0
-            for shard, offset, stride in plan:
-                rows = self._shard_rows(corpus, shard, epoch)[offset::stride]
-                total += rows.size
-                if skip >= rows.size:
-                    skip -= rows.size
+            for g, shards in enumerate(self._groups(corpus, epoch)):
+                rows = self._group_rows(corpus, shards, epoch, g)
+                pos = np.arange(slot, rows.size, nslots)
+                total += pos.size
+                if skip >= pos.size:
+                    skip -= pos.size
                     continue
-                for r in rows[skip:]:
-                    yield epoch, int(r)
+                for p in pos[skip:]:
+                    yield epoch, int(rows[p]), (g << 32) | int(p)
                 skip = 0
             if total == 0:
                 raise ValueError(f"{self.path}: data slot {slot}/{nslots} has no training rows; "
@@ -137,12 +192,12 @@ class CorpusStream(IterableDataset):
         measured = corpus.measured_matrix()
         cache: dict[int, tuple[sp.csr_matrix, np.ndarray]] = {}
         off = corpus.shard_offsets()
-        buf: list[tuple[int, int]] = []
-        for epoch, row in self._rows(corpus, slot, nslots, done * self.batch_size):
-            buf.append((epoch, row))
+        buf: list[tuple[int, int, int]] = []
+        for item in self._rows(corpus, slot, nslots, done * self.batch_size):
+            buf.append(item)
             if len(buf) < self.batch_size:
                 continue
-            rows = np.array([r for _, r in buf])
+            rows = np.array([r for _, r, _ in buf])
             shards = np.searchsorted(off, rows, side="right") - 1
             needed = {int(s) for s in np.unique(shards)}
             for s in [s for s in cache if s not in needed]:  # bounded memory: drop shards no longer used
@@ -151,9 +206,20 @@ class CorpusStream(IterableDataset):
                 cache[s] = corpus.load_shard(s)
             x = sp.vstack([cache[int(s)][0][r - off[s]] for s, r in zip(shards, rows)], format="csr")
             d = np.array([cache[int(s)][1][r - off[s]] for s, r in zip(shards, rows)])
-            rngs = [sample_rng(self.seed, e, r) for e, r in buf]
+            rngs = [sample_rng(self.seed, e, k) for e, _, k in buf]
             yield collate(x, d, rngs, measured, self.spec)
             buf = []
+
+
+def row_datasets(corpus: Corpus) -> np.ndarray:
+    """(N,) dataset index (position in the manifest) of every corpus row, from obs (no shard read)."""
+    index = {d.name: i for i, d in enumerate(corpus.datasets)}
+    names = corpus.obs["dataset"].astype(str).to_numpy()
+    try:
+        return np.fromiter((index[n] for n in names), dtype=np.int64, count=names.size)
+    except KeyError as e:
+        raise ValueError(f"{corpus.path}: obs.parquet names dataset {e.args[0]!r}, which the manifest "
+                         "does not list; the corpus is inconsistent, rebuild it") from e
 
 
 def validation_batches(corpus: Corpus, rows: np.ndarray, batch_size: int, spec: BatchSpec, n_batches: int,
@@ -178,3 +244,46 @@ def detection_counts(corpus: Corpus, rows: np.ndarray | None = None) -> np.ndarr
             x = x[rows[first:first + x.shape[0]]]
         counts += np.bincount(x.indices, minlength=corpus.n_genes)
     return counts
+
+
+def gene_statistics(corpus: Corpus, rows: np.ndarray | None = None, spec: BatchSpec | None = None,
+                    min_fraction: float = 0.01, min_samples: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """One pass over the corpus: (support (G,) int32, log_mean (G,) float32).
+
+    support: number of datasets in which a gene is *well measured*, i.e. detected (count > 0) in at
+    least max(min_samples, min_fraction * n_d) of the dataset's (included) samples. It defines the
+    honest recall population (genes with support >= 2, precompute.recall): a gene seen in one
+    dataset only, or in a handful of cells, keeps a vector the model barely trained.
+
+    log_mean: log(mean(1 + x)) of each gene's preprocessed value x (``spec``; default BatchSpec())
+    over the samples whose dataset measures it -- the constant prediction that minimises the
+    Poisson loss, used to initialise the decoder's output bias (0 for unmeasured genes).
+    """
+    spec = spec or BatchSpec()
+    n_d, g = len(corpus.datasets), corpus.n_genes
+    measured = corpus.measured_matrix()
+    detected = np.zeros((n_d, g), dtype=np.int64)
+    n_samples = np.zeros(n_d, dtype=np.int64)
+    sum_expm1 = np.zeros(g, dtype=np.float64)      # sum of exp(t) - 1 = normalised value, over samples
+    n_measuring = np.zeros(g, dtype=np.float64)    # samples whose dataset measures the gene
+    for first, x, d in corpus.iter_shards():
+        if rows is not None:
+            keep = rows[first:first + x.shape[0]]
+            x, d = x[keep], d[keep]
+        for k in np.unique(d):
+            sub = x[d == k]
+            n_samples[k] += sub.shape[0]
+            detected[k] += np.bincount(sub.indices, minlength=g)
+            t = preprocess(sub, spec.preprocessing, library_targets(measured[np.full(sub.shape[0], k)], spec))
+            vals = np.expm1(t.data.astype(np.float64))
+            sum_expm1 += np.bincount(t.indices, weights=vals, minlength=g)
+            n_measuring += sub.shape[0] * measured[k]
+    need = np.maximum(min_samples, np.ceil(min_fraction * n_samples))[:, None]
+    support = ((detected >= need) & (n_samples[:, None] > 0)).sum(axis=0).astype(np.int32)
+    log_mean = np.log1p(np.divide(sum_expm1, n_measuring, out=np.zeros(g), where=n_measuring > 0))
+    return support, log_mean.astype(np.float32)
+
+
+def gene_support(corpus: Corpus, rows: np.ndarray | None = None) -> np.ndarray:
+    """(G,) datasets measuring each gene well (see gene_statistics)."""
+    return gene_statistics(corpus, rows)[0]

@@ -99,7 +99,7 @@ def embed(checkpoint: str | os.PathLike, counts, genes: Sequence[str], max_genes
     x = project_counts(counts, mapping, model.cfg.n_genes)
     tc = ck.get("train_config", {})
     spec = BatchSpec(max_genes or tc.get("reveal", 2048), tc.get("preprocessing", "libnorm_log1p"),
-                     model.cfg.library_size)
+                     model.cfg.library_size, library_norm=tc.get("library_norm", "fixed"))
     measured = np.zeros((1, model.cfg.n_genes), dtype=bool)
     measured[0, mapping.index[mapping.index >= 0]] = True
     cls_out, layer_out = [], []
@@ -132,7 +132,8 @@ def contextual_gene_embeddings(checkpoint: str | os.PathLike, corpus: str | os.P
     if c.genes != ck["genes"]:
         raise CheckpointError(f"{corpus}: its gene vocabulary differs from {checkpoint}'s; use the training corpus")
     tc = ck.get("train_config", {})
-    spec = BatchSpec(tc.get("reveal", 2048), tc.get("preprocessing", "libnorm_log1p"), model.cfg.library_size)
+    spec = BatchSpec(tc.get("reveal", 2048), tc.get("preprocessing", "libnorm_log1p"), model.cfg.library_size,
+                     library_norm=tc.get("library_norm", "fixed"))
     rows = np.sort(np.random.default_rng(seed).permutation(c.n_samples)[:n_samples])
     measured = c.measured_matrix()
     sums = torch.zeros(model.cfg.n_genes, model.cfg.dim, dtype=torch.float64)
@@ -149,9 +150,15 @@ def contextual_gene_embeddings(checkpoint: str | os.PathLike, corpus: str | os.P
     return out.float().numpy()
 
 
-def gene_table(genes: Sequence[str], gene_ids: Sequence[str] | None) -> pd.DataFrame:
+def gene_table(genes: Sequence[str], gene_ids: Sequence[str] | None,
+               support: Sequence[int] | None = None) -> pd.DataFrame:
+    """(symbol, ensembl_id[, support]) per gene; support = datasets measuring the gene well
+    (txfm.dataset.gene_support), present when the checkpoint recorded it."""
     ids = list(gene_ids) if gene_ids else [""] * len(genes)
-    return pd.DataFrame({"symbol": list(genes), "ensembl_id": ids})
+    df = pd.DataFrame({"symbol": list(genes), "ensembl_id": ids})
+    if support is not None and len(support) == len(df):
+        df["support"] = np.asarray(support, dtype=np.int32)
+    return df
 
 
 def gene_matrices(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], pd.DataFrame, dict]:
@@ -166,13 +173,15 @@ def gene_matrices(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], pd.Da
         pca = PCABaseline.from_dict(ck)
         meta = {"kind": "pca", "model_config": ck["config"], "train_config": {}, "corpus": ck.get("corpus", {}),
                 "samples_seen": int(ck.get("n_samples_fit", 0)), "n_parameters": int(pca.components.size)}
-        return {"pca": pca.gene_loadings()}, gene_table(pca.genes, pca.gene_ids), meta
+        support = meta["corpus"].get("gene_support")  # over the corpus vocabulary; keep the PCA's genes
+        support = None if support is None else np.asarray(support)[pca.gene_index]
+        return {"pca": pca.gene_loadings()}, gene_table(pca.genes, pca.gene_ids, support), meta
     model, ck = load_model(path)
     mats = {k: v.float().numpy().astype(np.float32) for k, v in model.gene_matrices().items()}
     meta = {"kind": "txfm", "model_config": ck["model_config"], "train_config": ck["train_config"],
             "corpus": ck.get("corpus", {}), "samples_seen": ck.get("samples_seen", 0),
             "n_parameters": ck.get("n_parameters", model.n_parameters()), "step": ck.get("step", 0)}
-    return mats, gene_table(ck["genes"], ck.get("gene_ids")), meta
+    return mats, gene_table(ck["genes"], ck.get("gene_ids"), meta["corpus"].get("gene_support")), meta
 
 
 __all__ = ["embed", "gene_matrices", "contextual_gene_embeddings", "map_to_vocabulary", "project_counts", "GeneMapping", "Embeddings",

@@ -3,6 +3,8 @@ the revealed genes only, residual MLP decoder on the CLS embedding to all genes.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -143,6 +145,22 @@ class TxFM(nn.Module):
             return self.norm(x)  # [B, 1+K, d]
         cls = self.norm(x[:, 0])  # [B, d]
         return (cls, layers) if all_layers else cls
+
+    @torch.no_grad()
+    def init_output_bias(self, log_mean: torch.Tensor) -> None:
+        """Set the decoder's per-gene output bias so that a CLS-independent prediction equals each
+        gene's mean log1p level (G,). Abundance then sits in the bias, and the per-gene weights are
+        left to learn how genes vary with cell state (instead of one shared abundance axis). With
+        rect_tanh every expressed gene starts on the live side of the relu."""
+        y = log_mean.to(self.decoder.out.bias.dtype).clamp_min(0)
+        if self.cfg.activation == "rect_tanh":
+            top = math.log(self.cfg.library_size + 1.0)
+            z = 4.0 * math.e * torch.atanh((y / top).clamp(max=0.99))
+        elif self.cfg.activation in ("relu", "clamped_relu"):
+            z = y
+        else:  # softmax: logits only matter up to a shared constant
+            z = torch.log(torch.expm1(y).clamp_min(1e-8))
+        self.decoder.out.bias.copy_(z)
 
     def forward_decoder(self, cls: torch.Tensor, measured: torch.Tensor | None = None) -> torch.Tensor:
         """CLS [B, d] -> predicted log1p expression of every gene [B, G]."""

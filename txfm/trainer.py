@@ -22,7 +22,7 @@ from tqdm import tqdm
 from .checkpoint import load_file, prune, save_checkpoint, vocabulary_mismatch, CheckpointError
 from .config import ModelConfig, TrainConfig, from_dict
 from .corpus import Corpus
-from .dataset import BatchSpec, CorpusStream, detection_counts, validation_batches
+from .dataset import BatchSpec, CorpusStream, detection_counts, gene_statistics, validation_batches
 from .masking import frequency_weights
 from .model import TxFM
 
@@ -170,14 +170,22 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool =
         torch.set_rng_state(ck["rng"]["torch"])
         if device.type == "cuda" and "cuda" in ck["rng"]:
             torch.cuda.set_rng_state_all(ck["rng"]["cuda"])
-    ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model
-
     weights = None
     if cfg.reveal_tau != 0:
         weights = frequency_weights(detection_counts(corpus, train_rows), cfg.reveal_tau)
-    spec = BatchSpec(cfg.reveal, cfg.preprocessing, model_cfg.library_size, weights)
+    spec = BatchSpec(cfg.reveal, cfg.preprocessing, model_cfg.library_size, weights, cfg.library_norm)
+    support = (ck or {}).get("corpus", {}).get("gene_support")
+    if support is None:  # per-gene count of datasets measuring it well: the honest recall population downstream
+        support, log_mean = gene_statistics(corpus, train_rows, spec)
+        support = support.tolist()
+        if ck is None and cfg.output_bias_init:
+            model.init_output_bias(torch.from_numpy(log_mean))
+
+    ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model
+
     local_bs = cfg.batch_size // world
-    stream = CorpusStream(cfg.corpus, local_bs, spec, train_rows, cfg.seed, rank, world, start_batch=start)
+    stream = CorpusStream(cfg.corpus, local_bs, spec, train_rows, cfg.seed, rank, world, start_batch=start,
+                          mix_shards=cfg.mix_shards, temperature=cfg.dataset_temperature)
     loader = DataLoader(stream, batch_size=None, num_workers=cfg.workers, pin_memory=device.type == "cuda",
                         generator=torch.Generator().manual_seed(cfg.seed),  # keeps the global RNG untouched
                         persistent_workers=False)
@@ -200,7 +208,8 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool =
                   f"{corpus.n_genes:,} genes, {n_train:,} train / {int(val.sum()):,} val samples; "
                   f"{steps:,} steps of {cfg.batch_size}; device {device} ({cfg.precision}), ranks {world}")
     corpus_info = {"path": str(cfg.corpus), "fingerprint": corpus.fingerprint, "n_samples": corpus.n_samples,
-                   "n_genes": corpus.n_genes, "n_train": n_train, "datasets": [d.name for d in corpus.datasets]}
+                   "n_genes": corpus.n_genes, "n_train": n_train, "datasets": [d.name for d in corpus.datasets],
+                   "gene_support": support}
 
     def checkpoint(step: int) -> None:
         path = out / f"step-{step:07d}.pt"

@@ -13,7 +13,7 @@ from txfm.dataset import BatchSpec, CorpusStream
 def _epoch_rows(stream, corpus, slot, nslots):
     """Rows of epoch 0 for one slot."""
     out = []
-    for epoch, row in stream._rows(corpus, slot, nslots, 0):
+    for epoch, row, _ in stream._rows(corpus, slot, nslots, 0):
         if epoch > 0:
             break
         out.append(row)
@@ -30,7 +30,7 @@ def test_slots_partition_the_training_rows(tiny_corpus, nslots):
     rows = list(itertools.chain(*per_slot))
     assert sorted(rows) == np.flatnonzero(include).tolist()  # each training row exactly once
     assert rows != sorted(rows)  # shuffled
-    nxt = [r for e, r in itertools.islice(stream._rows(corpus, 0, 1, 0), 2 * len(rows)) if e == 1]
+    nxt = [r for e, r, _ in itertools.islice(stream._rows(corpus, 0, 1, 0), 2 * len(rows)) if e == 1]
     assert nxt != per_slot[0] or nslots > 1  # a new order next epoch
 
 
@@ -39,11 +39,64 @@ def _batches(stream, n, workers=0):
     return [b for b, _ in zip(loader, range(n))]
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_start_batch_resumes_the_exact_stream(tiny_corpus, workers):
+@pytest.mark.parametrize("workers,temperature,mix", [(0, 1.0, 16), (2, 1.0, 16), (2, 0.3, 2), (0, 0.0, 1)])
+def test_start_batch_resumes_the_exact_stream(tiny_corpus, workers, temperature, mix):
     spec = BatchSpec(reveal=8)
-    full = _batches(CorpusStream(tiny_corpus, 8, spec, seed=1), 20, workers)  # > 1 epoch of 96 rows
-    tail = _batches(CorpusStream(tiny_corpus, 8, spec, seed=1, start_batch=13), 7, workers)
+    kw = dict(seed=1, temperature=temperature, mix_shards=mix)
+    full = _batches(CorpusStream(tiny_corpus, 8, spec, **kw), 20, workers)  # > 1 epoch of 96 rows
+    tail = _batches(CorpusStream(tiny_corpus, 8, spec, start_batch=13, **kw), 7, workers)
     for a, b in zip(full[13:], tail):
         for k in a:
             assert torch.equal(a[k], b[k]), k
+
+
+def test_batches_mix_datasets_across_shards(tiny_corpus):
+    """Shards hold one dataset each (a, a+b, b): pooled shards give mixed batches, one shard at a time does not."""
+    corpus = Corpus(tiny_corpus)
+    ds = np.array([0] * 48 + [1] * 48)
+
+    def mixed_fraction(mix):
+        stream = CorpusStream(tiny_corpus, 8, BatchSpec(reveal=8), seed=0, mix_shards=mix)
+        rows = [r for _, r in zip(range(96 * 5), (r for _, r, _ in stream._rows(corpus, 0, 1, 0)))]
+        batches = np.array(rows).reshape(-1, 8)
+        return np.mean([len(set(ds[b])) == 2 for b in batches])
+
+    assert mixed_fraction(0) > 0.9
+    assert mixed_fraction(1) < 0.5
+
+
+def test_dataset_multiplicity_by_hand():
+    from txfm.dataset import dataset_multiplicity
+    # n = (100, 25), T = 0.5: weights 10 and 5 -> shares 2/3 and 1/3 of 125 draws
+    np.testing.assert_allclose(dataset_multiplicity(np.array([100, 25]), 0.5), [125 * 2 / 3 / 100, 125 / 3 / 25])
+    np.testing.assert_allclose(dataset_multiplicity(np.array([100, 25, 0]), 1.0), [1, 1, 0])
+    np.testing.assert_allclose(dataset_multiplicity(np.array([100, 25]), 0.0), [62.5 / 100, 62.5 / 25])
+
+
+def test_temperature_zero_draws_datasets_equally(tiny_corpus):
+    corpus = Corpus(tiny_corpus)
+    include = np.ones(96, dtype=bool)
+    include[60:] = False  # dataset a: 48 rows, b: 12 rows
+    stream = CorpusStream(tiny_corpus, 4, BatchSpec(reveal=8), include, seed=0, temperature=0.0)
+    rows = [r for e, r, _ in itertools.islice(stream._rows(corpus, 0, 1, 0), 60 * 30) if e < 25]
+    share_b = np.mean(np.array(rows) >= 48)
+    assert abs(share_b - 0.5) < 0.05, share_b
+    assert set(rows) <= set(np.flatnonzero(include))
+
+
+def test_library_targets_scale_with_measured_genes():
+    from txfm.dataset import library_targets
+    measured = np.zeros((2, 10), dtype=bool)
+    measured[0, :] = True
+    measured[1, :2] = True
+    assert library_targets(measured, BatchSpec(library_size=1e4)) == 1e4
+    np.testing.assert_allclose(library_targets(measured, BatchSpec(library_size=1e4, library_norm="measured")),
+                               [1e4, 2e3])
+
+
+def test_stratified_split_holds_out_every_dataset(tiny_corpus):
+    corpus = Corpus(tiny_corpus)
+    val = corpus.split("stratified", 0.25, seed=0)
+    ds = corpus.obs["dataset"].to_numpy()
+    assert val[ds == "a"].sum() == 12 and val[ds == "b"].sum() == 12
+    assert (corpus.split("stratified", 0.25, seed=0) == val).all()

@@ -1,0 +1,127 @@
+"""Learning curves of a run, measured honestly (docs/training-recipe.md):
+
+for every saved checkpoint of a run (and the PCA baseline beside it), on the SAME gene population
+(genes measured well in >= 2 datasets, ``precompute.recall.recall_population``, intersected over
+the matrices compared):
+
+* relationship recall of each gene matrix at its best rank (mean of the per-source recalls),
+  the chance level, and the population size;
+* hubness of its neighbourhoods at that rank: how many top-20 lists the most frequent gene is in
+  (``hub_max``) and the skewness of the in-degree distribution (``hub_skew``);
+* CLS kNN accuracy on a labelled dataset (default: the sorted PBMC reference inside the corpus).
+
+Output: one row per (checkpoint, matrix) with samples seen and wall-clock minutes of training.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+CELLTYPE_DATASET = "pbmc_sorted_reference_mudan"
+CELLTYPE_COLUMN = "cell_type"
+HUB_K = 20
+
+
+def hubness(x: np.ndarray, k: int = HUB_K) -> tuple[int, float]:
+    """(max in-degree, skewness of in-degrees) of the cosine top-k neighbour lists of rows of x."""
+    from scipy.stats import skew
+
+    from precompute.knn import cosine_knn
+    idx, _ = cosine_knn(np.ascontiguousarray(x, dtype=np.float32), k=min(k, len(x) - 1))
+    deg = np.bincount(idx.ravel(), minlength=len(x))
+    return int(deg.max()), float(skew(deg))
+
+
+def matrix_scores(m: np.ndarray, pairs: dict, standardise: bool, seed: int = 0, n_nulls: int = 2) -> dict:
+    """Best-rank recall (mean of sources) and hubness at that rank of a (G, D) matrix (rows = population)."""
+    from precompute.recall import MEAN_OF_SOURCES, recall_sweep
+    from precompute.subspaces import pca_scores, rank_sweep
+
+    sub, _ = pca_scores(m, standardise=standardise)
+    table = recall_sweep(sub, pairs, rank_sweep(sub.shape[1]), n_nulls=n_nulls, seed=seed)
+    rows = table[table.source == MEAN_OF_SOURCES].dropna(subset=["recall_mean"])
+    best = rows.loc[rows.recall_mean.idxmax()]
+    r = int(best["rank"])
+    hub_max, hub_skew = hubness(sub[:, :r])
+    return {"recall": float(best.recall_mean), "rank": r, "chance": float(best.chance), "hub_max": hub_max,
+            "hub_skew": hub_skew}
+
+
+def run_curves(run_dir: str | Path, references: str | Path, pca: str | Path | None = None,
+               corpus: str | Path | None = None, dataset: str = CELLTYPE_DATASET,
+               label_column: str = CELLTYPE_COLUMN, every: int = 1, seed: int = 0) -> pd.DataFrame:
+    """Rows (checkpoint, step, samples_seen, train_minutes, matrix, recall, rank, chance, n_genes,
+    hub_max, hub_skew, knn_accuracy) for the run's checkpoints (every ``every``-th, and the last)."""
+    from evaluation.celltype import CellTypeParams, evaluate_celltypes
+    from evaluation.embeddings import pca_baseline_embedding, txfm_embedding
+    from evaluation.inputs import read_corpus_dataset
+    from precompute.pipeline import BundleParams
+    from precompute.recall import recall_population
+    from precompute.references import load_pairs, pairs_to_indices
+    from precompute.results import run_checkpoints
+    from txfm.inference import gene_matrices
+
+    run_dir = Path(run_dir)
+    cks = run_checkpoints(run_dir)
+    cks = [c for i, c in enumerate(cks) if i % every == every - 1 or c == cks[-1]]
+    _, last_genes, last_meta = gene_matrices(cks[-1])
+    pop_idx, label = recall_population(last_genes)
+    population = set(last_genes.symbol.to_numpy()[pop_idx])
+    if pca is not None:
+        population &= set(gene_matrices(pca)[1].symbol)
+    shared = sorted(population)
+    pairs = pairs_to_indices(load_pairs(references), shared)
+    corpus = corpus or last_meta["corpus"].get("path")
+    cells = read_corpus_dataset(corpus, dataset) if corpus else None
+    labels = cells.column(label_column) if cells is not None else None
+    minutes = _train_minutes(run_dir)
+
+    def restrict(mats, genes):
+        pos = pd.Series(np.arange(len(genes)), index=genes.symbol.to_numpy())
+        rows = pos.loc[shared].to_numpy()
+        return {k: np.asarray(v)[rows] for k, v in mats.items()}
+
+    out = []
+    jobs = ([("pca", Path(pca))] if pca is not None else []) + [("txfm", c) for c in cks]
+    for kind, path in tqdm(jobs, desc="checkpoints"):
+        mats, genes, meta = gene_matrices(path)
+        knn = float("nan")
+        if cells is not None:
+            z, _ = (pca_baseline_embedding(path, cells) if kind == "pca"
+                    else txfm_embedding(path, cells, seed=seed, progress=False))
+            knn = evaluate_celltypes(z, labels, CellTypeParams(resolutions=()))["knn_accuracy"]
+        step = int(meta.get("step", 0))
+        for name, m in restrict(mats, genes).items():
+            s = matrix_scores(m, pairs, BundleParams().standardises(name), seed=seed)
+            out.append({"checkpoint": str(path), "kind": kind, "step": step,
+                        "samples_seen": int(meta.get("samples_seen", 0)),
+                        "train_minutes": minutes.get(step, float("nan")), "matrix": name, **s,
+                        "n_genes": len(shared), "population": label, "knn_accuracy": knn})
+    return pd.DataFrame(out)
+
+
+def _train_minutes(run_dir: Path) -> dict[int, float]:
+    """{step: wall minutes of training up to it} from the run's metrics.jsonl (empty if absent)."""
+    p = run_dir / "metrics.jsonl"
+    if not p.is_file():
+        return {}
+    rows = [json.loads(r) for r in p.read_text().splitlines() if r.strip()]
+    return {int(r["step"]): float(r.get("elapsed_s", float("nan"))) / 60 for r in rows}
+
+
+def markdown(df: pd.DataFrame) -> str:
+    """The curves as a compact markdown table (one row per checkpoint, matrices side by side)."""
+    lines = ["| checkpoint | samples seen | train min | matrix | recall (rank) | chance | hub max / skew | CLS kNN |",
+             "|---|---:|---:|---|---|---:|---|---:|"]
+    for _, r in df.iterrows():
+        name = "PCA baseline" if r.kind == "pca" else f"step {r.step}"
+        lines.append(f"| {name} | {r.samples_seen:,} | {r.train_minutes:.1f} | {r.matrix} | {r.recall:.3f} ({r['rank']}) | "
+                     f"{r.chance:.3f} | {r.hub_max} / {r.hub_skew:.1f} | {r.knn_accuracy:.3f} |")
+    n = int(df.n_genes.iloc[0]) if len(df) else 0
+    lines.append("")
+    lines.append(f"Population: {df.population.iloc[0] if len(df) else ''}, {n:,} genes (shared by every matrix).")
+    return "\n".join(lines)
