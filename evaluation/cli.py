@@ -1,4 +1,4 @@
-"""Command line: python -m evaluation {perturbation,celltype,ablate} --help"""
+"""Command line: python -m evaluation {perturbation,celltype,curves,ablate} --help"""
 from __future__ import annotations
 
 import argparse
@@ -31,6 +31,23 @@ def _celltype(ns: argparse.Namespace) -> int:
                          ns.max_genes, ns.batch_size, ns.device, ns.max_cells)
     print(markdown_table(table))
     print(f"results -> {ns.out}")
+    return 0
+
+
+def _curves(ns: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from common.atomic import atomic_write_text
+    from .curves import markdown, run_curves
+
+    df = run_curves(ns.run, ns.references, ns.pca, ns.corpus, ns.dataset, ns.label_column, ns.every, ns.seed)
+    out = Path(ns.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "curves.csv", df.to_csv(index=False))
+    text = markdown(df)
+    atomic_write_text(out / "curves.md", text + "\n")
+    print(text)
+    print(f"results -> {out}")
     return 0
 
 
@@ -110,6 +127,23 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-cells", type=int, default=None, help="random subsample of each dataset (default: all)")
     _common(t)
     t.set_defaults(func=_celltype)
+
+    from .curves import CELLTYPE_COLUMN, CELLTYPE_DATASET
+    v = sub.add_parser("curves", help="learning curves of a run: honest recall, hubness, CLS kNN per checkpoint",
+                       description="For every saved checkpoint of a run (and the PCA baseline): recall of known "
+                                   "pairs at the best rank on the honest gene population, neighbourhood hubness, "
+                                   "and CLS kNN accuracy on a labelled dataset of the corpus.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    v.add_argument("--run", required=True, help="run folder (python -m txfm train --out)")
+    v.add_argument("--references", default="cache/references", help="reference folder (python -m data fetch-references)")
+    v.add_argument("--pca", default=None, help="PCA baseline file on the same corpus (scored beside the run)")
+    v.add_argument("--corpus", default=None, help="corpus holding the labelled dataset (default: the run's corpus)")
+    v.add_argument("--dataset", default=CELLTYPE_DATASET, help="labelled dataset of the corpus for CLS kNN")
+    v.add_argument("--label-column", default=CELLTYPE_COLUMN, help="obs column with the labels")
+    v.add_argument("--every", type=int, default=1, help="score every n-th checkpoint (the last always)")
+    v.add_argument("--seed", type=int, default=0, help="seed of nulls and gene selection")
+    v.add_argument("--out", required=True, help="result folder (curves.csv, curves.md)")
+    v.set_defaults(func=_curves)
 
     a = sub.add_parser("ablate", forward=True, add_help=False,
                        help="ablation grid: train variants, score recall and perturbations (ablate --help)")

@@ -69,13 +69,19 @@ def run_curves(run_dir: str | Path, references: str | Path, pca: str | Path | No
     cks = run_checkpoints(run_dir)
     cks = [c for i, c in enumerate(cks) if i % every == every - 1 or c == cks[-1]]
     _, last_genes, last_meta = gene_matrices(cks[-1])
+    corpus = corpus or last_meta["corpus"].get("path")
+    if "support" not in last_genes.columns and corpus:  # a run saved before checkpoints recorded it
+        from txfm.corpus import Corpus
+        from txfm.dataset import gene_support
+        c = Corpus(corpus)
+        by_symbol = dict(zip(c.genes, gene_support(c)))
+        last_genes = last_genes.assign(support=[by_symbol.get(g, 0) for g in last_genes.symbol])
     pop_idx, label = recall_population(last_genes)
     population = set(last_genes.symbol.to_numpy()[pop_idx])
     if pca is not None:
         population &= set(gene_matrices(pca)[1].symbol)
     shared = sorted(population)
     pairs = pairs_to_indices(load_pairs(references), shared)
-    corpus = corpus or last_meta["corpus"].get("path")
     cells = read_corpus_dataset(corpus, dataset) if corpus else None
     labels = cells.column(label_column) if cells is not None else None
     minutes = _train_minutes(run_dir)
