@@ -21,14 +21,14 @@ def option_name(field: str) -> str:
 
 def check_range(field: str, value, lo=None, hi=None, lo_open: bool = False, hi_open: bool = False,
                 integer: bool = False, none_ok: bool = False, what: str = "") -> None:
-    """Refuse ``value`` outside [lo, hi] (open ends with lo_open/hi_open), NaN, or a non-integer when
+    """Refuse ``value`` outside [lo, hi] (open ends with lo_open/hi_open), NaN or infinity, or a non-integer when
     ``integer``. ``what`` adds what the option means, e.g. "genes revealed per sample"."""
     if value is None and none_ok:
         return
     name = option_name(field)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise OptionError(f"{name} {value!r}: expected a number")
-    bad = isinstance(value, float) and math.isnan(value)
+    bad = isinstance(value, float) and not math.isfinite(value)
     if integer and isinstance(value, float) and not bad and not value.is_integer():
         raise OptionError(f"{name} {value!r}: must be a whole number")
     if lo is not None:

@@ -141,8 +141,8 @@ def _pass_one(reader: SourceReader, table, config: BuildConfig, rules, bar: tqdm
     h = np.concatenate(hashes)
     if not any(t.any() for t in total):
         raise DataError(f"{reader.path}: every count is zero ({reader.n_samples} samples x {len(reader.genes)} "
-                        f"genes); the matrix holds no data. Export the counts again"
-                        + (f", or {reader.hint}" if reader.hint else ""))
+                        f"genes); the matrix holds no data. Export the raw counts again"
+                        + (f" ({reader.hint})" if reader.hint else ""))
     return SourceState(reader, mapping, obs, chosen, detected, np.concatenate(n_genes), np.concatenate(total),
                        np.concatenate(mito), pd.Series(h).duplicated().to_numpy(), rounded)
 

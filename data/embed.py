@@ -74,8 +74,8 @@ def read_user_counts(path: str | Path, gene_table="default", layer: str = "auto"
     y.eliminate_zeros()
     if y.nnz == 0:
         raise DataError(f"{reader.path}: every count is zero ({reader.n_samples} samples x {len(reader.genes)} "
-                        f"genes); the matrix holds no data. Export the counts again"
-                        + (f", or {reader.hint}" if reader.hint else ""))
+                        f"genes); the matrix holds no data. Export the raw counts again"
+                        + (f" ({reader.hint})" if reader.hint else ""))
     return UserCounts(y, list(mapping.symbols), list(mapping.ensembl), reader.obs, mapping, reader.path,
                       reader.kind, rounded)
 

@@ -168,8 +168,10 @@ def check_gene_ids(ids, sample_ids, table, where: str, mapping_summary: dict | N
         n, n_known = len(ids), int(round(known * len(ids)))
     if known >= min_mapped_fraction and known >= WARN_MAPPED_FRACTION:
         return
-    if known < min_mapped_fraction and sample_ids is not None and len(sample_ids):
-        other = _recognised(table, sample_ids)
+    # sample ids that are plain numbers (1, 2, 3) would read as Entrez ids: they say nothing here
+    labels = [str(x) for x in list(sample_ids if sample_ids is not None else [])[:_PROBE] if not str(x).isdigit()]
+    if known < min_mapped_fraction and labels:
+        other = _recognised(table, labels)
         if other >= 0.5 and other > known:
             raise ValueError(f"{where}: the gene ids are on the other axis: {100 * known:.0f}% of the gene-axis "
                              f"labels map to the gene table but {100 * other:.0f}% of the sample ids do (e.g. "

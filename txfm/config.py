@@ -106,7 +106,7 @@ class TrainConfig:
         check_range("batch_size", self.batch_size, lo=1, integer=True, what="samples per step")
         check_range("epochs", self.epochs, lo=0, lo_open=True)
         check_range("max_steps", self.max_steps, lo=0, integer=True, what="0 = derived from --epochs")
-        check_range("lr", self.lr, lo=0, lo_open=True, hi=10)
+        check_range("lr", self.lr, lo=0, lo_open=True)
         check_range("warmup", self.warmup, lo=0, hi=1, hi_open=True, what="fraction of steps")
         check_range("weight_decay", self.weight_decay, lo=-1e9, hi=1e9, what="< 0 = 1 / (lr * steps)")
         check_range("beta1", self.beta1, lo=0, hi=1, hi_open=True)
