@@ -105,7 +105,7 @@ def _scan(path: Path, sep: str) -> tuple[list[str], list[str]]:
         other = next((c for c in (";", "\t", ",", "|") if c != sep and c in "".join(header)), None)
         if other is not None:
             shown = "tab" if other == "\t" else repr(other)
-            fix = ("rename it to .tsv" if other == "\t" else
+            fix = ("rename it to .tsv" if other == "\t" else "rename it to .csv" if other == "," else
                    "convert it to a comma-separated .csv or a tab-separated .tsv (e.g. "
                    f"pandas.read_csv(path, sep={other!r}).to_csv('table.tsv', sep='\\t'))")
             raise DataError(f"{path}: the separator looks like {shown}, not {'tab' if sep == chr(9) else repr(sep)} "

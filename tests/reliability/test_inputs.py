@@ -80,6 +80,9 @@ def bad_file(kind: str, d: Path) -> Path:
     if kind == "semicolon_csv":
         (d / "s.csv").write_text("gene;c1;c2\nCD3E;1;2\nLYZ;4;5\n")
         return d / "s.csv"
+    if kind == "comma_tsv":
+        (d / "c.tsv").write_text("gene,c1,c2\nCD3E,1,2\nLYZ,4,5\n")
+        return d / "c.tsv"
     if kind == "empty_csv":
         (d / "empty.csv").write_bytes(b"")
         return d / "empty.csv"
@@ -119,6 +122,7 @@ BUILD_CASES = {
     "low_mapped": "only 3 of 12 gene ids",
     "ragged_csv": "line 3 has 3 fields, expected 4",
     "semicolon_csv": "separator looks like ';'",
+    "comma_tsv": "separator looks like ','",
     "empty_csv": "the file is empty",
     "duplicate_genes": "duplicate labels in the header",
     "nan": "1 NaN",
