@@ -133,8 +133,9 @@ def register_map_genes(sub) -> None:
 
 # ---------------------------------------------------------------------- dispatcher
 from data.cli_build import SUBCOMMANDS as BUILD_SUBCOMMANDS  # noqa: E402  build-corpus, build-demo, bench
+from data.embed import register_embed  # noqa: E402
 
-SUBCOMMANDS = [register_fetch_references, register_map_genes, *BUILD_SUBCOMMANDS]
+SUBCOMMANDS = [register_fetch_references, register_map_genes, *BUILD_SUBCOMMANDS, register_embed]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,7 +33,7 @@ def run_build_corpus(args: argparse.Namespace) -> int:
                       chunk_size=args.chunk_size, shard_size=args.shard_size, max_memory_gb=args.max_memory_gb,
                       curation=cur, obs_map=tuple(args.obs_map or ()), phenoprint=args.phenoprint,
                       phenoprint_alpha=args.phenoprint_alpha, control_label=args.control_label,
-                      overwrite=args.overwrite)
+                      overwrite=args.overwrite, min_mapped_fraction=args.min_mapped_fraction)
     build_corpus(args.source, args.out, cfg, gene_table=args.gene_table,
                  log=lambda m: print(m, file=sys.stdout, flush=True))
     print(f"\nwrote {args.out} (details: {args.out}/report.md, {args.out}/report.json)")
@@ -70,6 +70,9 @@ def register_build_corpus(sub) -> None:
     g.add_argument("--unmapped", default="keep", choices=("keep", "drop"),
                    help="genes the table cannot map (or maps ambiguously): keep under their original id, or "
                    "drop; counted in the report either way (default: %(default)s)")
+    g.add_argument("--min-mapped-fraction", type=float, default=0.5,
+                   help="refuse a source when fewer of its gene ids map to the gene table (wrong id column, "
+                   "transposed matrix, truncated table); 0 accepts any (default: %(default)s)")
     g.add_argument("--keep-spike-ins", action="store_true", help="keep ERCC spike-in features (dropped by default)")
     g.add_argument("--genes", default=None, help="file with one gene per line: use it as the vocabulary instead "
                    "of the union of the sources' genes")

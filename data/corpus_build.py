@@ -27,8 +27,10 @@ from tqdm import tqdm
 from data.build_report import render_markdown
 from data.curation import CurationConfig, cell_filter, cell_threshold, dataset_kind, gene_threshold, \
     pca_consistency, phenoprint_keep, row_hashes
-from data.harmonise import GeneMapping, map_genes, normalise_obs, parse_obs_map
-from data.readers import DataError, SourceReader, check_counts, check_not_empty, check_sample_ids, open_sources
+from common.options import check_range
+from data.harmonise import MIN_MAPPED_FRACTION, GeneMapping, check_gene_ids, map_genes, normalise_obs, parse_obs_map
+from data.readers import DataError, SourceReader, check_counts, check_not_empty, check_sample_ids, open_sources, \
+    transpose_fix
 from txfm.corpus import CorpusWriter
 
 
@@ -51,6 +53,14 @@ class BuildConfig:
     phenoprint_alpha: float = 0.1        # keep perturbations with consistency p < alpha (paper: 0.1)
     control_label: str = "non-targeting"
     overwrite: bool = False
+    min_mapped_fraction: float = MIN_MAPPED_FRACTION  # refuse a source whose ids map less (0 = never)
+
+    def __post_init__(self) -> None:
+        check_range("chunk_size", self.chunk_size, lo=1, integer=True, what="samples per read chunk")
+        check_range("shard_size", self.shard_size, lo=1, integer=True, what="samples per corpus shard")
+        check_range("max_memory_gb", self.max_memory_gb, lo=0, lo_open=True, none_ok=True, what="GiB")
+        check_range("phenoprint_alpha", self.phenoprint_alpha, lo=0, hi=1, lo_open=True)
+        check_range("min_mapped_fraction", self.min_mapped_fraction, lo=0, hi=1)
 
 
 @dataclass
@@ -90,7 +100,11 @@ def _load_table(spec: str | None):
         return GeneTable.load()
     if Path(spec).is_dir():
         return GeneTable.load(spec)
-    return GeneTable.read_tsv(spec)
+    if not Path(spec).exists():
+        raise DataError(f"{spec}: no such gene table; pass a genes.tsv path, a references folder, 'default' or "
+                        f"'none' to --gene-table")
+    from data.genes import MIN_TABLE_GENES
+    return GeneTable.read_tsv(spec, min_genes=MIN_TABLE_GENES)
 
 
 def _validated(reader: SourceReader, chunk, config: BuildConfig) -> tuple[sp.csr_matrix, int]:
@@ -98,10 +112,12 @@ def _validated(reader: SourceReader, chunk, config: BuildConfig) -> tuple[sp.csr
     return check_counts(chunk.counts, where, config.allow_non_integer, hint=reader.hint)
 
 
-def _pass_one(reader: SourceReader, table, config: BuildConfig, rules, bar: tqdm) -> SourceState:
+def _pass_one(reader: SourceReader, table, config: BuildConfig, rules, bar: tqdm, log=print) -> SourceState:
     check_not_empty(reader.n_samples, len(reader.genes), str(reader.path))
     check_sample_ids(pd.Index(reader.obs.index), str(reader.path))
     mapping = map_genes(reader.genes, table, config.unmapped, config.drop_spike_ins)
+    check_gene_ids(reader.genes, reader.obs.index, table, str(reader.path), mapping.summary,
+                   config.min_mapped_fraction, transpose_fix(reader), log=log)
     if not mapping.symbols:
         raise DataError(f"{reader.path}: none of its {len(reader.genes)} gene ids is kept after mapping "
                         f"({mapping.summary['unmapped']} unmapped); check the ids or pass --unmapped keep")
@@ -123,6 +139,10 @@ def _pass_one(reader: SourceReader, table, config: BuildConfig, rules, bar: tqdm
         hashes.append(row_hashes(y))
         bar.update(y.shape[0])
     h = np.concatenate(hashes)
+    if not any(t.any() for t in total):
+        raise DataError(f"{reader.path}: every count is zero ({reader.n_samples} samples x {len(reader.genes)} "
+                        f"genes); the matrix holds no data. Export the raw counts again"
+                        + (f" ({reader.hint})" if reader.hint else ""))
     return SourceState(reader, mapping, obs, chosen, detected, np.concatenate(n_genes), np.concatenate(total),
                        np.concatenate(mito), pd.Series(h).duplicated().to_numpy(), rounded)
 
@@ -247,7 +267,7 @@ def build_corpus(sources: list[str | os.PathLike], out: str | os.PathLike, confi
     readers = open_sources([Path(s) for s in sources], layer=config.layer, orientation=config.orientation)
     total = sum(r.n_samples for r in readers)
     with tqdm(total=total, desc="pass 1/2: statistics", unit="samples", disable=None) as bar:
-        states = [_pass_one(r, table, config, rules, bar) for r in readers]
+        states = [_pass_one(r, table, config, rules, bar, log=log) for r in readers]
     t1 = time.time()
     for st in states:
         _curate(st, config)

@@ -43,6 +43,13 @@ class CurationConfig:
     deduplicate: bool = True              # drop exact duplicate samples within a dataset (keep the first)
     kinds: dict = field(default_factory=dict)  # dataset name -> "bulk" | "single-cell" (overrides detection)
 
+    def __post_init__(self) -> None:
+        from common.options import check_range
+        check_range("min_cells", self.min_cells, lo=0, integer=True, none_ok=True)
+        check_range("min_genes", self.min_genes, lo=0, integer=True, none_ok=True)
+        check_range("min_counts", self.min_counts, lo=0, integer=True)
+        check_range("max_mito_fraction", self.max_mito_fraction, lo=0, hi=1, none_ok=True)
+
 
 def dataset_kind(name: str, n_samples: int, median_library: float, config: CurationConfig) -> str:
     """"bulk" or "single-cell": an explicit override, else library size / sample count."""

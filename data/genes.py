@@ -13,11 +13,13 @@ alias. Previous symbols and aliases are matched case-insensitively.
 """
 from __future__ import annotations
 
+import io
 import re
 import sqlite3
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 import pandas as pd
 
 from data import references as refs
@@ -36,6 +38,12 @@ BUILDER_VERSION = 2  # bump when genes_from_orgdb changes its output, so cached 
 HOW_LEVELS = ("symbol", "ensembl", "entrez", "case", "previous_symbol", "alias")
 _ENSEMBL = re.compile(r"^(ENSG\d{11})(?:\.\d+)?(?:_PAR_Y)?$", re.IGNORECASE)
 _ENTREZ = re.compile(r"^\d+$")
+MIN_TABLE_GENES = 10_000  # a complete human table has ~60,000 rows; fewer means a truncated file
+# mouse-style symbols: capital + lower-case letter then letters/digits (Cd74, Actb, Gm12345); human
+# symbols are upper case except open reading frames (C1orf112), whose second character is a digit
+MOUSE_SYMBOL = re.compile(r"^(?:[A-Z][a-z][a-z0-9]*|mt-[A-Za-z0-9]+)$")
+# Ensembl gene ids of other species: ENS + species code + G (ENSMUSG mouse, ENSRNOG rat, ENSDARG zebrafish)
+OTHER_ENSEMBL = re.compile(r"^ENS([A-Z]{3,4})G\d{11}(?:\.\d+)?$")
 
 
 def normalise_ensembl(identifier: str) -> str | None:
@@ -110,9 +118,41 @@ class GeneTable:
         return cls(f[GENE_COLUMNS + EXTRA_COLUMNS])
 
     @classmethod
-    def read_tsv(cls, path: str | Path) -> "GeneTable":
-        """Table from a genes.tsv file (as written by `build_gene_table`)."""
-        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    def read_tsv(cls, path: str | Path, min_genes: int = 0) -> "GeneTable":
+        """Table from a genes.tsv file (as written by `build_gene_table`).
+
+        Checked on load, each problem one line naming the file: not UTF-8 text (binary), no
+        header with a `symbol` column, ragged or truncated lines, fewer than `min_genes` genes.
+        """
+        path = Path(path)
+        fix = "rebuild it with `python -m data fetch-references --force` or point --gene-table to a complete genes.tsv"
+        try:
+            raw = path.read_bytes()
+        except IsADirectoryError:
+            raise ValueError(f"{path}: is a folder; pass a genes.tsv file or a references folder") from None
+        if b"\x00" in raw[:65536]:
+            raise ValueError(f"{path}: not a text table (binary data); a gene table is a UTF-8 tab-separated "
+                             f"genes.tsv; {fix}")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path}: not UTF-8 text (undecodable byte at offset {e.start}); a gene table is a "
+                             f"UTF-8 tab-separated genes.tsv; {fix}") from None
+        lines = text.split("\n")
+        header = lines[0].rstrip("\r").split("\t") if lines else []
+        if "symbol" not in header:
+            raise ValueError(f"{path}: no 'symbol' column in the header (found {header[:8]}); a gene table has the "
+                             f"tab-separated columns {GENE_COLUMNS}; {fix}")
+        width = len(header)
+        for i, line in enumerate(lines[1:], start=2):
+            if line.strip() and line.count("\t") != width - 1:
+                raise ValueError(f"{path}: line {i} has {line.count(chr(9)) + 1} fields, expected {width}; the "
+                                 f"table is truncated or damaged; {fix}")
+        n = sum(1 for line in lines[1:] if line.strip())
+        if n < min_genes:
+            raise ValueError(f"{path}: only {n} genes (a complete human table has about 60,000; at least "
+                             f"{min_genes} are expected); the table is truncated; {fix}")
+        df = pd.read_csv(io.StringIO(text), sep="\t", dtype=str, keep_default_na=False)
         return cls.from_frame(df, source=str(path))
 
     @classmethod
@@ -125,10 +165,20 @@ class GeneTable:
         path = Path(cache_dir) / "genes" / "genes.tsv"
         if not path.exists() or not _built_by_this_version(cache_dir):
             build_gene_table(cache_dir, log=log)
-        return cls.read_tsv(path)
+        _check_against_manifest(cache_dir, path)
+        return cls.read_tsv(path, min_genes=MIN_TABLE_GENES)
 
     def __len__(self) -> int:
         return len(self.frame)
+
+    @property
+    def species(self) -> str:
+        """"mouse" when most symbols are mouse-case (Cd74) or Ensembl ids are ENSMUSG, else "human"."""
+        if getattr(self, "_species", None) is None:
+            syms = self.frame["symbol"].head(5000)
+            self._species = "mouse" if len(syms) and float(np.mean([bool(MOUSE_SYMBOL.match(x)) for x in syms])) > 0.5 \
+                else "human"
+        return self._species
 
     # ------------------------------------------------------------------ mapping
     def _lookup(self, identifier: str) -> tuple[str, list[int]]:
@@ -184,6 +234,19 @@ class GeneTable:
             rows_out.append((key,) + cache[key])
         return pd.DataFrame(rows_out, columns=["input", "symbol", "ensembl_id", "status", "how",
                                                "candidates"])
+
+
+def _check_against_manifest(cache_dir: str | Path, path: Path) -> None:
+    """Refuse a genes.tsv that differs from what the references manifest recorded (edited, truncated)."""
+    try:
+        entries = refs.load_manifest(cache_dir)["tables"]
+    except (FileNotFoundError, ValueError):
+        return
+    entry = next((t for t in entries if t["name"] == "genes"), {})
+    if entry.get("sha256") and registry.sha256_file(path) != entry["sha256"]:
+        raise ValueError(f"{path}: differs from the table recorded in {Path(cache_dir) / 'manifest.json'} (sha256 "
+                         f"mismatch: edited, truncated or damaged); rebuild it with "
+                         f"`python -m data fetch-references --force`")
 
 
 def _built_by_this_version(cache_dir: str | Path) -> bool:

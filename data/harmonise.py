@@ -105,6 +105,90 @@ def map_genes(ids, table=None, unmapped: str = "keep", drop_spike_ins: bool = Tr
     return GeneMapping(agg, uniq, [ens_of[k] for k in uniq], summary)
 
 
+MIN_MAPPED_FRACTION = 0.5   # below: refused (--min-mapped-fraction lowers it)
+WARN_MAPPED_FRACTION = 0.6  # below: a loud warning (the shared real datasets map 60-90%)
+_PROBE = 2000               # ids looked at for the species and orientation checks
+
+
+def _recognised(table, ids) -> float:
+    """Fraction of ids the table knows (mapped or ambiguous)."""
+    ids = [str(i).strip() for i in ids][:_PROBE]
+    if not ids:
+        return 0.0
+    return float((table.map(ids)["status"] != "unmapped").mean())
+
+
+def _species_of_ids(ids) -> tuple[str | None, float, list[str]]:
+    """(species, fraction, examples) when the ids look like another species' (mouse-case symbols,
+    ENSMUSG and other non-human Ensembl ids); (None, 0, []) otherwise."""
+    from data.genes import MOUSE_SYMBOL, OTHER_ENSEMBL
+    ids = [str(i).strip() for i in ids][:_PROBE]
+    if not ids:
+        return None, 0.0, []
+    codes = [OTHER_ENSEMBL.match(i) for i in ids]
+    ens = [m.group(1) for m in codes if m and m.group(1) != ""]
+    mouse_sym = [i for i in ids if MOUSE_SYMBOL.match(i)]
+    if len(ens) / len(ids) >= 0.5:
+        code = pd.Series(ens).value_counts().index[0]
+        species = {"MUS": "mouse", "RNO": "rat", "DAR": "zebrafish", "MMU": "macaque"}.get(code, f"ENS{code}G")
+        return species, len(ens) / len(ids), [i for i, m in zip(ids, codes) if m][:3]
+    if len(mouse_sym) / len(ids) >= 0.5:
+        return "mouse", len(mouse_sym) / len(ids), mouse_sym[:3]
+    return None, 0.0, []
+
+
+def check_gene_ids(ids, sample_ids, table, where: str, mapping_summary: dict | None = None,
+                   min_mapped_fraction: float = MIN_MAPPED_FRACTION, other_axis_fix: str = "",
+                   log=None) -> None:
+    """Refuse gene ids that cannot be what they claim, each in one line naming ``where``:
+
+    - another species (>= 50% mouse-case symbols like Cd74, or ENSMUSG/other non-human Ensembl
+      ids) unless the gene table is of that species -- such symbols would map to human genes by case;
+    - a transposed matrix: the gene axis maps poorly (< min_mapped_fraction) while the sample ids
+      map (>= 50%) -- ``other_axis_fix`` says how to turn it (e.g. --orientation);
+    - too few ids mapped (fraction of mapped + ambiguous < ``min_mapped_fraction``); a warning
+      line through ``log`` when below WARN_MAPPED_FRACTION.
+    Nothing is checked without a table (``--gene-table none`` keeps ids as given).
+    """
+    if table is None:
+        return
+    ids = [str(i).strip() for i in ids]
+    species, frac, examples = _species_of_ids(ids)
+    table_species = getattr(table, "species", "human")
+    if species is not None and species != table_species:
+        raise ValueError(f"{where}: {100 * frac:.0f}% of the gene ids look {species} (e.g. {examples}) but the gene "
+                         f"table is {table_species}; such ids would map to {table_species} genes by case or not at "
+                         f"all. Use {table_species} data, or pass a {species} gene table with --gene-table")
+    if mapping_summary is not None:
+        n = max(mapping_summary["input_ids"] - mapping_summary["dropped_spike_ins"], 1)
+        known = (mapping_summary["mapped"] + mapping_summary["ambiguous"]) / n
+        n_known = mapping_summary["mapped"] + mapping_summary["ambiguous"]
+    else:
+        known = _recognised(table, ids)
+        n, n_known = len(ids), int(round(known * len(ids)))
+    if known >= min_mapped_fraction and known >= WARN_MAPPED_FRACTION:
+        return
+    # sample ids that are plain numbers (1, 2, 3) would read as Entrez ids: they say nothing here
+    labels = [str(x) for x in list(sample_ids if sample_ids is not None else [])[:_PROBE] if not str(x).isdigit()]
+    if known < min_mapped_fraction and labels:
+        other = _recognised(table, labels)
+        if other >= 0.5 and other > known:
+            raise ValueError(f"{where}: the gene ids are on the other axis: {100 * known:.0f}% of the gene-axis "
+                             f"labels map to the gene table but {100 * other:.0f}% of the sample ids do (e.g. "
+                             f"{[str(x) for x in list(sample_ids)[:3]]}); the matrix is transposed. "
+                             + (other_axis_fix or "Transpose it (samples as rows, genes as columns) and export again"))
+    if known < min_mapped_fraction:
+        raise ValueError(f"{where}: only {n_known} of {n} gene ids ({100 * known:.1f}%) map to the gene table "
+                         f"(e.g. unmapped: {[i for i in (mapping_summary or {}).get('unmapped_examples', [])][:3]}); "
+                         f"check that the ids are gene symbols, Ensembl or Entrez ids of the table's species and "
+                         f"that the gene table is complete, or pass --min-mapped-fraction "
+                         f"{max(round(known - 0.05, 2), 0):g} to use them anyway")
+    if known < WARN_MAPPED_FRACTION and log is not None:
+        log(f"warning: {where}: only {n_known} of {n} gene ids ({100 * known:.1f}%) map to the gene table; the "
+            f"unmapped ones are {'kept under their own id' if (mapping_summary or {}).get('unmapped_policy') == 'keep' else 'dropped'} "
+            f"(see the report)")
+
+
 def parse_obs_map(rules: list[str] | None) -> list[tuple[str | None, str, str]]:
     """``["grna=perturbation", "kang2018:stim=condition"]`` -> [(dataset or None, column, target)]."""
     out = []

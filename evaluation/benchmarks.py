@@ -13,9 +13,18 @@ from tqdm.auto import tqdm
 
 from . import embeddings as emb
 from .celltype import CellTypeParams, evaluate_celltypes
-from .inputs import LabelledCounts, read_input
+from .inputs import LabelledCounts, read_input, references_gene_table
 from .perturbation import PerturbationParams, evaluate_embedding, params_dict
 from .report import markdown_table, write_csv, write_json, atomic_write_text
+
+
+def check_options(max_cells=None, max_genes=None, batch_size=256, dataset_pca=0) -> None:
+    """Ranges of the options shared by the benchmarks (before any file is read)."""
+    from common.options import check_range
+    check_range("max_cells", max_cells, lo=2, integer=True, none_ok=True, what="cells subsampled")
+    check_range("max_genes", max_genes, lo=1, integer=True, none_ok=True, what="genes revealed to TxFM")
+    check_range("batch_size", batch_size, lo=1, integer=True, what="cells per forward pass")
+    check_range("dataset_pca", dataset_pca, lo=0, integer=True, what="0 = skip")
 
 
 def _embed_all(data: LabelledCounts, checkpoint: str | None, pca: str | None, log1p: bool,
@@ -51,7 +60,8 @@ def run_perturbation(input_path: str, out_dir: str | os.PathLike, checkpoint: st
     """Perturbation benchmark on one screen; writes perturbation.{csv,md}, consistency.csv,
     mean_recall.csv and run.json into ``out_dir``. Returns the metrics table (one row per embedding)."""
     t0 = time.perf_counter()
-    data = read_input(input_path, dataset, layer)
+    check_options(max_cells, max_genes, batch_size)
+    data = read_input(input_path, dataset, layer, gene_table=references_gene_table(references))
     labels, batch = data.column(label_column), data.column(batch_column)
     if max_cells and data.counts.shape[0] > max_cells:
         rows = np.sort(np.random.default_rng(params.seed).choice(data.counts.shape[0], max_cells, replace=False))
@@ -114,6 +124,7 @@ def run_celltype(inputs: list[str], out_dir: str | os.PathLike, checkpoint: str 
     """Cell-type benchmark on labelled datasets ('PATH:COLUMN'); writes celltype.{csv,md} and run.json.
     max_cells: random subsample of each dataset (default: all cells)."""
     t0 = time.perf_counter()
+    check_options(max_cells, max_genes, batch_size, dataset_pca)
     rows, infos = [], {}
     for spec in inputs:
         path, col = parse_labelled_input(spec)

@@ -22,6 +22,13 @@ class CellTypeParams:
     ignore: tuple[str, ...] = ("?", "", "nan", "unassigned")  # labels left out
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        from common.options import check_range
+        check_range("k", self.k, lo=1, integer=True, what="neighbours for the vote and the Leiden graph")
+        for r in self.resolutions:
+            check_range("resolutions", r, lo=0, lo_open=True)
+        check_range("seed", self.seed, lo=0, integer=True)
+
 
 def knn_vote(indices: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """(n,) majority label among each row's neighbours (n, k) (self already excluded).

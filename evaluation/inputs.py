@@ -32,19 +32,27 @@ class LabelledCounts:
         return LabelledCounts(self.counts[rows], self.genes, self.obs.iloc[rows].reset_index(drop=True), self.name)
 
 
-def read_h5ad(path: str | Path, layer: str | None = None) -> LabelledCounts:
-    """Raw counts from ``X`` (or ``layers[layer]``) of an .h5ad file."""
-    import anndata
+def read_counts_file(path: str | Path, layer: str | None = None, gene_table="none") -> LabelledCounts:
+    """Raw counts of a count file (.h5ad, 10x, CSV/TSV), read, validated and harmonised by ``data``.
+
+    Goes through ``data.embed.read_user_counts``: the readers and count checks of
+    ``python -m data build-corpus`` (NaN, negative, non-integer, empty and all-zero matrices
+    refused) and its gene mapping with ``gene_table`` ("none": ids kept as given; a genes.tsv
+    path, a references folder or a GeneTable: symbols, aliases, Ensembl ids mapped).
+    ``layer`` None means the readers' "auto" choice (layers['counts'], else X when integer, else raw.X).
+    """
+    from data.embed import read_user_counts
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such .h5ad file; check the --input path")
-    a = anndata.read_h5ad(path)
-    if layer is not None and layer not in a.layers:
-        raise ValueError(f"{path}: no layer {layer!r} (has {list(a.layers)}); drop --layer to use X")
-    x = sp.csr_matrix(a.layers[layer] if layer else a.X)
-    _check_counts(x, str(path))
-    return LabelledCounts(x, [str(g) for g in a.var_names], a.obs.reset_index(drop=True), str(path))
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file; check the --input path")
+    d = read_user_counts(path, gene_table=gene_table, layer=layer or "auto")
+    return LabelledCounts(d.counts, list(d.genes), d.obs.reset_index(drop=True), str(path))
+
+
+def read_h5ad(path: str | Path, layer: str | None = None, gene_table="none") -> LabelledCounts:
+    """Raw counts of an .h5ad file (see ``read_counts_file``)."""
+    return read_counts_file(path, layer, gene_table)
 
 
 def read_corpus_dataset(corpus_dir: str | Path, dataset: str) -> LabelledCounts:
@@ -63,18 +71,21 @@ def read_corpus_dataset(corpus_dir: str | Path, dataset: str) -> LabelledCounts:
                           c.obs.iloc[rows].reset_index(drop=True), f"{corpus_dir}:{dataset}")
 
 
-def read_input(path: str | Path, dataset: str | None = None, layer: str | None = None) -> LabelledCounts:
-    """An .h5ad file, or (with ``dataset``) a corpus directory."""
+def read_input(path: str | Path, dataset: str | None = None, layer: str | None = None,
+               gene_table="none") -> LabelledCounts:
+    """A count file (any format ``data`` reads), or (with ``dataset``) a corpus directory."""
     p = Path(path)
-    if p.suffix == ".h5ad":
-        return read_h5ad(p, layer)
     if p.is_dir() and (p / "manifest.json").is_file():
         if dataset is None:
             raise ValueError(f"{p}: is a corpus; pass --dataset NAME to choose one of its datasets")
         return read_corpus_dataset(p, dataset)
-    raise FileNotFoundError(f"{p}: neither an .h5ad file nor a corpus directory (with manifest.json)")
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no such file or corpus directory; check the --input path")
+    return read_counts_file(p, layer, gene_table)
 
 
-def _check_counts(x: sp.csr_matrix, name: str) -> None:
-    if x.nnz and (x.data.min() < 0 or not np.all(np.isfinite(x.data))):
-        raise ValueError(f"{name}: counts must be finite and non-negative; pass raw counts (--layer)")
+def references_gene_table(references: str | Path | None):
+    """The genes.tsv of a references folder when it has one (else "none": ids kept as given)."""
+    if references and (Path(references) / "genes" / "genes.tsv").is_file():
+        return str(Path(references) / "genes" / "genes.tsv")
+    return "none"

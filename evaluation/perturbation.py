@@ -34,6 +34,18 @@ class PerturbationParams:
     recall_nulls: int = 3  # sampled nulls of the mean-embedding recall
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        from common.options import check_range
+        check_range("n_components", self.n_components, lo=1, integer=True, what="control-PCA components")
+        check_range("n_null", self.n_null, lo=1, integer=True, what="random cells per consistency null")
+        check_range("alpha", self.alpha, lo=0, hi=1, lo_open=True)
+        for k in self.knn_k:
+            check_range("knn_k", k, lo=1, integer=True)
+        check_range("probe_c", self.probe_c, lo=0, lo_open=True)
+        check_range("probe_max_iter", self.probe_max_iter, lo=1, integer=True)
+        check_range("recall_nulls", self.recall_nulls, lo=1, integer=True)
+        check_range("seed", self.seed, lo=0, integer=True)
+
 
 def consistency(z: np.ndarray, labels: np.ndarray, params: PerturbationParams) -> tuple[float, pd.DataFrame]:
     """Fraction of perturbations (with >= 2 cells) that are consistent, and the per-perturbation table."""

@@ -60,6 +60,7 @@ def params_from_args(a: argparse.Namespace):
 def cmd_run(a: argparse.Namespace) -> int:
     from .checkpoint_source import find_training_metrics, load_gene_matrices
     from .pipeline import build_bundle
+    params = params_from_args(a)  # option ranges checked before any file is read
     mats, genes, source = load_gene_matrices(a.checkpoint, contextual=a.contextual, corpus=a.corpus,
                                              contextual_samples=a.contextual_samples, seed=a.seed)
     if a.baseline == "pca" and source["kind"] != "pca":
@@ -69,7 +70,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     if not ref.is_dir():
         raise SystemExit(f"{ref}: reference folder not found; run `python -m data fetch-references` "
                          "or pass --references DIR")
-    out = build_bundle(mats, genes, ref, a.out, source, params_from_args(a), force=a.force,
+    out = build_bundle(mats, genes, ref, a.out, source, params, force=a.force,
                        training_metrics=find_training_metrics(a.checkpoint), progress=not a.quiet)
     print(f"bundle written: {out}")
     return 0

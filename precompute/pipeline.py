@@ -55,6 +55,28 @@ class BundleParams:
     seed: int = 0
     standardise: tuple[tuple[str, bool], ...] = DEFAULT_STANDARDISE  # (matrix, z-score columns?); others True
 
+    def __post_init__(self) -> None:
+        from common.options import OptionError, check_range
+        for r in self.ranks or ():
+            check_range("ranks", r, lo=1, integer=True, what="PCA ranks of the sweep")
+        if self.rank_policy not in ("paper", "best"):
+            raise OptionError(f"--rank-policy {self.rank_policy!r}: choose paper or best")
+        for _, r in self.chosen_ranks:
+            check_range("rank", r, lo=1, integer=True)
+        check_range("n_nulls", self.n_nulls, lo=1, integer=True)
+        check_range("null_size", self.null_size, lo=2, integer=True, what="genes per null sample")
+        check_range("lower", self.lower, lo=0, hi=1, lo_open=True, hi_open=True)
+        check_range("upper", self.upper, lo=self.lower, hi=1, lo_open=True, hi_open=True)
+        check_range("k", self.k, lo=1, integer=True, what="neighbours per gene")
+        check_range("umap_epochs", self.umap_epochs, lo=0, integer=True)
+        check_range("umap_min_dist", self.umap_min_dist, lo=0)
+        for r in self.resolutions:
+            check_range("resolutions", r, lo=0, lo_open=True)
+        check_range("min_set_size", self.min_set_size, lo=1, integer=True)
+        check_range("max_set_size", self.max_set_size, lo=self.min_set_size, integer=True, what=">= --min-set-size")
+        check_range("top_terms", self.top_terms, lo=1, integer=True)
+        check_range("seed", self.seed, lo=0, integer=True)
+
     def standardises(self, name: str) -> bool:
         """Whether matrix `name` has its columns z-scored before the PCA (default True)."""
         return dict(self.standardise).get(name, True)

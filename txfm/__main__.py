@@ -28,18 +28,16 @@ def _embed(ns: argparse.Namespace) -> int:
 
     from .inference import embed
 
-    if ns.input.endswith(".h5ad"):
-        import anndata
+    from .corpus import Corpus, CorpusError
 
-        a = anndata.read_h5ad(ns.input)
-        x = a.layers[ns.layer] if ns.layer else a.X
-        genes, obs = list(a.var_names), a.obs
-    else:
-        from .corpus import Corpus
-
-        c = Corpus(ns.input)
-        x, _ = c.read_rows(np.arange(c.n_samples))
-        genes, obs = c.genes, c.obs
+    if not (Path(ns.input).is_dir() and (Path(ns.input) / "manifest.json").is_file()):
+        raise CorpusError(f"{ns.input}: not a corpus folder; `python -m txfm embed` embeds a corpus (checked when it "
+                          f"was built). For a count file (.h5ad, 10x, CSV/TSV) use `python -m data embed "
+                          f"--checkpoint {ns.checkpoint} --input {ns.input} --out {ns.out}`, which validates the "
+                          f"counts and maps gene ids like build-corpus")
+    c = Corpus(ns.input)
+    x, _ = c.read_rows(np.arange(c.n_samples))
+    genes, obs = c.genes, c.obs
     res = embed(ns.checkpoint, x, genes, max_genes=ns.max_genes, seed=ns.seed, batch_size=ns.batch_size,
                 all_layers=ns.all_layers, device=ns.device)
     print(res.mapping.summary())
@@ -105,10 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt exactly")
     t.set_defaults(func=_train)
 
-    e = sub.add_parser("embed", help="CLS embeddings of samples (h5ad file or corpus directory)")
+    e = sub.add_parser("embed", help="CLS embeddings of a corpus' samples (count files: python -m data embed)")
     e.add_argument("--checkpoint", required=True, help="a TxFM checkpoint (.pt)")
-    e.add_argument("--input", required=True, help=".h5ad file (raw counts, var_names = symbols or Ensembl ids) or a corpus dir")
-    e.add_argument("--layer", default=None, help="h5ad layer holding raw counts (default: X)")
+    e.add_argument("--input", required=True, help="a corpus folder (for .h5ad/10x/CSV count files use "
+                   "`python -m data embed`, which validates and harmonises them)")
     e.add_argument("--out", required=True, help="output .npz with 'cls' (n, d), 'sample_id' and optionally 'layers'")
     e.add_argument("--max-genes", type=int, default=None, help="cap on genes shown to the encoder (default: training K)")
     e.add_argument("--all-layers", action="store_true", help="also save the CLS state after each block")

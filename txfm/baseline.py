@@ -16,6 +16,8 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.linalg import LinearOperator
 
+from common.options import OptionError, check_range
+
 from . import __version__
 from .checkpoint import FORMAT_VERSION, atomic_torch_save
 from .corpus import Corpus
@@ -34,6 +36,16 @@ class PCAConfig:
     library_size: float = 1e5
     seed: int = 0
     n_iter: int = 6  # power iterations of the randomized SVD
+
+    def __post_init__(self) -> None:
+        check_range("n_components", self.n_components, lo=1, integer=True, what="principal components kept")
+        check_range("min_cells", self.min_cells, lo=0, integer=True, what="samples a gene must be detected in")
+        check_range("max_samples", self.max_samples, lo=2, integer=True)
+        check_range("library_size", self.library_size, lo=0, lo_open=True)
+        check_range("seed", self.seed, lo=0, integer=True)
+        check_range("n_iter", self.n_iter, lo=0, integer=True)
+        if self.preprocessing not in ("libnorm_log1p", "log1p"):
+            raise OptionError(f"--preprocessing {self.preprocessing!r}: choose libnorm_log1p or log1p")
 
 
 @dataclass
@@ -126,9 +138,14 @@ def fit_pca(corpus: Corpus, cfg: PCAConfig, rows: np.ndarray | None = None) -> P
     z = preprocess(x, cfg.preprocessing, cfg.library_size)
     detected = np.bincount(x.indices, minlength=corpus.n_genes)
     keep = np.flatnonzero(detected >= cfg.min_cells)
+    if x.nnz == 0:
+        raise ValueError(f"{corpus.path}: every count of the {idx.size} samples read is zero; the corpus holds no "
+                         f"data, rebuild it from raw counts")
     if keep.size < 2:
-        raise ValueError(f"{corpus.path}: only {keep.size} genes are detected in >= {cfg.min_cells} samples; "
-                         f"lower --min-cells")
+        best = int(np.sort(detected)[-2]) if detected.size >= 2 else 0
+        raise ValueError(f"{corpus.path}: only {keep.size} genes are detected in >= {cfg.min_cells} samples, PCA "
+                         f"needs 2; " + (f"lower --min-cells to {best} or less" if best >= 1 else
+                                         "fewer than 2 genes have any count, so the corpus cannot be fitted"))
     mean, scale, comps, ev = fit_pca_matrix(z[:, keep], cfg)
     return PCABaseline([corpus.genes[i] for i in keep], [corpus.gene_ids[i] for i in keep], keep, mean, scale,
                        comps, ev, cfg, int(idx.size))
@@ -137,6 +154,7 @@ def fit_pca(corpus: Corpus, cfg: PCAConfig, rows: np.ndarray | None = None) -> P
 def run_baseline(corpus_path: str, out: str | os.PathLike, cfg: PCAConfig) -> Path:
     """Fit on the corpus and write ``out`` (a .pt file readable with weights_only=True)."""
     corpus = Corpus(corpus_path)
+    corpus.verify()
     pca = fit_pca(corpus, cfg)
     out = Path(out)
     from .dataset import gene_support

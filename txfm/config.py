@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Literal
 
+from common.options import OptionError, check_range
+
 Activation = Literal["rect_tanh", "relu", "clamped_relu", "softmax"]
 Loss = Literal["poisson", "mse", "smoothl1", "negbin"]
 Preprocessing = Literal["libnorm_log1p", "log1p"]
@@ -29,6 +31,16 @@ class ModelConfig:
     loss: Loss = "poisson"  # reconstruction loss on all measured genes
 
     def __post_init__(self) -> None:
+        check_range("n_genes", self.n_genes, lo=1, integer=True, what="size of the gene vocabulary")
+        check_range("dim", self.dim, lo=2, integer=True)
+        check_range("depth", self.depth, lo=1, integer=True)
+        check_range("heads", self.heads, lo=1, integer=True)
+        check_range("mlp_ratio", self.mlp_ratio, lo=0, lo_open=True)
+        check_range("drop_path", self.drop_path, lo=0, hi=1, hi_open=True)
+        check_range("layerscale_init", self.layerscale_init, lo=0)
+        check_range("decoder_depth", self.decoder_depth, lo=0, integer=True)
+        check_range("decoder_hidden", self.decoder_hidden, lo=0, integer=True, what="0 = dim")
+        check_range("library_size", self.library_size, lo=0, lo_open=True)
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} must be divisible by heads {self.heads}")
         if self.dim < 2:
@@ -51,7 +63,7 @@ PRESETS: dict[str, dict] = {
 def model_config(preset: str, n_genes: int, **overrides) -> ModelConfig:
     """A ModelConfig from a named preset, with field overrides (None values ignored)."""
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+        raise OptionError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     kw = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
     return ModelConfig(n_genes=n_genes, **kw)
 
@@ -89,6 +101,30 @@ class TrainConfig:
     save_every: int = 500  # steps between checkpoints (the last step is always saved)
     keep_last: int = 3  # step checkpoints kept besides last.pt (0 = keep all)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise OptionError(f"--preset {self.preset!r}: choose one of {sorted(PRESETS)}")
+        check_range("reveal", self.reveal, lo=1, integer=True, what="genes revealed to the encoder per sample")
+        check_range("reveal_tau", self.reveal_tau, lo=-10, hi=10, what="0 = uniform")
+        check_range("batch_size", self.batch_size, lo=1, integer=True, what="samples per step")
+        check_range("epochs", self.epochs, lo=0, lo_open=True)
+        check_range("max_steps", self.max_steps, lo=0, integer=True, what="0 = derived from --epochs")
+        check_range("lr", self.lr, lo=0, lo_open=True)
+        check_range("warmup", self.warmup, lo=0, hi=1, hi_open=True, what="fraction of steps")
+        check_range("weight_decay", self.weight_decay, lo=-1e9, hi=1e9, what="< 0 = 1 / (lr * steps)")
+        check_range("beta1", self.beta1, lo=0, hi=1, hi_open=True)
+        check_range("beta2", self.beta2, lo=0, hi=1, hi_open=True)
+        check_range("eps", self.eps, lo=0, lo_open=True)
+        check_range("grad_clip", self.grad_clip, lo=0, what="0 = off")
+        check_range("seed", self.seed, lo=0, integer=True)
+        check_range("workers", self.workers, lo=0, integer=True)
+        check_range("val_fraction", self.val_fraction, lo=0, hi=1, hi_open=True)
+        check_range("val_every", self.val_every, lo=0, integer=True, what="0 = only at the end")
+        check_range("val_batches", self.val_batches, lo=1, integer=True)
+        check_range("log_every", self.log_every, lo=1, integer=True)
+        check_range("save_every", self.save_every, lo=1, integer=True)
+        check_range("keep_last", self.keep_last, lo=0, integer=True, what="0 = keep all")
 
 
 # Values that reproduce runs saved before a field existed (a stored config without the key

@@ -203,6 +203,107 @@ class CorpusWriter:
         os.replace(self._tmp, self.out)
 
 
+def _fingerprint_head(genes: list, datasets: list) -> "hashlib._Hash":
+    h = hashlib.sha256()
+    h.update(json.dumps([list(genes), [list(d["measured"]) for d in datasets]]).encode())
+    return h
+
+
+def check_shard_arrays(z, n_rows: int, n_genes: int, n_datasets: int, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """CSR invariants of one shard's arrays, each violation a CorpusError naming ``where``.
+
+    indptr starts at 0, is non-decreasing and ends at len(indices) == len(data); indices are in
+    [0, n_genes) and strictly increasing within each row (sorted, unique); data are finite
+    non-negative integers; dataset indices are in [0, n_datasets). Returns (indptr, dataset).
+    """
+    fix = "the corpus is corrupt; rebuild it with `python -m data build-corpus`"
+    try:
+        indptr, indices, data, dset = (np.asarray(z[k]) for k in ("indptr", "indices", "data", "dataset"))
+    except KeyError as e:
+        raise CorpusError(f"{where}: missing array {e}; {fix}") from None
+    if indptr.ndim != 1 or indptr.size != n_rows + 1:
+        raise CorpusError(f"{where}: indptr has {indptr.size} entries for {n_rows} rows; {fix}")
+    if indptr[0] != 0 or indptr[-1] != indices.size or indices.size != data.size:
+        raise CorpusError(f"{where}: indptr ends at {indptr[-1]} but there are {indices.size} indices and "
+                          f"{data.size} values; {fix}")
+    if (np.diff(indptr) < 0).any():
+        raise CorpusError(f"{where}: indptr decreases (row {int(np.argmax(np.diff(indptr) < 0))}); {fix}")
+    if indices.size:
+        if indices.min() < 0 or indices.max() >= n_genes:
+            raise CorpusError(f"{where}: gene indices outside [0, {n_genes}) (min {indices.min()}, max "
+                              f"{indices.max()}); {fix}")
+        bad = np.diff(indices) <= 0          # indices are in [0, n_genes): the int32 difference cannot overflow
+        starts = indptr[1:-1][(indptr[1:-1] > 0) & (indptr[1:-1] < indices.size)]
+        bad[starts - 1] = False              # a new row may start lower
+        if bad.any():
+            raise CorpusError(f"{where}: gene indices are not sorted and unique within a row; {fix}")
+    if data.size:
+        if not np.issubdtype(data.dtype, np.integer):
+            if not np.all(np.isfinite(data)):
+                raise CorpusError(f"{where}: counts contain NaN or Inf; {fix}")
+            if np.any(data != np.round(data)):
+                raise CorpusError(f"{where}: counts are not integers; {fix}")
+        if data.min() < 0:
+            raise CorpusError(f"{where}: {int((data < 0).sum())} negative counts (min {data.min()}); raw counts are "
+                              f">= 0; {fix}")
+    if dset.shape != (n_rows,) or (n_rows and (dset.min() < 0 or dset.max() >= n_datasets)):
+        raise CorpusError(f"{where}: dataset indices missing or outside [0, {n_datasets}); {fix}")
+    return indptr, dset
+
+
+def verify_corpus(corpus: "Corpus") -> dict:
+    """Check a corpus against its own manifest before it is used for training or fitting.
+
+    Streams shard by shard (one shard's bytes in memory at a time): recomputes the fingerprint
+    (gene names, measured genes, every shard's sha256) and compares it with the one recorded in
+    manifest.json (catches edited gene names or replaced shards), and checks each shard's CSR
+    invariants (``check_shard_arrays``) and that counts fall in the genes its dataset measures.
+    Raises CorpusError naming the file; returns {"shards", "nnz", "bytes", "seconds"}.
+    """
+    import io
+    import time
+
+    t0 = time.perf_counter()
+    m, where = corpus.manifest, corpus.path / "manifest.json"
+    fix = "rebuild the corpus with `python -m data build-corpus`"
+    genes, ids = m.get("genes", []), m.get("gene_ids", [])
+    if len(ids) != len(genes) or len(set(genes)) != len(genes):
+        raise CorpusError(f"{where}: {len(genes)} genes, {len(set(genes))} distinct, {len(ids)} gene ids; the "
+                          f"manifest was edited or is damaged; {fix}")
+    if sum(s["n_samples"] for s in corpus.shards) != corpus.n_samples or \
+            sum(d.n_samples for d in corpus.datasets) != corpus.n_samples:
+        raise CorpusError(f"{where}: sample counts of shards, datasets and the corpus disagree; {fix}")
+    measured = corpus.measured_matrix() if corpus.datasets else np.zeros((0, len(genes)), dtype=bool)
+    for d in corpus.datasets:
+        if d.measured.size and (d.measured.min() < 0 or d.measured.max() >= len(genes)):
+            raise CorpusError(f"{where}: dataset {d.name!r} lists measured genes outside the vocabulary; {fix}")
+    h = _fingerprint_head(genes, m["datasets"])
+    nnz = total = 0
+    for i, s in enumerate(corpus.shards):
+        f = corpus.path / s["file"]
+        raw = f.read_bytes()
+        total += len(raw)
+        h.update(hashlib.sha256(raw).hexdigest().encode())
+        try:
+            with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+                indptr, dset = check_shard_arrays(z, int(s["n_samples"]), len(genes), len(corpus.datasets), str(f))
+                indices = np.asarray(z["indices"])
+        except (OSError, ValueError, EOFError) as e:
+            if isinstance(e, CorpusError):
+                raise
+            raise CorpusError(f"{f}: unreadable shard ({e}); {fix}") from e
+        partial = [int(k) for k in np.unique(dset) if not measured[k].all()]  # skip datasets measuring every gene
+        if indices.size and partial and not measured[np.repeat(dset, np.diff(indptr)), indices].all():
+            raise CorpusError(f"{f}: counts in genes their dataset does not list as measured; {fix}")
+        nnz += int(indices.size)
+        del raw
+    if h.hexdigest() != corpus.fingerprint:
+        raise CorpusError(f"{where}: the corpus does not match its recorded fingerprint (gene names, measured "
+                          f"genes or shards were changed after it was built); {fix}")
+    return {"shards": len(corpus.shards), "nnz": nnz, "bytes": total,
+            "seconds": round(time.perf_counter() - t0, 3)}
+
+
 class Corpus:
     """Read-only view of a corpus directory; shards are loaded on demand."""
 
@@ -238,6 +339,10 @@ class Corpus:
     @property
     def n_genes(self) -> int:
         return len(self.genes)
+
+    def verify(self) -> dict:
+        """Fingerprint and shard invariants against the manifest; see ``verify_corpus``."""
+        return verify_corpus(self)
 
     @property
     def obs(self) -> pd.DataFrame:

@@ -88,6 +88,10 @@ def embed(checkpoint: str | os.PathLike, counts, genes: Sequence[str], max_genes
     Every mapped gene counts as measured; the encoder sees all of them up to ``max_genes`` (default: the
     run's training K), chosen deterministically from ``seed``.
     """
+    from common.options import check_range
+
+    check_range("batch_size", batch_size, lo=1, integer=True, what="samples per forward pass")
+    check_range("max_genes", max_genes, lo=1, integer=True, none_ok=True, what="genes shown to the encoder")
     model, ck = load_model(checkpoint)
     model.to(device)
     mapping = map_to_vocabulary(genes, ck["genes"], ck.get("gene_ids"))

@@ -136,6 +136,7 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool =
     rank, world, device = _dist_setup(cfg.device)
     out = Path(cfg.out)
     corpus = Corpus(cfg.corpus)
+    corpus.verify()  # edited manifest, damaged or negative shards: refused before any output is written
     ck = None
     if resume:
         last = out / "last.pt"

@@ -18,7 +18,7 @@ from data.readers.validate import DataError, check_counts, check_not_empty, chec
 
 __all__ = ["Chunk", "SourceReader", "H5adReader", "TenxH5Reader", "TenxMtxReader", "TextReader", "DataError",
            "ORIENTATIONS", "check_counts", "check_not_empty", "check_sample_ids", "open_source", "open_sources",
-           "find_source_files"]
+           "find_source_files", "transpose_fix"]
 
 _TEXT = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".txt.gz")
 
@@ -52,6 +52,8 @@ def open_source(path: str | Path, layer: str = "auto", orientation: str = "auto"
             return TenxMtxReader(p)
         raise DataError(f"{p}: a folder that is not a 10x matrix; pass it to open_sources to read what it holds")
     suffix = p.suffix.lower()
+    if suffix in (".h5ad", ".h5"):
+        _check_hdf5(p)
     if suffix == ".h5ad":
         return H5adReader(p, layer=layer)
     if suffix == ".h5":
@@ -60,6 +62,33 @@ def open_source(path: str | Path, layer: str = "auto", orientation: str = "auto"
         return TextReader(p, orientation=orientation)
     raise DataError(f"{p}: unknown format {p.suffix!r}; supported: .h5ad, 10x .h5, 10x folder (matrix.mtx), "
                     f".csv/.tsv/.txt (optionally .gz)")
+
+
+def transpose_fix(reader: SourceReader) -> str:
+    """How to turn a source whose genes and samples are swapped, for the message that refuses it."""
+    if isinstance(reader, TextReader):
+        other = "samples_x_genes" if reader.orientation == "genes_x_samples" else "genes_x_samples"
+        return f"Pass --orientation {other}"
+    if isinstance(reader, H5adReader):
+        return ("Transpose it: adata = anndata.read_h5ad(path); adata.T.write_h5ad(new_path) (cells as rows, "
+                "genes as var)")
+    return "Transpose it (samples as rows, genes as columns) and export again"
+
+
+def _check_hdf5(p: Path) -> None:
+    """Refuse an .h5ad/.h5 that is not HDF5 (empty, text, another format) in one line."""
+    import h5py
+
+    size = p.stat().st_size
+    if size == 0:
+        raise DataError(f"{p}: the file is empty (0 bytes); copy or export it again")
+    if not h5py.is_hdf5(str(p)):
+        with open(p, "rb") as fh:
+            head = fh.read(16)
+        what = "a gzip file" if head[:2] == b"\x1f\x8b" else ("a zip file" if head[:2] == b"PK" else
+                                                            f"it starts with {head[:8]!r}")
+        raise DataError(f"{p}: not an HDF5 file ({what}); {p.suffix} files are HDF5 (AnnData / 10x). Check that "
+                        f"the download or copy is complete, or pass the file with its real suffix")
 
 
 def open_sources(paths: list[str | Path], layer: str = "auto", orientation: str = "auto") -> list[SourceReader]:

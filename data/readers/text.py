@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import gzip
 import re
+import zlib
 from pathlib import Path
 from typing import Iterator
 
@@ -50,13 +51,76 @@ def is_metadata_file(path: Path) -> bool:
     return any(t in n for t in (".metadata.", ".meta.", "_metadata.", ".obs."))
 
 
+def _open_text(path: Path):
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    return opener(path, "rt", newline="", encoding="utf-8")
+
+
+def _scan(path: Path, sep: str) -> tuple[list[str], list[str]]:
+    """(header fields, first field of every data line), refusing what pandas would misread.
+
+    One line per problem, naming the file: an empty file, a .gz that is not gzip, bytes that are
+    not UTF-8 text, a separator other than the suffix's (e.g. ';' in a .csv), ragged rows (pandas
+    fills short rows with NaN or fails with its own words).
+    """
+    kind = "TSV" if sep == "\t" else "CSV"
+    try:
+        if path.stat().st_size == 0:
+            raise DataError(f"{path}: the file is empty (0 bytes); export the count table again or remove it "
+                            f"from the input")
+        with _open_text(path) as fh:
+            reader = csv.reader(fh, delimiter=sep)
+            header = next(reader, None)
+            if header is None:
+                raise DataError(f"{path}: the file is empty (no header line); export the count table again or "
+                                f"remove it from the input")
+            first: list[str] = []
+            width = None
+            for row in reader:
+                if not row:
+                    continue
+                if width is None:
+                    width = len(row)
+                    if len(header) not in (width, width - 1):
+                        raise DataError(f"{path}: the header has {len(header)} fields but row 2 has {width}; "
+                                        f"every row needs the same number of {kind} fields as the header "
+                                        f"(or one more, for an unnamed label column); re-export the table")
+                elif len(row) != width:
+                    raise DataError(f"{path}: ragged {kind}: line {reader.line_num} has {len(row)} fields, "
+                                    f"expected {width} (as line 2); the file is truncated or a value contains "
+                                    f"the separator unquoted; re-export the table")
+                first.append(row[0])
+    except gzip.BadGzipFile as e:
+        raise DataError(f"{path}: not a gzip file although the name ends in .gz ({e}); rename it without .gz "
+                        f"if it is plain text, or compress it with gzip") from e
+    except (EOFError, zlib.error) as e:
+        raise DataError(f"{path}: the gzip stream is truncated or corrupt ({e}); copy or download the file "
+                        f"again") from e
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (undecodable byte at offset {e.start}); is it a binary file "
+                        f"with a text suffix? Pass a .csv/.tsv table, an .h5ad or a 10x folder") from e
+    except csv.Error as e:
+        raise DataError(f"{path}: cannot parse as a {kind} table ({e}); re-export the table") from e
+    if len(header) <= 1 and width in (None, 1):
+        other = next((c for c in (";", "\t", ",", "|") if c != sep and c in "".join(header)), None)
+        if other is not None:
+            shown = "tab" if other == "\t" else repr(other)
+            fix = ("rename it to .tsv" if other == "\t" else "rename it to .csv" if other == "," else
+                   "convert it to a comma-separated .csv or a tab-separated .tsv (e.g. "
+                   f"pandas.read_csv(path, sep={other!r}).to_csv('table.tsv', sep='\\t'))")
+            raise DataError(f"{path}: the separator looks like {shown}, not {'tab' if sep == chr(9) else repr(sep)} "
+                            f"as the suffix says (the header is one field); {fix}")
+        raise DataError(f"{path}: one column only; a count table needs a label column and at least one sample "
+                        f"or gene column")
+    if width is None:
+        raise DataError(f"{path}: a header line but no data rows; export the count table again or remove it from "
+                        f"the input")
+    return header, first
+
+
 def _first_column(path: Path, sep: str) -> list[str]:
     """Labels in the first field of every data line (works whether or not the header names that column)."""
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", newline="") as fh:
-        reader = csv.reader(fh, delimiter=sep)
-        next(reader, None)
-        return [row[0] for row in reader if row]
+    return _scan(path, sep)[1]
 
 
 def _frac_gene_like(labels) -> float:
@@ -74,12 +138,20 @@ class TextReader(SourceReader):
         if orientation not in ORIENTATIONS:
             raise DataError(f"{self.path}: orientation must be one of {ORIENTATIONS}, got {orientation!r}")
         self.sep = delimiter_of(self.path)
+        header_fields, first_col = _scan(self.path, self.sep)
         try:
             header = pd.read_csv(self.path, sep=self.sep, nrows=0, index_col=0, compression="infer")
-            first_col = _first_column(self.path, self.sep)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, EOFError) as e:
             raise DataError(f"{self.path}: cannot parse as a {'TSV' if self.sep == chr(9) else 'CSV'} table "
                             f"({e}); expected a header row and one label column") from e
+        labels = [h.strip() for h in (header_fields[1:] if len(header_fields) > 1 else [])]
+        if len(header_fields) == len(header.columns):  # header without a label-column name (R's write.csv)
+            labels = [h.strip() for h in header_fields]
+        dup = pd.Index(labels)[pd.Index(labels).duplicated()].unique().tolist()
+        if dup:
+            raise DataError(f"{self.path}: {len(dup)} duplicate labels in the header (e.g. {dup[:3]}); pandas "
+                            f"would rename them silently. Make gene ids / sample ids unique (sum duplicate genes "
+                            f"first) and export again")
         cols, rows = as_str_index(header.columns), as_str_index(first_col)
         self.orientation, self.orientation_reason = self._orient(orientation, rows, cols)
         if self.orientation == "genes_x_samples":
