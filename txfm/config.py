@@ -119,6 +119,8 @@ class TrainConfig:
         check_range("grad_clip", self.grad_clip, lo=0, what="0 = off")
         check_range("seed", self.seed, lo=0, integer=True)
         check_range("workers", self.workers, lo=0, integer=True)
+        check_range("mix_shards", self.mix_shards, lo=0, integer=True, what="0 = all shards")
+        check_range("dataset_temperature", self.dataset_temperature, lo=0, hi=1, what="1 = as stored, 0 = uniform")
         check_range("val_fraction", self.val_fraction, lo=0, hi=1, hi_open=True)
         check_range("val_every", self.val_every, lo=0, integer=True, what="0 = only at the end")
         check_range("val_batches", self.val_batches, lo=1, integer=True)
