@@ -56,6 +56,8 @@ def check_output_target(out: str | os.PathLike, kind: str, is_own: Callable[[Pat
     probe = parent
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise UserError(f"{probe}: is a file, so no folder can be created there; choose another --out")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise UserError(f"{probe}: folder is not writable; choose an --out in a folder you can write to")
     if not out.exists() or is_empty_dir(out):
@@ -69,15 +71,42 @@ def check_output_target(out: str | os.PathLike, kind: str, is_own: Callable[[Pat
 
 
 def stage_dir(out: Path) -> Path:
-    """A fresh hidden sibling of `out` to build in (unique, so concurrent runs never share one)."""
-    return out.parent / f".{out.name}{STAGE_TAG}{uuid.uuid4().hex[:8]}"
+    """A fresh hidden sibling of `out` to build in: `.NAME.staging-PID-XXXXXXXX` (unique, so concurrent
+    runs never share one; the PID lets a later run recognise the leftover of a killed process)."""
+    return out.parent / f".{out.name}{STAGE_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:          # EPERM: alive, someone else's
+        return True
+    return True
+
+
+def remove_stale_staging(out: str | os.PathLike) -> list[Path]:
+    """Delete staging/replaced siblings of `out` whose process (PID in the name) is gone; return them.
+
+    They are the tool's own temporary folders, never a user's output. Siblings of a live process
+    (a concurrent run) and names without a PID are left alone.
+    """
+    removed = []
+    for p in leftover_staging(out):
+        tail = p.name.split(STAGE_TAG if STAGE_TAG in p.name else OLD_TAG, 1)[1]
+        pid = tail.split("-", 1)[0]
+        if pid.isdigit() and "-" in tail and not _pid_alive(int(pid)) and int(pid) != os.getpid():
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def commit_dir(work: Path, out: Path) -> Path:
     """Move a finished `work` folder onto `out`; an existing `out` is replaced only now."""
     work, out = Path(work), Path(out)
     if out.exists():
-        old = out.parent / f".{out.name}{OLD_TAG}{uuid.uuid4().hex[:8]}"
+        old = out.parent / f".{out.name}{OLD_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         os.replace(out, old)
         try:
             os.replace(work, out)
@@ -97,6 +126,7 @@ def staged_output(out: str | os.PathLike, kind: str, is_own: Callable[[Path], bo
     out = Path(out)
     check_output_target(out, kind, is_own, replace, flag=flag, protect=protect)
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(out)
     work = stage_dir(out)
     work.mkdir()
     try:
@@ -107,6 +137,33 @@ def staged_output(out: str | os.PathLike, kind: str, is_own: Callable[[Path], bo
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+
+
+def check_output_file(out: str | os.PathLike, kind: str, is_own: Callable[[Path], bool], replace: bool,
+                      flag: str = "--overwrite", protect: Iterable[str | os.PathLike] = ()) -> bool:
+    """The single-file version of `check_output_target`: refuse a folder, a file that is not a KIND,
+    an existing KIND without `flag`, or an input as output; return True when a KIND will be replaced.
+    Write the file with `common.atomic.atomic_path` so a failure leaves the old file and no temp file."""
+    out = Path(out)
+    for p in protect:
+        if Path(p).resolve() == out.resolve():
+            raise UserError(f"{out}: this is also an input of the command; choose another --out")
+    if out.is_dir():
+        raise UserError(f"{out}: is a folder, expected a {kind} file path; pass a file name, e.g. {out}/out")
+    probe = out.parent if str(out.parent) else Path(".")
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise UserError(f"{probe}: is a file, so no folder can be created there; choose another --out")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{probe}: folder is not writable; choose an --out in a folder you can write to")
+    if not out.exists():
+        return False
+    if not is_own(out):
+        raise UserError(f"{out}: exists and is not a {kind}; it is left untouched -- choose a new --out")
+    if not replace:
+        raise UserError(f"{out}: a {kind} already exists there; pass {flag} to replace it, or choose a new --out")
+    return True
 
 
 def leftover_staging(out: str | os.PathLike) -> list[Path]:

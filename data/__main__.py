@@ -148,15 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse `argv` and run the chosen subcommand; registry/input errors exit 1 with the message."""
-    from data.registry import RegistryError
+    """Parse `argv` and run the chosen subcommand; errors propagate to `common.errors.run_main`
+    (registry, input and output errors: one line on stderr, exit 2)."""
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (RegistryError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    return args.func(args)
+
+
+def expected_errors() -> tuple[type[BaseException], ...]:
+    from data.registry import RegistryError
+    return (RegistryError,)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.errors import run_main
+    sys.exit(run_main(main, expected=expected_errors()))

@@ -118,13 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse `argv` and run the subcommand; errors propagate to `common.errors.run_main`."""
     ns = build_parser().parse_args(argv)
-    try:
-        return ns.func(ns)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return ns.func(ns)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.errors import run_main
+    sys.exit(run_main(main))

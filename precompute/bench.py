@@ -48,7 +48,8 @@ def run_bench(n_genes: int = 45_000, width: int = 768, umap_epochs: int = 100,
         params = BundleParams(umap_epochs=umap_epochs, seed=seed)
         t1 = time.perf_counter()
         build_bundle(mats, genes, ref, out, {"kind": "txfm", "checkpoint": "random weights (bench)",
-                                            "synthetic": True}, params, force=True, progress=False)
+                                            "synthetic": True}, params, force=True, progress=False,
+                     overwrite=True)
         total = time.perf_counter() - t1
         t2 = time.perf_counter()
         problems = validate_bundle(out)

@@ -138,13 +138,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse `argv` and run the subcommand; errors propagate to `common.errors.run_main`."""
     ns = build_parser().parse_args(argv)
-    try:
-        return ns.func(ns)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:  # one clear line, no traceback
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return ns.func(ns)
+
+
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """txfm's exceptions that carry a user-facing message (printed in one line, exit 2)."""
+    from .trainer import TrainingDiverged
+    return (TrainingDiverged,)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.errors import run_main
+    sys.exit(run_main(main, expected=expected_errors()))
