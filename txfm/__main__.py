@@ -5,6 +5,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from common.atomic import atomic_path
+from common.errors import UserError
+from common.outputs import check_output_file
+
 from .cli_args import add_dataclass_args, collect
 from .config import PRESETS, ModelConfig, TrainConfig, model_config
 
@@ -13,14 +17,41 @@ def _train(ns: argparse.Namespace) -> int:
     from .corpus import Corpus
     from .trainer import train
 
-    tc = TrainConfig(**collect(ns, TrainConfig))
+    given = collect(ns, TrainConfig)
+    tc = TrainConfig(**given)
     mc = None
+    if ns.resume and ns.overwrite:
+        raise UserError("--resume and --overwrite: choose one (continue the run, or replace it with a new one)")
     if not ns.resume:
         n_genes = Corpus(tc.corpus).n_genes
         mc = model_config(tc.preset, n_genes, **{k: v for k, v in collect(ns, ModelConfig).items()})
-    last = train(tc, mc, resume=ns.resume)
+    last = train(tc, mc, resume=ns.resume, given={**given, **collect(ns, ModelConfig)} if ns.resume else None,
+                 overwrite=ns.overwrite)
     print(f"checkpoint: {last}")
     return 0
+
+
+def _is_npz_embeddings(path: Path) -> bool:
+    """Whether `path` is an embeddings file written by `txfm embed` (an .npz holding 'cls')."""
+    import zipfile
+    try:
+        with zipfile.ZipFile(path) as z:
+            return "cls.npy" in z.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def _is_pca_baseline(path: Path) -> bool:
+    """Whether `path` is a PCA baseline file written by `txfm baseline-pca` (checked without loading it)."""
+    import zipfile
+
+    from .baseline import FORMAT
+    try:
+        with zipfile.ZipFile(path) as z:
+            pkl = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
+            return pkl is not None and FORMAT.encode() in z.read(pkl)
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def _embed(ns: argparse.Namespace) -> int:
@@ -28,6 +59,9 @@ def _embed(ns: argparse.Namespace) -> int:
 
     from .inference import embed
 
+    out = Path(ns.out)
+    check_output_file(out, "embeddings file (.npz from txfm embed)", _is_npz_embeddings, ns.overwrite,
+                      protect=[ns.checkpoint, ns.input])
     if ns.input.endswith(".h5ad"):
         import anndata
 
@@ -43,15 +77,12 @@ def _embed(ns: argparse.Namespace) -> int:
     res = embed(ns.checkpoint, x, genes, max_genes=ns.max_genes, seed=ns.seed, batch_size=ns.batch_size,
                 all_layers=ns.all_layers, device=ns.device)
     print(res.mapping.summary())
-    out = Path(ns.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.npz")
     ids = obs["sample_id"] if "sample_id" in obs else obs.index
     arrays = {"cls": res.cls, "sample_id": np.asarray([str(i) for i in ids], dtype=str)}
     if res.layers is not None:
         arrays["layers"] = res.layers
-    np.savez(tmp, **arrays)
-    tmp.replace(out)
+    with atomic_path(out, suffix=".npz") as tmp:     # a failure leaves the old file and no temp file
+        np.savez(tmp, **arrays)
     print(f"embeddings {res.cls.shape} -> {out}")
     return 0
 
@@ -59,6 +90,7 @@ def _embed(ns: argparse.Namespace) -> int:
 def _baseline(ns: argparse.Namespace) -> int:
     from .baseline import PCAConfig, run_baseline
 
+    check_output_file(ns.out, "PCA baseline file", _is_pca_baseline, ns.overwrite, protect=[ns.corpus])
     out = run_baseline(ns.corpus, ns.out, PCAConfig(**collect(ns, PCAConfig)))
     print(f"PCA baseline -> {out}")
     return 0
@@ -67,6 +99,8 @@ def _baseline(ns: argparse.Namespace) -> int:
 def _bench(ns: argparse.Namespace) -> int:
     from .bench import run_benchmarks
 
+    if Path(ns.out).is_dir():
+        raise UserError(f"{ns.out}: is a folder, expected a markdown file path; pass e.g. {ns.out}/bench.md")
     run_benchmarks(ns.out, quick=ns.quick)
     return 0
 
@@ -102,7 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_args(t, TrainConfig, required={"corpus", "out"})
     add_dataclass_args(t, ModelConfig, skip={"n_genes"}, defaults={"dim": "preset", "depth": "preset",
                                                                    "heads": "preset", "drop_path": "preset"})
-    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt exactly")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last.pt exactly; options given with it must equal "
+                        "the run's own, except --corpus, --workers, --device, --log-every, --save-every, "
+                        "--keep-last and --max-steps (e.g. to extend the run)")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace an existing run in --out with a new one (trained beside it, swapped in when "
+                        "finished); without it an existing run is refused. A folder that is not a run is "
+                        "never replaced")
     t.set_defaults(func=_train)
 
     e = sub.add_parser("embed", help="CLS embeddings of samples (h5ad file or corpus directory)")
@@ -110,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--input", required=True, help=".h5ad file (raw counts, var_names = symbols or Ensembl ids) or a corpus dir")
     e.add_argument("--layer", default=None, help="h5ad layer holding raw counts (default: X)")
     e.add_argument("--out", required=True, help="output .npz with 'cls' (n, d), 'sample_id' and optionally 'layers'")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing embeddings .npz at --out "
+                   "(any other existing file is refused)")
     e.add_argument("--max-genes", type=int, default=None, help="cap on genes shown to the encoder (default: training K)")
     e.add_argument("--all-layers", action="store_true", help="also save the CLS state after each block")
     e.add_argument("--batch-size", type=int, default=256, help="samples per forward pass (default: 256)")
@@ -122,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("baseline-pca", help="fit the PCA baseline on a corpus")
     b.add_argument("--corpus", required=True, help="corpus directory")
     b.add_argument("--out", required=True, help="output file (.pt, plain types)")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing PCA baseline file at --out "
+                   "(any other existing file is refused)")
     add_dataclass_args(b, PCAConfig)
     b.set_defaults(func=_baseline)
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from common.atomic import atomic_path
 
 from . import __version__
 from .config import ModelConfig, TrainConfig, from_dict
@@ -27,16 +28,8 @@ class CheckpointError(ValueError):
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """torch.save to a temp file in the same folder, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:      # a failure (disk full, interrupt) leaves the old file, no temp file
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_file(path: str | os.PathLike, expected_format: str | tuple[str, ...] = FORMAT) -> dict:
