@@ -16,7 +16,7 @@ def _perturbation(ns: argparse.Namespace) -> int:
                                 n_null=ns.n_null, alpha=ns.alpha, seed=ns.seed)
     table = run_perturbation(ns.input, ns.out, ns.checkpoint, ns.pca, None if ns.references == "none" else ns.references,
                              ns.dataset, ns.layer, ns.label_column, ns.batch_column, params, ns.log1p, ns.shuffled,
-                             ns.max_cells, ns.max_genes, ns.batch_size, ns.device)
+                             ns.max_cells, ns.max_genes, ns.batch_size, ns.device, overwrite=ns.overwrite)
     print(markdown_table(summary_columns(table)))
     print(f"results -> {ns.out}")
     return 0
@@ -28,7 +28,7 @@ def _celltype(ns: argparse.Namespace) -> int:
 
     params = CellTypeParams(k=ns.k, resolutions=tuple(ns.resolutions), ignore=tuple(ns.ignore), seed=ns.seed)
     table = run_celltype(ns.input, ns.out, ns.checkpoint, ns.pca, params, ns.dataset_pca, ns.shuffled,
-                         ns.max_genes, ns.batch_size, ns.device, ns.max_cells)
+                         ns.max_genes, ns.batch_size, ns.device, ns.max_cells, overwrite=ns.overwrite)
     print(markdown_table(table))
     print(f"results -> {ns.out}")
     return 0
@@ -43,7 +43,9 @@ def _ablate(ns: argparse.Namespace) -> int:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=None, help="TxFM checkpoint (.pt) whose CLS embeddings are scored")
     p.add_argument("--pca", default=None, help="PCA baseline file (python -m txfm baseline-pca) on the same corpus")
-    p.add_argument("--out", required=True, help="result folder (CSV, markdown table, run.json)")
+    p.add_argument("--out", required=True, help="result folder (CSV, markdown table, run.json); an existing one "
+                   "is replaced only with --overwrite, any other existing folder is refused")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing result folder of this benchmark")
     p.add_argument("--max-genes", type=int, default=None, help="genes revealed to TxFM per cell (default: training K)")
     p.add_argument("--batch-size", type=int, default=256, help="cells per TxFM forward pass")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
