@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.atomic import atomic_write_text
+
 from .bundle_io import now_iso
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
@@ -100,6 +102,4 @@ def write_into_doc(doc: Path, text: str) -> None:
         body = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, body, flags=re.S)
     else:
         body = body.rstrip() + "\n\n" + block + "\n"
-    tmp = doc.with_name(doc.name + ".tmp")
-    tmp.write_text(body)
-    os.replace(tmp, doc)
+    atomic_write_text(doc, body)

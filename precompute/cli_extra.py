@@ -50,7 +50,8 @@ def cmd_crosscheck(a: argparse.Namespace) -> int:
     piv.loc["chance"] = [table[table.variant == v].chance.iloc[0] for v in piv.columns[:-1]] + [0]
     print(piv.round(3).to_string())
     if a.out:
-        table.assign(**{k: v for k, v in info.items()}).to_csv(a.out, index=False)
+        from common.atomic import atomic_write_text
+        atomic_write_text(a.out, table.assign(**{k: v for k, v in info.items()}).to_csv(index=False))
     return 0
 
 
@@ -64,7 +65,8 @@ def cmd_results(a: argparse.Namespace) -> int:
            f"--doc {a.doc}")
     write_results_doc(Path(a.doc), table, info, cmd, pair_table, pair_info)
     if a.table:
-        table.to_csv(a.table, index=False)
+        from common.atomic import atomic_write_text
+        atomic_write_text(a.table, table.to_csv(index=False))
     print(f"written {a.doc}")
     return 0
 
