@@ -30,6 +30,11 @@ STAGE_TAG = ".staging-"
 OLD_TAG = ".replaced-"
 
 
+def a_(kind: str) -> str:
+    """'a bundle', 'an ablation folder'."""
+    return f"{'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind}"
+
+
 def is_empty_dir(path: Path) -> bool:
     return path.is_dir() and all(p.name in IGNORABLE_FILES for p in path.iterdir())
 
@@ -63,10 +68,10 @@ def check_output_target(out: str | os.PathLike, kind: str, is_own: Callable[[Pat
     if not out.exists() or is_empty_dir(out):
         return False
     if not is_own(out):
-        raise UserError(f"{out}: exists and is not a {kind} ({_describe(out)}); it is left untouched -- "
+        raise UserError(f"{out}: exists and is not {a_(kind)} ({_describe(out)}); it is left untouched -- "
                         f"choose a new --out (or move that folder away yourself)")
     if not replace:
-        raise UserError(f"{out}: a {kind} already exists there; pass {flag} to replace it, or choose a new --out")
+        raise UserError(f"{out}: {a_(kind)} already exists there; pass {flag} to replace it, or choose a new --out")
     return True
 
 
@@ -149,7 +154,7 @@ def check_output_file(out: str | os.PathLike, kind: str, is_own: Callable[[Path]
         if Path(p).resolve() == out.resolve():
             raise UserError(f"{out}: this is also an input of the command; choose another --out")
     if out.is_dir():
-        raise UserError(f"{out}: is a folder, expected a {kind} file path; pass a file name, e.g. {out}/out")
+        raise UserError(f"{out}: is a folder, expected {a_(kind)} path; pass a file name, e.g. {out}/out")
     probe = out.parent if str(out.parent) else Path(".")
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
@@ -160,9 +165,9 @@ def check_output_file(out: str | os.PathLike, kind: str, is_own: Callable[[Path]
     if not out.exists():
         return False
     if not is_own(out):
-        raise UserError(f"{out}: exists and is not a {kind}; it is left untouched -- choose a new --out")
+        raise UserError(f"{out}: exists and is not {a_(kind)}; it is left untouched -- choose a new --out")
     if not replace:
-        raise UserError(f"{out}: a {kind} already exists there; pass {flag} to replace it, or choose a new --out")
+        raise UserError(f"{out}: {a_(kind)} already exists there; pass {flag} to replace it, or choose a new --out")
     return True
 
 

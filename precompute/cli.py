@@ -96,7 +96,11 @@ def cmd_validate(a: argparse.Namespace) -> int:
 
 
 def cmd_synthetic(a: argparse.Namespace) -> int:
+    from common.outputs import check_output_target
+
+    from .bundle_io import is_bundle
     from .synthetic import make_synthetic_bundle
+    check_output_target(a.out, "bundle", is_bundle, a.overwrite)   # synthetic always rebuilds every step
     dims = {}
     for item in a.dims:
         name, _, d = item.partition("=")

@@ -60,7 +60,7 @@ def _embed(ns: argparse.Namespace) -> int:
     from .inference import embed
 
     out = Path(ns.out)
-    check_output_file(out, "embeddings file (.npz from txfm embed)", _is_npz_embeddings, ns.overwrite,
+    check_output_file(out, "TxFM embeddings file (.npz written by txfm embed)", _is_npz_embeddings, ns.overwrite,
                       protect=[ns.checkpoint, ns.input])
     if ns.input.endswith(".h5ad"):
         import anndata

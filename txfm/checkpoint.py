@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from common.atomic import atomic_path
+from common.errors import strip_unsafe_advice
 
 from . import __version__
 from .config import ModelConfig, TrainConfig, from_dict
@@ -40,7 +41,8 @@ def load_file(path: str | os.PathLike, expected_format: str | tuple[str, ...] = 
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for truncated/corrupt/unsafe files
-        raise CheckpointError(f"{path}: not a readable TxFM checkpoint ({type(e).__name__}: {str(e)[:200]}); "
+        why = f"{type(e).__name__}: {strip_unsafe_advice(str(e))[:200]}"
+        raise CheckpointError(f"{path}: not a readable TxFM checkpoint ({why}); "
                               f"the file may be truncated or corrupt — use another checkpoint of the run") from e
     if not isinstance(ck, dict) or "format" not in ck:
         raise CheckpointError(f"{path}: not a TxFM checkpoint (no 'format' field)")
