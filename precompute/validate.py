@@ -170,5 +170,5 @@ def check_bundle(path: Path | str, verify_hashes: bool = True) -> dict[str, Any]
     if problems:
         raise BundleError(f"bundle {path} is not valid ({len(problems)} problem(s)):\n  - "
                           + "\n  - ".join(problems)
-                          + "\nRebuild it with `python -m precompute run ... --force`.")
+                          + "\nRebuild it with `python -m precompute run ... --overwrite --force`.")
     return read_manifest(Path(path))
