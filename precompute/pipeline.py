@@ -26,6 +26,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import references as refs
+from common.atomic import atomic_path
 from common.errors import UserError
 from common.outputs import check_output_target, is_empty_dir, remove_stale_staging, stage_dir
 
@@ -40,6 +41,11 @@ DEFAULT_STANDARDISE = (("pca", False),)
 # The best rank maximises the unweighted mean of the per-source recalls (every source counts
 # once, as the "combined mean recall"); the pooled 'combined' row is also stored.
 BEST_BY = "mean_of_sources"
+# The files each step writes, in step order (a recomputed step and all later ones start clean).
+STEP_FILES_ORDER = (("matrices", ("genes.parquet", "matrices")), ("references", ("references",)),
+                    ("subspaces", ("subspaces",)), ("recall", ("recall",)), ("knn", ("knn",)),
+                    ("umap", ("umap",)), ("modules", ("modules",)), ("enrichment", ("enrichment",)),
+                    ("training", ("training",)))
 
 
 @dataclass(frozen=True)
@@ -154,7 +160,9 @@ def _step_references(ctx: _Ctx) -> dict[str, Any]:
     save_parquet(ctx.work / "references" / "pairs.parquet", pairs[keep].reset_index(drop=True))
     (ctx.work / "references" / "gmt").mkdir(parents=True, exist_ok=True)
     for name, path in libs.items():
-        shutil.copyfile(path, ctx.work / "references" / "gmt" / f"{name}.gmt")
+        # a fresh file, never written through: the folder may hold hard links into an existing bundle
+        with atomic_path(ctx.work / "references" / "gmt" / f"{name}.gmt") as tmp:
+            shutil.copyfile(path, tmp)
     return {"n_pairs": pairs[keep].groupby("source").size().astype(int).to_dict(),
             "libraries": sorted(libs)}
 
@@ -372,6 +380,11 @@ def _build_in(work: Path, out: Path, existing: bool, matrices, genes, ref_dir, s
             why = "is missing" if prev is None else "has other inputs or parameters"
             raise UserError(f"{out}: a bundle built from other inputs or parameters already exists there "
                             f"(its step {step!r} {why}); pass --overwrite to replace it, or choose a new --out")
+        if not fresh:      # drop the copied files of this step and every later one (no stale files)
+            for later in STEP_FILES_ORDER[[n for n, _ in STEP_FILES_ORDER].index(step):]:
+                for rel in later[1]:
+                    q = work / rel
+                    shutil.rmtree(q, ignore_errors=True) if q.is_dir() else q.unlink(missing_ok=True)
         fresh = True
         t0, c0 = time.perf_counter(), time.process_time()
         summary = fn()
