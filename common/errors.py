@@ -26,6 +26,11 @@ EXIT_INTERRUPTED = 130
 
 DEBUG_FLAG = "--debug"
 
+# For each command's --help (argparse epilog).
+EXIT_CODES_HELP = ("exit codes: 0 done; 1 a check found problems (validate); 2 bad input, option or output folder "
+                   "(one 'error:' line naming the file or option and the fix); 3 internal error; 130 interrupted. "
+                   "Add --debug for the traceback. Output rules: docs/reliability.md")
+
 
 class UserError(Exception):
     """An expected failure whose message names the file or option, the problem and the fix."""

@@ -98,10 +98,15 @@ def remove_stale_staging(out: str | os.PathLike) -> list[Path]:
     (a concurrent run) and names without a PID are left alone.
     """
     removed = []
+    out = Path(out)
     for p in leftover_staging(out):
-        tail = p.name.split(STAGE_TAG if STAGE_TAG in p.name else OLD_TAG, 1)[1]
+        old = OLD_TAG in p.name and STAGE_TAG not in p.name
+        tail = p.name.split(OLD_TAG if old else STAGE_TAG, 1)[1]
         pid = tail.split("-", 1)[0]
         if pid.isdigit() and "-" in tail and not _pid_alive(int(pid)) and int(pid) != os.getpid():
+            if old and not out.exists():
+                os.replace(p, out)     # killed between the two renames of commit_dir: restore the old output
+                continue
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
             removed.append(p)
     return removed

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from common.atomic import atomic_write_text
-from common.errors import UserError
+from common.errors import EXIT_CODES_HELP, UserError
 
 
 def _log(msg: str) -> None:
@@ -156,7 +156,7 @@ SUBCOMMANDS = [register_fetch_references, register_map_genes, *BUILD_SUBCOMMANDS
 def build_parser() -> argparse.ArgumentParser:
     """The `python -m data` parser with every registered subcommand."""
     parser = argparse.ArgumentParser(prog="python -m data", description="TxFM data room: "
-                                     "reference tables, gene identifiers, corpora.")
+                                     "reference tables, gene identifiers, corpora.", epilog=EXIT_CODES_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in SUBCOMMANDS:
         register(sub)

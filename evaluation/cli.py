@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from common.errors import EXIT_CODES_HELP
+
 from .celltype import CellTypeParams
 from .perturbation import PerturbationParams
 
@@ -72,7 +74,7 @@ class _Forward(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m evaluation",
-                                description="Cell-embedding benchmarks and the ablation runner (docs/evaluation.md)")
+                                description="Cell-embedding benchmarks and the ablation runner (docs/evaluation.md)", epilog=EXIT_CODES_HELP)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Forward)
     d = PerturbationParams()
     q = sub.add_parser("perturbation", help="perturbation benchmark on a CRISPR screen",

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from common.errors import UserError
+from common.errors import EXIT_CODES_HELP, UserError
 
 DEFAULT_REFERENCES = "cache/references"
 
@@ -116,7 +116,7 @@ def cmd_synthetic(a: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m precompute",
-                                description="Turn a TxFM checkpoint or PCA baseline into a Bundle for the app.")
+                                description="Turn a TxFM checkpoint or PCA baseline into a Bundle for the app.", epilog=EXIT_CODES_HELP)
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="checkpoint -> bundle (an up-to-date bundle is kept; --overwrite replaces "

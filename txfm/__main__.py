@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from common.atomic import atomic_path
-from common.errors import UserError
+from common.errors import EXIT_CODES_HELP, UserError
 from common.outputs import check_output_file
 
 from .cli_args import add_dataclass_args, collect
@@ -127,7 +127,7 @@ class _ForwardingParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m txfm", description="TxFM: masked-autoencoder transformer for RNA-seq counts")
+    p = argparse.ArgumentParser(prog="python -m txfm", description="TxFM: masked-autoencoder transformer for RNA-seq counts", epilog=EXIT_CODES_HELP)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_ForwardingParser)
 
     t = sub.add_parser("train", help="train (or resume) a run on a corpus",

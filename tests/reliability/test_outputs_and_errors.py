@@ -460,3 +460,33 @@ def _parser_with(build, func):
                 a.set_defaults(func=func)
         return p
     return b
+
+
+def test_stale_staging_of_killed_process_is_cleaned_or_restored(tmp_path):
+    """Leftovers of a dead PID: a staging folder is deleted; an old output moved aside by a process
+    killed between commit_dir's two renames is put back. A live process's staging stays."""
+    import os
+
+    from common.outputs import remove_stale_staging
+    dead = 2**22 + 777
+    out = tmp_path / "b"
+    (tmp_path / f".b.staging-{dead}-aaaaaaaa").mkdir()
+    moved = _mk(tmp_path / f".b.replaced-{dead}-bbbbbbbb")
+    (moved / "manifest.json").write_text("{}")
+    live = _mk(tmp_path / f".b.staging-{os.getppid()}-cccccccc")
+    remove_stale_staging(out)
+    assert (out / "manifest.json").read_text() == "{}"          # restored
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["b", live.name])
+
+
+def test_training_diverged_is_one_line_exit_2(cli, W, tmp_path, monkeypatch):
+    import txfm.trainer as tr
+
+    def diverge(st):
+        raise tr.TrainingDiverged("loss is not finite at step 1 (loss=nan); lower --lr")
+    monkeypatch.setattr(tr, "_loop", diverge)
+    r = copy(W / "run", tmp_path / "run")
+    with_flag = cli("txfm", *train_args(W, r, "--overwrite"))
+    assert_refused(with_flag, "loss is not finite at step 1", 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]           # the old run stays, no staging
+    assert (r / "last.pt").read_bytes() == (W / "run" / "last.pt").read_bytes()
