@@ -156,8 +156,11 @@ def check_output_file(out: str | os.PathLike, kind: str, is_own: Callable[[Path]
     Write the file with `common.atomic.atomic_path` so a failure leaves the old file and no temp file."""
     out = Path(out)
     for p in protect:
-        if Path(p).resolve() == out.resolve():
+        p = Path(p).resolve()
+        if p == out.resolve():
             raise UserError(f"{out}: this is also an input of the command; choose another --out")
+        if p.is_dir() and p in out.resolve().parents:
+            raise UserError(f"{out}: lies inside the input folder {p}; write it outside that folder")
     if out.is_dir():
         raise UserError(f"{out}: is a folder, expected {a_(kind)} path; pass a file name, e.g. {out}/out")
     probe = out.parent if str(out.parent) else Path(".")

@@ -190,6 +190,9 @@ REFUSED = {
     "txfm-embed-existing-no-flag": _own("txfm", lambda W, t: copy(W / "emb.npz", t / "e.npz"), lambda W, o: _embed(W, o)),
     "txfm-embed-out-is-checkpoint": (
         "txfm", lambda W, t: (_embed(W, W / "run" / "last.pt", "--overwrite"), []), "also an input"),
+    "txfm-baseline-pca-out-inside-corpus": (
+        "txfm", lambda W, t: (["baseline-pca", "--corpus", W / "corpus", "--out", W / "corpus" / "pca.pt"], []),
+        "lies inside the input folder"),
     "txfm-baseline-pca-over-checkpoint": _own(
         "txfm", lambda W, t: copy(W / "run" / "last.pt", t / "model.pt"),
         lambda W, o: ["baseline-pca", "--corpus", W / "corpus", "--out", o, "--overwrite"],
