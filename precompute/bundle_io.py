@@ -101,8 +101,9 @@ def read_manifest(bundle: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise BundleError(f"{path}: not valid JSON ({e}); the bundle is damaged, rebuild it with "
-                          f"`python -m precompute run --checkpoint CKPT --out {bundle} --overwrite --force`") from e
+        raise BundleError(f"{path}: not valid JSON ({e}); the bundle is damaged (and is no longer recognised "
+                          "as one, so it is never overwritten): rebuild it into a new folder with "
+                          "`python -m precompute run --checkpoint CKPT --out bundles/NAME`") from e
     if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
         raise BundleError(f"{path}: format is {found!r}, expected {BUNDLE_FORMAT!r}; "
