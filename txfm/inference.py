@@ -153,6 +153,16 @@ def contextual_gene_embeddings(checkpoint: str | os.PathLike, corpus: str | os.P
     return out.float().numpy()
 
 
+def is_embeddings_file(path: str | os.PathLike) -> bool:
+    """Whether `path` is an embeddings file written by `txfm embed` / `data embed` (an .npz holding 'cls')."""
+    import zipfile
+    try:
+        with zipfile.ZipFile(path) as z:
+            return "cls.npy" in z.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def gene_table(genes: Sequence[str], gene_ids: Sequence[str] | None) -> pd.DataFrame:
     ids = list(gene_ids) if gene_ids else [""] * len(genes)
     return pd.DataFrame({"symbol": list(genes), "ensembl_id": ids})
