@@ -46,8 +46,8 @@ demo: venv references ## demo corpus -> short training -> PCA baseline -> bundle
 	test -f $(DEMO_CORPUS)/manifest.json || $(PY) -m data build-demo --out $(DEMO_CORPUS)
 	test -f $(DEMO_RUN)/last.pt || $(PY) -m txfm train --corpus $(DEMO_CORPUS) --out $(DEMO_RUN) $(DEMO_TRAIN)
 	test -f $(DEMO_RUN)-pca/pca.pt || $(PY) -m txfm baseline-pca --corpus $(DEMO_CORPUS) --out $(DEMO_RUN)-pca/pca.pt
-	$(PY) -m precompute run --checkpoint $(DEMO_RUN)/last.pt --references $(REFERENCES) --out bundles/demo
-	$(PY) -m precompute run --checkpoint $(DEMO_RUN)-pca/pca.pt --baseline pca --references $(REFERENCES) --out bundles/demo-pca
+	$(PY) -m precompute run --checkpoint $(DEMO_RUN)/last.pt --references $(REFERENCES) --out bundles/demo --overwrite
+	$(PY) -m precompute run --checkpoint $(DEMO_RUN)-pca/pca.pt --baseline pca --references $(REFERENCES) --out bundles/demo-pca --overwrite
 	@echo "Starting the app on the demo bundles: http://127.0.0.1:$(PORT)  (Ctrl-C to stop)"
 	$(PY) -m streamlit run app/main.py --server.address 127.0.0.1 --server.port $(PORT) --server.headless true --browser.gatherUsageStats false -- --bundles bundles
 
@@ -62,13 +62,13 @@ results: venv references ## train on ../shared/data (~30 min CPU), precompute Tx
 	test -f $(RESULTS_RUN)/last.pt || $(PY) -m txfm train --corpus $(RESULTS_CORPUS) --out $(RESULTS_RUN) $(RESULTS_TRAIN)
 	test -f $(RESULTS_RUN)-pca/pca.pt || $(PY) -m txfm baseline-pca --corpus $(RESULTS_CORPUS) --out $(RESULTS_RUN)-pca/pca.pt
 	$(PY) -m precompute results --run $(RESULTS_RUN) --pca $(RESULTS_RUN)-pca/pca.pt --references $(REFERENCES) --doc docs/results.md
-	$(PY) -m precompute run --checkpoint $(RESULTS_RUN)/last.pt --references $(REFERENCES) --out bundles/shared
-	$(PY) -m precompute run --checkpoint $(RESULTS_RUN)-pca/pca.pt --baseline pca --references $(REFERENCES) --out bundles/shared-pca
+	$(PY) -m precompute run --checkpoint $(RESULTS_RUN)/last.pt --references $(REFERENCES) --out bundles/shared --overwrite
+	$(PY) -m precompute run --checkpoint $(RESULTS_RUN)-pca/pca.pt --baseline pca --references $(REFERENCES) --out bundles/shared-pca --overwrite
 	$(PY) -m precompute crosscheck --data $(SHARED_DATA) --references $(REFERENCES) --project-baseline $(RESULTS_RUN)-crosscheck
 
 eval: venv references ## perturbation (Papalexi) and cell-type benchmarks of the make-results run, and the ablation grid -> results/, runs/ablation
-	$(PY) -m evaluation perturbation --input $(SHARED_DATA)/papalexi2021_thp1_crispr.h5ad --label-column grna_target --batch-column bio_rep --checkpoint $(RESULTS_RUN)/last.pt --pca $(RESULTS_RUN)-pca/pca.pt --out results/eval-perturbation
-	$(PY) -m evaluation celltype --input $(SHARED_DATA)/pbmc_sorted_reference_mudan.h5ad:cell_type --input $(SHARED_DATA)/pbmc4k_soupx.h5ad:Annotation --checkpoint $(RESULTS_RUN)/last.pt --pca $(RESULTS_RUN)-pca/pca.pt --out results/eval-celltype
+	$(PY) -m evaluation perturbation --input $(SHARED_DATA)/papalexi2021_thp1_crispr.h5ad --label-column grna_target --batch-column bio_rep --checkpoint $(RESULTS_RUN)/last.pt --pca $(RESULTS_RUN)-pca/pca.pt --out results/eval-perturbation --overwrite
+	$(PY) -m evaluation celltype --input $(SHARED_DATA)/pbmc_sorted_reference_mudan.h5ad:cell_type --input $(SHARED_DATA)/pbmc4k_soupx.h5ad:Annotation --checkpoint $(RESULTS_RUN)/last.pt --pca $(RESULTS_RUN)-pca/pca.pt --out results/eval-celltype --overwrite
 	$(PY) -m txfm ablate --corpus $(RESULTS_CORPUS) --out runs/ablation --grid loss=poisson,mse,smoothl1,negbin activation=rect_tanh,relu,clamped_relu preprocessing=libnorm_log1p,log1p reveal=128,32 --dim 64 --depth 2 --heads 4 --max-steps 200 --batch-size 32 --seeds 0 --perturbation-cells 4000
 
 app: venv ## start the app on ./bundles (localhost only)

@@ -189,16 +189,18 @@ def main(argv: list[str] | None = None) -> None:
                             str(a.genes), "--queries", str(a.queries)], cwd=ROOT, capture_output=True, text=True)
         line = next((x for x in r.stdout.splitlines() if x.startswith("RESULT ")), None)
         if r.returncode != 0 or line is None:
-            sys.exit(f"measurement process failed:\n{r.stderr[-4000:]}")
+            sys.exit(f"measurement process failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else '?'} "
+                     "-- rerun `python -m app.bench --worker --dir DIR` to see its output")
         runs.append(json.loads(line[len("RESULT "):]))
         print(f"run {i + 1}/{a.repeats} done", flush=True)
     cmd = "python -m app.bench " + " ".join(sys.argv[1:] if argv is None else argv)
     text = report(runs, cmd.strip())
     print(text)
     if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(text)
+        from common.atomic import atomic_write_text
+        atomic_write_text(a.out, text)
 
 
 if __name__ == "__main__":
-    main()
+    from common.errors import run_main
+    sys.exit(run_main(main))

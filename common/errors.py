@@ -26,6 +26,11 @@ EXIT_INTERRUPTED = 130
 
 DEBUG_FLAG = "--debug"
 
+# For each command's --help (argparse epilog).
+EXIT_CODES_HELP = ("exit codes: 0 done; 1 a check found problems (validate); 2 bad input, option or output folder "
+                   "(one 'error:' line naming the file or option and the fix); 3 internal error; 130 interrupted. "
+                   "Add --debug for the traceback. Output rules: docs/reliability.md")
+
 
 class UserError(Exception):
     """An expected failure whose message names the file or option, the problem and the fix."""
@@ -33,8 +38,20 @@ class UserError(Exception):
 
 # Library messages that advise unsafe loading must never reach a user (they would undo the
 # weights_only / allow_pickle=False protections): such sentences are cut from any message shown.
-_UNSAFE_ADVICE = re.compile(r"[^.;\n]*(weights_only\s*=\s*False|allow_pickle\s*=\s*True|allow_pickle)[^.;\n]*[.;]?",
+_UNSAFE_ADVICE = re.compile(r"weights_only|allow_pickle|safe_globals|allowlist|trust(ed)? (the )?source|"
+                            r"trust this|arbitrary code|can still be loaded|documentation of torch\.load",
                             re.IGNORECASE)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
+
+
+def strip_unsafe_advice(text: str) -> str:
+    """`text` without the sentences that advise loading a file unsafely (torch's `weights_only=False`,
+    numpy's `allow_pickle=True`, allow-listing globals), keeping the diagnosis (e.g. the refused type)."""
+    text = _ANSI.sub("", str(text))
+    text = re.sub(r"\s*when allow_pickle\s*=\s*False", " (object arrays are refused for safety)", text)
+    kept = [s.strip() for s in _SENTENCE.split(text) if s.strip() and not _UNSAFE_ADVICE.search(s)]
+    return " ".join(kept)
 
 _OS_FIXES = {
     errno.ENOSPC: "the disk is full; free some space or write to another folder",
@@ -52,7 +69,7 @@ _OS_FIXES = {
 
 def one_line(text: str) -> str:
     """Collapse a message to one line and cut advice to load files unsafely."""
-    text = _UNSAFE_ADVICE.sub("", str(text))
+    text = strip_unsafe_advice(text)
     parts = [p.strip() for p in str(text).splitlines() if p.strip()]
     line = "; ".join(parts) if parts else "unknown error"
     return re.sub(r"\s+", " ", line).strip()

@@ -30,6 +30,11 @@ STAGE_TAG = ".staging-"
 OLD_TAG = ".replaced-"
 
 
+def a_(kind: str) -> str:
+    """'a bundle', 'an ablation folder'."""
+    return f"{'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind}"
+
+
 def is_empty_dir(path: Path) -> bool:
     return path.is_dir() and all(p.name in IGNORABLE_FILES for p in path.iterdir())
 
@@ -56,28 +61,62 @@ def check_output_target(out: str | os.PathLike, kind: str, is_own: Callable[[Pat
     probe = parent
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise UserError(f"{probe}: is a file, so no folder can be created there; choose another --out")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise UserError(f"{probe}: folder is not writable; choose an --out in a folder you can write to")
     if not out.exists() or is_empty_dir(out):
         return False
     if not is_own(out):
-        raise UserError(f"{out}: exists and is not a {kind} ({_describe(out)}); it is left untouched -- "
+        raise UserError(f"{out}: exists and is not {a_(kind)} ({_describe(out)}); it is left untouched -- "
                         f"choose a new --out (or move that folder away yourself)")
     if not replace:
-        raise UserError(f"{out}: a {kind} already exists there; pass {flag} to replace it, or choose a new --out")
+        raise UserError(f"{out}: {a_(kind)} already exists there; pass {flag} to replace it, or choose a new --out")
     return True
 
 
 def stage_dir(out: Path) -> Path:
-    """A fresh hidden sibling of `out` to build in (unique, so concurrent runs never share one)."""
-    return out.parent / f".{out.name}{STAGE_TAG}{uuid.uuid4().hex[:8]}"
+    """A fresh hidden sibling of `out` to build in: `.NAME.staging-PID-XXXXXXXX` (unique, so concurrent
+    runs never share one; the PID lets a later run recognise the leftover of a killed process)."""
+    return out.parent / f".{out.name}{STAGE_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:          # EPERM: alive, someone else's
+        return True
+    return True
+
+
+def remove_stale_staging(out: str | os.PathLike) -> list[Path]:
+    """Delete staging/replaced siblings of `out` whose process (PID in the name) is gone; return them.
+
+    They are the tool's own temporary folders, never a user's output. Siblings of a live process
+    (a concurrent run) and names without a PID are left alone.
+    """
+    removed = []
+    out = Path(out)
+    for p in leftover_staging(out):
+        old = OLD_TAG in p.name and STAGE_TAG not in p.name
+        tail = p.name.split(OLD_TAG if old else STAGE_TAG, 1)[1]
+        pid = tail.split("-", 1)[0]
+        if pid.isdigit() and "-" in tail and not _pid_alive(int(pid)) and int(pid) != os.getpid():
+            if old and not out.exists():
+                os.replace(p, out)     # killed between the two renames of commit_dir: restore the old output
+                continue
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def commit_dir(work: Path, out: Path) -> Path:
     """Move a finished `work` folder onto `out`; an existing `out` is replaced only now."""
     work, out = Path(work), Path(out)
     if out.exists():
-        old = out.parent / f".{out.name}{OLD_TAG}{uuid.uuid4().hex[:8]}"
+        old = out.parent / f".{out.name}{OLD_TAG}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         os.replace(out, old)
         try:
             os.replace(work, out)
@@ -97,6 +136,7 @@ def staged_output(out: str | os.PathLike, kind: str, is_own: Callable[[Path], bo
     out = Path(out)
     check_output_target(out, kind, is_own, replace, flag=flag, protect=protect)
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(out)
     work = stage_dir(out)
     work.mkdir()
     try:
@@ -107,6 +147,36 @@ def staged_output(out: str | os.PathLike, kind: str, is_own: Callable[[Path], bo
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+
+
+def check_output_file(out: str | os.PathLike, kind: str, is_own: Callable[[Path], bool], replace: bool,
+                      flag: str = "--overwrite", protect: Iterable[str | os.PathLike] = ()) -> bool:
+    """The single-file version of `check_output_target`: refuse a folder, a file that is not a KIND,
+    an existing KIND without `flag`, or an input as output; return True when a KIND will be replaced.
+    Write the file with `common.atomic.atomic_path` so a failure leaves the old file and no temp file."""
+    out = Path(out)
+    for p in protect:
+        p = Path(p).resolve()
+        if p == out.resolve():
+            raise UserError(f"{out}: this is also an input of the command; choose another --out")
+        if p.is_dir() and p in out.resolve().parents:
+            raise UserError(f"{out}: lies inside the input folder {p}; write it outside that folder")
+    if out.is_dir():
+        raise UserError(f"{out}: is a folder, expected {a_(kind)} path; pass a file name, e.g. {out}/out")
+    probe = out.parent if str(out.parent) else Path(".")
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise UserError(f"{probe}: is a file, so no folder can be created there; choose another --out")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{probe}: folder is not writable; choose an --out in a folder you can write to")
+    if not out.exists():
+        return False
+    if not is_own(out):
+        raise UserError(f"{out}: exists and is not {a_(kind)}; it is left untouched -- choose a new --out")
+    if not replace:
+        raise UserError(f"{out}: {a_(kind)} already exists there; pass {flag} to replace it, or choose a new --out")
+    return True
 
 
 def leftover_staging(out: str | os.PathLike) -> list[Path]:

@@ -10,14 +10,26 @@ import json
 import sys
 from pathlib import Path
 
+from common.atomic import atomic_write_text
+from common.errors import EXIT_CODES_HELP, UserError
+
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------- fetch-references
+def _is_references(path: Path) -> bool:
+    """A reference folder (or the download cache of an interrupted first fetch): fetch-references' own."""
+    return (path / "manifest.json").is_file() or (path / "downloads").is_dir()
+
+
 def run_fetch_references(args: argparse.Namespace) -> int:
+    from common.outputs import check_output_target
     from data.references import fetch_references
+    # fetch-references updates its own folder in place (tables staged and moved in when all succeeded);
+    # it never writes into a folder that is not a reference folder.
+    check_output_target(args.out, "reference folder", _is_references, replace=True)
     man = fetch_references(args.out, force=args.force, go_min_size=args.go_min_size,
                            go_max_size=args.go_max_size, go_relations=args.go_relations,
                            go_evidence=args.go_evidence, log=_log)
@@ -85,13 +97,15 @@ def run_map_genes(args: argparse.Namespace) -> int:
     for path in args.files:
         path = Path(path)
         if not path.exists():
-            raise SystemExit(f"{path}: no such file")
+            raise UserError(f"{path}: no such file; check the path")
         res = table.map(read_identifiers(path, args.column))
         s = mapping_summary(res)
         rows.append((path, s, res))
         if args.out:
             out = Path(args.out) / f"{path.name}.mapping.tsv"
-            from data.registry import atomic_write_text
+            if out.exists() and not args.overwrite:
+                raise UserError(f"{out}: already exists; pass --overwrite to replace the mapping files, or "
+                                "choose another --out")
             atomic_write_text(out, res.to_csv(sep="\t", index=False))
     if args.json:
         print(json.dumps({str(p): s for p, s, _ in rows}, indent=1))
@@ -124,7 +138,9 @@ def register_map_genes(sub) -> None:
                    help="var column (h5ad) or CSV column holding the identifiers "
                    "(default: var_names / first column)")
     p.add_argument("--out", default=None,
-                   help="folder to write FILE.mapping.tsv with one row per identifier")
+                   help="folder to write FILE.mapping.tsv with one row per identifier (only those files are "
+                   "written; an existing one is replaced only with --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing FILE.mapping.tsv files in --out")
     p.add_argument("--examples", type=int, default=0,
                    help="print this many unmapped and ambiguous examples per file to stderr")
     p.add_argument("--json", action="store_true", help="print the summaries as JSON instead")
@@ -141,7 +157,7 @@ SUBCOMMANDS = [register_fetch_references, register_map_genes, *BUILD_SUBCOMMANDS
 def build_parser() -> argparse.ArgumentParser:
     """The `python -m data` parser with every registered subcommand."""
     parser = argparse.ArgumentParser(prog="python -m data", description="TxFM data room: "
-                                     "reference tables, gene identifiers, corpora.")
+                                     "reference tables, gene identifiers, corpora.", epilog=EXIT_CODES_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in SUBCOMMANDS:
         register(sub)
@@ -149,15 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse `argv` and run the chosen subcommand; registry/input errors exit 1 with the message."""
-    from data.registry import RegistryError
+    """Parse `argv` and run the chosen subcommand; errors propagate to `common.errors.run_main`
+    (registry, input and output errors: one line on stderr, exit 2)."""
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (RegistryError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    return args.func(args)
+
+
+def expected_errors() -> tuple[type[BaseException], ...]:
+    from data.registry import RegistryError
+    return (RegistryError,)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.errors import run_main
+    sys.exit(run_main(main, expected=expected_errors()))

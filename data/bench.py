@@ -78,14 +78,23 @@ def _gene_table_arg() -> str:
     return "default" if Path("cache/references/genes/genes.tsv").exists() else "none"
 
 
+SCRATCH_MARKER = ".data-bench-scratch"
+
+
 def run_benchmarks(shared: str | Path = "../shared/data", work: str | Path = "bench-out/data",
                    budget_gb: float = 0.75, target_gb: float = 1.5, out: str | Path | None = None) -> str:
     """Run the three measurements, print a Markdown table and return it (also written to ``out``)."""
     from data.corpus_build import BuildConfig, build_corpus
 
+    from common.errors import UserError
     shared, work = Path(shared), Path(work)
+    marker = work / SCRATCH_MARKER
+    if work.exists() and any(work.iterdir()) and not marker.is_file():
+        raise UserError(f"{work}: exists and is not a data-bench scratch folder; it is left untouched -- "
+                        "choose another --work (it is deleted after the benchmark)")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    marker.write_text("scratch folder of `python -m data bench`; deleted when the benchmark ends\n")
     rows = []
     try:
         src = largest_file(shared)
@@ -114,6 +123,6 @@ def run_benchmarks(shared: str | Path = "../shared/data", work: str | Path = "be
     text = "\n".join(lines)
     print(text)
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text + "\n")
+        from common.atomic import atomic_write_text
+        atomic_write_text(out, text + "\n")
     return text

@@ -14,9 +14,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +26,13 @@ from tqdm import tqdm
 from data.build_report import render_markdown
 from data.curation import CurationConfig, cell_filter, cell_threshold, dataset_kind, gene_threshold, \
     pca_consistency, phenoprint_keep, row_hashes
+from common.atomic import atomic_write_text
 from common.options import check_range
+from common.outputs import check_output_target, staged_output
 from data.harmonise import MIN_MAPPED_FRACTION, GeneMapping, check_gene_ids, map_genes, normalise_obs, parse_obs_map
 from data.readers import DataError, SourceReader, check_counts, check_not_empty, check_sample_ids, open_sources, \
     transpose_fix
-from txfm.corpus import CorpusWriter
+from txfm.corpus import CorpusWriter, is_corpus
 
 
 @dataclass(frozen=True)
@@ -242,10 +243,7 @@ def _write(states, genes, gene_ids, out: Path, config: BuildConfig, bar: tqdm) -
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def build_corpus(sources: list[str | os.PathLike], out: str | os.PathLike, config: BuildConfig = BuildConfig(),
@@ -259,8 +257,15 @@ def build_corpus(sources: list[str | os.PathLike], out: str | os.PathLike, confi
     """
     t0 = time.time()
     out = Path(out)
-    if out.exists() and not config.overwrite:
-        raise DataError(f"{out} already exists; choose another --out or pass --overwrite")
+    # Refused before any reading: a folder that is not a corpus (never replaced), a corpus without
+    # --overwrite, an --out holding one of the sources, an unwritable parent.
+    check_output_target(out, "corpus", is_corpus, config.overwrite, protect=[Path(s) for s in sources])
+    with staged_output(out, "corpus", is_corpus, config.overwrite, protect=[Path(s) for s in sources]) as work:
+        return _build_into(work, out, sources, config, gene_table, log, t0)
+
+
+def _build_into(work: Path, out: Path, sources, config: BuildConfig, gene_table, log, t0: float) -> dict:
+    """build_corpus's body: the corpus and its reports are written into `work` (renamed onto `out` after)."""
     rules = parse_obs_map(list(config.obs_map))
     table = _load_table(gene_table) if gene_table is None or isinstance(gene_table, (str, os.PathLike)) \
         else gene_table
@@ -279,13 +284,10 @@ def build_corpus(sources: list[str | os.PathLike], out: str | os.PathLike, confi
     if not any(st.keep.any() for st in states):
         raise DataError(f"{out}: the filters removed every sample; lower --min-genes / --min-counts")
     with tqdm(total=total, desc="pass 2/2: writing", unit="samples", disable=None) as bar:
-        stats = _write(states, genes, gene_ids, out, config, bar)
+        stats = _write(states, genes, gene_ids, work, replace(config, overwrite=True), bar)
     report = _report(states, stats, genes, n_dropped, out, config, gene_table, t0, t1)
-    try:
-        _atomic_write(out / "report.json", json.dumps(report, indent=1, default=str))
-        _atomic_write(out / "report.md", render_markdown(report))
-    except OSError as e:
-        log(f"warning: corpus written but its report could not be saved ({e})")
+    _atomic_write(work / "report.json", json.dumps(report, indent=1, default=str))
+    _atomic_write(work / "report.md", render_markdown(report))
     log(render_markdown(report, brief=True))
     return report
 

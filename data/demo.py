@@ -147,8 +147,12 @@ def build_demo(out: str | Path = "corpora/demo", cache: str | Path = "cache/demo
     t0 = time.time()
     cache = Path(cache)
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise DataError(f"{out} already exists; pass --overwrite to rebuild it")
+    from common.outputs import check_output_target
+    from txfm.corpus import is_corpus
+    # refused before any download: a folder that is not a corpus, a corpus without --overwrite,
+    # an --out holding the download cache or the shared data
+    check_output_target(out, "corpus", is_corpus, overwrite,
+                        protect=[cache] + ([Path(shared)] if with_shared else []))
     log("fetching demo sources from the package registries (cached in " f"{cache}/downloads)")
     sources: list[Path] = [pbmc68k_source(cache, log), human_gender_source(cache, log)]
     if with_shared:

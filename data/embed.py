@@ -83,13 +83,14 @@ def read_user_counts(path: str | Path, gene_table="default", layer: str = "auto"
 def run_embed(args: argparse.Namespace) -> int:
     from common.atomic import atomic_path
     from common.options import check_range
-    from txfm.inference import embed
+    from common.outputs import check_output_file
+    from txfm.inference import embed, is_embeddings_file
 
     check_range("batch_size", args.batch_size, lo=1, integer=True, what="samples per forward pass")
     check_range("max_genes", args.max_genes, lo=1, integer=True, none_ok=True, what="genes shown to the encoder")
     out = Path(args.out)
-    if out.is_dir():
-        raise DataError(f"{out}: is a folder; --out is the .npz file to write")
+    check_output_file(out, "TxFM embeddings file (.npz written by txfm embed)", is_embeddings_file, args.overwrite,
+                      protect=[args.checkpoint, args.input])
     if not Path(args.checkpoint).is_file():
         raise DataError(f"{args.checkpoint}: no such checkpoint file; pass a .pt written by `python -m txfm train`")
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
@@ -118,6 +119,7 @@ def register_embed(sub) -> None:
     p.add_argument("--checkpoint", required=True, help="a TxFM checkpoint (.pt)")
     p.add_argument("--input", required=True, help="count file or 10x folder (raw counts)")
     p.add_argument("--out", required=True, help="output .npz with 'cls' (n, d), 'sample_id' and optionally 'layers'")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing embeddings file at --out")
     p.add_argument("--max-genes", type=int, default=None, help="cap on genes shown to the encoder (default: training K)")
     p.add_argument("--all-layers", action="store_true", help="also save the CLS state after each block")
     p.add_argument("--batch-size", type=int, default=256, help="samples per forward pass (default: %(default)s)")

@@ -6,7 +6,6 @@ needed). Every download is cached in a folder so later runs work offline.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -17,6 +16,9 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
+from common.atomic import atomic_write_text as _common_write_text
+from common.atomic import sha256_file as _common_sha256
+
 
 class RegistryError(RuntimeError):
     """A registry download failed; the message names the package and the command."""
@@ -24,28 +26,13 @@ class RegistryError(RuntimeError):
 
 # ---------------------------------------------------------------------- small file helpers
 def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """Hex sha256 of a file's bytes (common.atomic.sha256_file)."""
+    return _common_sha256(path)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write `text` to a temp file beside `path`, then rename it over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are shared read-only files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write `text` to a temp file beside `path`, then rename it over `path` (common.atomic)."""
+    return _common_write_text(path, text)
 
 
 def _run(cmd: list[str], what: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

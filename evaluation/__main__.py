@@ -1,5 +1,8 @@
+"""`python -m evaluation ...`: see evaluation/cli.py."""
 import sys
+
+from common.errors import run_main
 
 from .cli import main
 
-sys.exit(main())
+sys.exit(run_main(main))

@@ -11,7 +11,6 @@ so an interrupted grid continues where it stopped.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -23,7 +22,10 @@ from tqdm.auto import tqdm
 from .checkpoint_scores import RecallSettings, gene_subset, perturbation_scores, recall_scores
 from .grid import Budget, configs, find_screen, parse_grid, train_variant, variant_name, variants
 from .perturbation import PerturbationParams, params_dict
-from .report import atomic_write_text, markdown_table, write_csv, write_json
+from common.errors import UserError
+from common.outputs import check_output_target
+
+from .report import atomic_write_text, is_ablation_folder, markdown_table, write_csv, write_json
 
 SCORES = ["final_loss", "val_loss", "recall_codebook", "rank_codebook", "recall_decoder", "rank_decoder",
           "pert_consistency", "pert_consistency_p10", "pert_loo_cosine", "pert_knn_top1", "pert_knn_top5",
@@ -48,6 +50,8 @@ def run_ablation(corpus: str, grid: dict[str, list], out: str | Path, budget: Bu
 
     t0 = time.perf_counter()
     out = Path(out)
+    # An ablation folder is continued (finished identical runs are reused); any other folder is refused.
+    check_output_target(out, "ablation folder", is_ablation_folder, replace=True, protect=[corpus])
     c = Corpus(corpus)
     vs = variants(grid, design)
     ref = vs[0]
@@ -234,20 +238,15 @@ def main(argv: list[str] | None = None, prog: str = "python -m evaluation ablate
     try:
         seeds = tuple(int(s) for s in ns.seeds.split(",") if s.strip())
     except ValueError:
-        print(f"error: --seeds {ns.seeds!r}: write integers separated by commas", file=sys.stderr)
-        return 2
-    try:
-        summary = run_ablation(
-            ns.corpus, parse_grid(ns.grid), ns.out,
-            Budget(ns.preset, ns.dim, ns.depth, ns.heads, ns.max_steps, ns.batch_size, ns.reveal, ns.lr, seeds,
-                   ns.workers, ns.device),
-            ns.design, None if ns.references == "none" else ns.references, ns.perturbation_dataset,
-            ns.perturbation_cells, PerturbationParams(control=ns.control, n_null=ns.n_null),
-            RecallSettings(ns.recall_min_samples, ns.n_nulls, ns.null_size), progress=not ns.quiet,
-            only_finished=ns.only_finished)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise UserError(f"--seeds {ns.seeds!r}: write integers separated by commas, e.g. 0,1,2") from None
+    summary = run_ablation(
+        ns.corpus, parse_grid(ns.grid), ns.out,
+        Budget(ns.preset, ns.dim, ns.depth, ns.heads, ns.max_steps, ns.batch_size, ns.reveal, ns.lr, seeds,
+               ns.workers, ns.device),
+        ns.design, None if ns.references == "none" else ns.references, ns.perturbation_dataset,
+        ns.perturbation_cells, PerturbationParams(control=ns.control, n_null=ns.n_null),
+        RecallSettings(ns.recall_min_samples, ns.n_nulls, ns.null_size), progress=not ns.quiet,
+        only_finished=ns.only_finished)
     print(markdown_table(display_table(summary)))
     print(f"table -> {Path(ns.out) / 'ablation.md'}, plot -> {Path(ns.out) / 'ablation.png'}")
     return 0

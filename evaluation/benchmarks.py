@@ -15,7 +15,9 @@ from . import embeddings as emb
 from .celltype import CellTypeParams, evaluate_celltypes
 from .inputs import LabelledCounts, read_input, references_gene_table
 from .perturbation import PerturbationParams, evaluate_embedding, params_dict
-from .report import markdown_table, write_csv, write_json, atomic_write_text
+from common.outputs import check_output_target, staged_output
+
+from .report import atomic_write_text, markdown_table, result_folder_test, write_csv, write_json
 
 
 def check_options(max_cells=None, max_genes=None, batch_size=256, dataset_pca=0) -> None:
@@ -56,11 +58,15 @@ def run_perturbation(input_path: str, out_dir: str | os.PathLike, checkpoint: st
                      layer: str | None = None, label_column: str = "perturbation", batch_column: str = "batch",
                      params: PerturbationParams = PerturbationParams(), log1p: bool = True, shuffled: bool = True,
                      max_cells: int | None = None, max_genes: int | None = None, batch_size: int = 256,
-                     device: str = "cpu") -> pd.DataFrame:
+                     device: str = "cpu", overwrite: bool = False) -> pd.DataFrame:
     """Perturbation benchmark on one screen; writes perturbation.{csv,md}, consistency.csv,
-    mean_recall.csv and run.json into ``out_dir``. Returns the metrics table (one row per embedding)."""
+    mean_recall.csv and run.json into ``out_dir`` (an existing result folder is replaced only with
+    ``overwrite``; any other folder is refused). Returns the metrics table (one row per embedding)."""
     t0 = time.perf_counter()
     check_options(max_cells, max_genes, batch_size)
+    is_own = result_folder_test("perturbation.csv")
+    inputs = [p for p in (input_path, checkpoint, pca, references) if p]
+    check_output_target(out_dir, "perturbation result folder", is_own, overwrite, protect=inputs)
     data = read_input(input_path, dataset, layer, gene_table=references_gene_table(references))
     labels, batch = data.column(label_column), data.column(batch_column)
     if max_cells and data.counts.shape[0] > max_cells:
@@ -87,7 +93,14 @@ def run_perturbation(input_path: str, out_dir: str | os.PathLike, checkpoint: st
         if rec is not None:
             recs.append(rec.assign(embedding=name))
     table = pd.DataFrame(rows)
-    out = Path(out_dir)
+    with staged_output(out_dir, "perturbation result folder", is_own, overwrite, protect=inputs) as out:
+        _write_perturbation(out, table, cons, recs, input_path, dataset, labels, data, label_column, batch_column,
+                            checkpoint, pca, references, params, info, t0)
+    return table
+
+
+def _write_perturbation(out, table, cons, recs, input_path, dataset, labels, data, label_column, batch_column,
+                        checkpoint, pca, references, params, info, t0) -> None:
     write_csv(table, out / "perturbation.csv")
     write_csv(pd.concat(cons, ignore_index=True), out / "consistency.csv")
     if recs:
@@ -98,7 +111,6 @@ def run_perturbation(input_path: str, out_dir: str | os.PathLike, checkpoint: st
                 "label_counts": pd.Series(labels).value_counts().to_dict(), "checkpoint": checkpoint,
                 "pca": pca, "references": references, "params": params_dict(params), "embeddings": info,
                 "seconds": round(time.perf_counter() - t0, 1)}, out / "run.json")
-    return table
 
 
 def summary_columns(table: pd.DataFrame) -> pd.DataFrame:
@@ -120,11 +132,15 @@ def parse_labelled_input(spec: str) -> tuple[str, str]:
 def run_celltype(inputs: list[str], out_dir: str | os.PathLike, checkpoint: str | None = None,
                  pca: str | None = None, params: CellTypeParams = CellTypeParams(), dataset_pca: int = 50,
                  shuffled: bool = True, max_genes: int | None = None, batch_size: int = 256,
-                 device: str = "cpu", max_cells: int | None = None) -> pd.DataFrame:
-    """Cell-type benchmark on labelled datasets ('PATH:COLUMN'); writes celltype.{csv,md} and run.json.
+                 device: str = "cpu", max_cells: int | None = None, overwrite: bool = False) -> pd.DataFrame:
+    """Cell-type benchmark on labelled datasets ('PATH:COLUMN'); writes celltype.{csv,md} and run.json
+    (an existing result folder is replaced only with ``overwrite``; any other folder is refused).
     max_cells: random subsample of each dataset (default: all cells)."""
     t0 = time.perf_counter()
     check_options(max_cells, max_genes, batch_size, dataset_pca)
+    is_own = result_folder_test("celltype.csv")
+    protect = [p for p in [checkpoint, pca] + [s.rpartition(":")[0] for s in inputs] if p]
+    check_output_target(out_dir, "cell-type result folder", is_own, overwrite, protect=protect)
     rows, infos = [], {}
     for spec in inputs:
         path, col = parse_labelled_input(spec)
@@ -145,13 +161,12 @@ def run_celltype(inputs: list[str], out_dir: str | os.PathLike, checkpoint: str 
             rows.append({"dataset": Path(path).stem, "label_column": col, "embedding": name, "dims": int(z.shape[1]),
                          **evaluate_celltypes(z, lab, params)})
     table = pd.DataFrame(rows)
-    out = Path(out_dir)
-    write_csv(table, out / "celltype.csv")
-    head = ["dataset", "embedding", "n_cells", "n_labels", "knn_accuracy", "knn_balanced_accuracy"]
-    res = [c for r in params.resolutions for c in (f"ari@{r:g}", f"nmi@{r:g}", f"n_clusters@{r:g}")]
-    atomic_write_text(out / "celltype.md", markdown_table(table[head + res]))
-    write_json({"inputs": inputs, "checkpoint": checkpoint, "pca": pca, "params": asdict(params),
-                "max_genes": max_genes, "max_cells": max_cells,
-                "dataset_pca": dataset_pca, "embeddings": infos, "seconds": round(time.perf_counter() - t0, 1)},
-               out / "run.json")
+    with staged_output(out_dir, "cell-type result folder", is_own, overwrite, protect=protect) as out:
+        write_csv(table, out / "celltype.csv")
+        head = ["dataset", "embedding", "n_cells", "n_labels", "knn_accuracy", "knn_balanced_accuracy"]
+        res = [c for r in params.resolutions for c in (f"ari@{r:g}", f"nmi@{r:g}", f"n_clusters@{r:g}")]
+        atomic_write_text(out / "celltype.md", markdown_table(table[head + res]))
+        write_json({"inputs": inputs, "checkpoint": checkpoint, "pca": pca, "params": asdict(params),
+                    "max_genes": max_genes, "max_cells": max_cells, "dataset_pca": dataset_pca,
+                    "embeddings": infos, "seconds": round(time.perf_counter() - t0, 1)}, out / "run.json")
     return table

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from common.errors import EXIT_CODES_HELP
+
 from .celltype import CellTypeParams
 from .perturbation import PerturbationParams
 
@@ -16,7 +18,7 @@ def _perturbation(ns: argparse.Namespace) -> int:
                                 n_null=ns.n_null, alpha=ns.alpha, seed=ns.seed)
     table = run_perturbation(ns.input, ns.out, ns.checkpoint, ns.pca, None if ns.references == "none" else ns.references,
                              ns.dataset, ns.layer, ns.label_column, ns.batch_column, params, ns.log1p, ns.shuffled,
-                             ns.max_cells, ns.max_genes, ns.batch_size, ns.device)
+                             ns.max_cells, ns.max_genes, ns.batch_size, ns.device, overwrite=ns.overwrite)
     print(markdown_table(summary_columns(table)))
     print(f"results -> {ns.out}")
     return 0
@@ -28,7 +30,7 @@ def _celltype(ns: argparse.Namespace) -> int:
 
     params = CellTypeParams(k=ns.k, resolutions=tuple(ns.resolutions), ignore=tuple(ns.ignore), seed=ns.seed)
     table = run_celltype(ns.input, ns.out, ns.checkpoint, ns.pca, params, ns.dataset_pca, ns.shuffled,
-                         ns.max_genes, ns.batch_size, ns.device, ns.max_cells)
+                         ns.max_genes, ns.batch_size, ns.device, ns.max_cells, overwrite=ns.overwrite)
     print(markdown_table(table))
     print(f"results -> {ns.out}")
     return 0
@@ -60,7 +62,9 @@ def _ablate(ns: argparse.Namespace) -> int:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=None, help="TxFM checkpoint (.pt) whose CLS embeddings are scored")
     p.add_argument("--pca", default=None, help="PCA baseline file (python -m txfm baseline-pca) on the same corpus")
-    p.add_argument("--out", required=True, help="result folder (CSV, markdown table, run.json)")
+    p.add_argument("--out", required=True, help="result folder (CSV, markdown table, run.json); an existing one "
+                   "is replaced only with --overwrite, any other existing folder is refused")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing result folder of this benchmark")
     p.add_argument("--max-genes", type=int, default=None, help="genes revealed to TxFM per cell (default: training K)")
     p.add_argument("--batch-size", type=int, default=256, help="cells per TxFM forward pass")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
@@ -87,7 +91,7 @@ class _Forward(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m evaluation",
-                                description="Cell-embedding benchmarks and the ablation runner (docs/evaluation.md)")
+                                description="Cell-embedding benchmarks and the ablation runner (docs/evaluation.md)", epilog=EXIT_CODES_HELP)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Forward)
     d = PerturbationParams()
     q = sub.add_parser("perturbation", help="perturbation benchmark on a CRISPR screen",
@@ -152,13 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse `argv` and run the subcommand; errors propagate to `common.errors.run_main`."""
     ns = build_parser().parse_args(argv)
-    try:
-        return ns.func(ns)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return ns.func(ns)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.errors import run_main
+    sys.exit(run_main(main))

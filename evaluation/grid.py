@@ -142,7 +142,7 @@ def train_variant(tc, mc, progress: bool = True, only_finished: bool = False) ->
         return {"status": "not run", "checkpoint": None, "train_seconds": float("nan")}
     t0 = time.perf_counter()
     try:
-        train(tc, mc, quiet=not progress)
+        train(tc, mc, quiet=not progress, overwrite=True)   # the ablation's own run folder
     except TrainingDiverged as e:
         secs = round(time.perf_counter() - t0, 1)
         write_json({"message": str(e), "seconds": secs, "train_config": asdict(tc), "model_config": asdict(mc)}, marker)

@@ -1,28 +1,37 @@
-"""Writing results: atomic files (temp + rename) and small markdown tables."""
+"""Writing results: atomic files (temp + rename), result folders, small markdown tables.
+
+Result folders (`--out` of perturbation, celltype, ablate) are recognised by the files the command
+itself writes; a folder holding anything else is never written into (common.outputs).
+"""
 from __future__ import annotations
 
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
+
+from common.atomic import atomic_write_text as _atomic_write_text
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write text to a temp file beside ``path`` and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return _atomic_write_text(path, text)
+
+
+def result_folder_test(marker: str) -> Callable[[Path], bool]:
+    """is_own(path) for a benchmark's result folder: run.json plus the command's own MARKER file."""
+    def is_own(path: Path) -> bool:
+        return (Path(path) / "run.json").is_file() and (Path(path) / marker).is_file()
+    return is_own
+
+
+def is_ablation_folder(path: Path) -> bool:
+    """An ablation folder: its runs/ subfolder or its tables."""
+    p = Path(path)
+    return (p / "ablation_runs.csv").is_file() or (p / "ablation.csv").is_file() or (p / "runs").is_dir()
 
 
 def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:

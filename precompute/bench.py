@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.atomic import atomic_write_text
+
 from .bundle_io import now_iso
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
@@ -48,7 +50,8 @@ def run_bench(n_genes: int = 45_000, width: int = 768, umap_epochs: int = 100,
         params = BundleParams(umap_epochs=umap_epochs, seed=seed)
         t1 = time.perf_counter()
         build_bundle(mats, genes, ref, out, {"kind": "txfm", "checkpoint": "random weights (bench)",
-                                            "synthetic": True}, params, force=True, progress=False)
+                                            "synthetic": True}, params, force=True, progress=False,
+                     overwrite=True)
         total = time.perf_counter() - t1
         t2 = time.perf_counter()
         problems = validate_bundle(out)
@@ -99,6 +102,4 @@ def write_into_doc(doc: Path, text: str) -> None:
         body = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, body, flags=re.S)
     else:
         body = body.rstrip() + "\n\n" + block + "\n"
-    tmp = doc.with_name(doc.name + ".tmp")
-    tmp.write_text(body)
-    os.replace(tmp, doc)
+    atomic_write_text(doc, body)

@@ -6,15 +6,15 @@ Light on purpose (numpy, pandas, pyarrow only): the app imports this module thro
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from common.atomic import atomic_path, atomic_write_json, sha256_file  # noqa: F401 (sha256_file re-exported)
+from common.outputs import commit_dir
 
 BUNDLE_FORMAT = "txfm-bundle"
 BUNDLE_FORMAT_VERSION = 1
@@ -31,33 +31,25 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    """Hex sha256 of a file, read in 4 MiB chunks (constant memory)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
-
-
 def partial_dir(out: Path) -> Path:
-    """The temporary sibling folder a bundle is built in before the final rename."""
+    """The hidden `.NAME.partial` sibling older versions built bundles in (and left behind on failure);
+    `python -m precompute run` now builds in `.NAME.staging-PID-XXXX` and removes such leftovers."""
     out = Path(out)
     return out.parent / f".{out.name}{PARTIAL_SUFFIX}"
 
 
+def is_bundle(path: Path) -> bool:
+    """Whether `path` is a folder holding a bundle manifest (finished or not): `precompute`'s own output."""
+    m = Path(path) / MANIFEST
+    try:
+        return m.is_file() and json.loads(m.read_text()).get("format") == BUNDLE_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON to `path` through a temp file + rename so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=False, default=_json_default)
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, obj, default=_json_default)
 
 
 def _json_default(o: Any) -> Any:
@@ -74,20 +66,14 @@ def _json_default(o: Any) -> Any:
 
 def save_npy(path: Path, arr: np.ndarray) -> None:
     """Save an array as .npy (temp + rename); readers memory-map it with np.load(mmap_mode='r')."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, np.ascontiguousarray(arr), allow_pickle=False)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".npy") as tmp:
+        np.save(tmp, np.ascontiguousarray(arr), allow_pickle=False)
 
 
 def save_parquet(path: Path, df: pd.DataFrame) -> None:
     """Save a DataFrame as Parquet without its index (temp + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
 
 
 def file_table(root: Path) -> dict[str, dict[str, Any]]:
@@ -105,16 +91,19 @@ def read_manifest(bundle: Path) -> dict[str, Any]:
     """Read and check a bundle's manifest.json; raise BundleError naming the file and the fix."""
     path = Path(bundle) / MANIFEST
     if not path.is_file():
-        hint = ""
-        if partial_dir(Path(bundle)).exists():
-            hint = f" (an unfinished build is in {partial_dir(Path(bundle))}; rerun `python -m precompute run` to finish it)"
-        raise BundleError(f"{path}: no manifest.json, so this is not a finished bundle{hint}; "
-                          f"build one with `python -m precompute run --out {bundle}`")
+        if not Path(bundle).exists():
+            raise BundleError(f"{bundle}: no such bundle folder; check the path, or build one with "
+                              f"`python -m precompute run --checkpoint CKPT --out {bundle}`")
+        # Never suggest writing into an existing folder that is not a bundle: the user's files live there.
+        raise BundleError(f"{path}: no manifest.json, so {bundle} is not a bundle; point at a bundle folder, "
+                          f"or build one into a NEW folder with `python -m precompute run --checkpoint CKPT "
+                          f"--out bundles/NAME`")
     try:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise BundleError(f"{path}: not valid JSON ({e}); the bundle is damaged, rebuild it with "
-                          f"`python -m precompute run --force`") from e
+        raise BundleError(f"{path}: not valid JSON ({e}); the bundle is damaged (and is no longer recognised "
+                          "as one, so it is never overwritten): rebuild it into a new folder with "
+                          "`python -m precompute run --checkpoint CKPT --out bundles/NAME`") from e
     if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
         raise BundleError(f"{path}: format is {found!r}, expected {BUNDLE_FORMAT!r}; "
@@ -129,19 +118,11 @@ def read_manifest(bundle: Path) -> dict[str, Any]:
 def finalise(work: Path, out: Path, manifest: dict[str, Any]) -> Path:
     """Hash every file in `work`, write the final manifest and rename `work` to `out`.
 
-    An existing `out` is replaced only after the new bundle is complete (old -> trash -> removed).
+    An existing `out` is replaced only after the new bundle is complete (see common.outputs.commit_dir);
+    the caller has already checked that `out` may be replaced.
     """
     work, out = Path(work), Path(out)
     manifest = dict(manifest)
     manifest["files"] = file_table(work)
     write_json_atomic(work / MANIFEST, manifest)
-    if out.exists():
-        trash = out.parent / f".{out.name}.old"
-        if trash.exists():
-            shutil.rmtree(trash)
-        os.replace(out, trash)
-        os.replace(work, out)
-        shutil.rmtree(trash)
-    else:
-        os.replace(work, out)
-    return out
+    return commit_dir(work, out)

@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from common.errors import EXIT_CODES_HELP, UserError
+
 DEFAULT_REFERENCES = "cache/references"
 
 
@@ -41,13 +43,13 @@ def params_from_args(a: argparse.Namespace):
     for item in a.rank:
         name, _, r = item.partition("=")
         if not r.isdigit():
-            raise SystemExit(f"--rank {item!r}: expected MATRIX=R with an integer R, e.g. decoder=256")
+            raise UserError(f"--rank {item!r}: expected MATRIX=R with an integer R, e.g. decoder=256")
         chosen.append((name, int(r)))
     std = dict(DEFAULT_STANDARDISE)
     for item in a.standardise:
         name, _, v = item.partition("=")
         if v not in ("yes", "no"):
-            raise SystemExit(f"--standardise {item!r}: expected MATRIX=yes or MATRIX=no")
+            raise UserError(f"--standardise {item!r}: expected MATRIX=yes or MATRIX=no")
         std[name] = v == "yes"
     return BundleParams(standardise=tuple(std.items()), ranks=tuple(a.ranks) if a.ranks else None, rank_policy=a.rank_policy,
                         chosen_ranks=tuple(chosen), n_nulls=a.n_nulls, null_size=a.null_size,
@@ -64,15 +66,21 @@ def cmd_run(a: argparse.Namespace) -> int:
     mats, genes, source = load_gene_matrices(a.checkpoint, contextual=a.contextual, corpus=a.corpus,
                                              contextual_samples=a.contextual_samples, seed=a.seed)
     if a.baseline == "pca" and source["kind"] != "pca":
-        raise SystemExit(f"{a.checkpoint}: --baseline pca given but the file is a {source['kind']!r} "
+        raise UserError(f"{a.checkpoint}: --baseline pca given but the file is a {source['kind']!r} "
                          "checkpoint; pass the PCA baseline file written by txfm")
     ref = Path(a.references)
     if not ref.is_dir():
-        raise SystemExit(f"{ref}: reference folder not found; run `python -m data fetch-references` "
-                         "or pass --references DIR")
+        raise UserError(f"{ref}: reference folder not found; run `python -m data fetch-references` "
+                        "or pass --references DIR")
+    status: dict = {}
+    protect = [a.checkpoint] + ([a.corpus] if a.corpus else [])
     out = build_bundle(mats, genes, ref, a.out, source, params, force=a.force,
-                       training_metrics=find_training_metrics(a.checkpoint), progress=not a.quiet)
-    print(f"bundle written: {out}")
+                       training_metrics=find_training_metrics(a.checkpoint), progress=not a.quiet,
+                       overwrite=a.overwrite, status=status, protect=tuple(protect))
+    if status.get("status") == "up to date":
+        print(f"bundle up to date (same checkpoint and parameters), nothing written: {out}")
+    else:
+        print(f"bundle {status.get('status', 'written')}: {out}")
     return 0
 
 
@@ -89,24 +97,31 @@ def cmd_validate(a: argparse.Namespace) -> int:
 
 
 def cmd_synthetic(a: argparse.Namespace) -> int:
+    from common.outputs import check_output_target
+
+    from .bundle_io import is_bundle
     from .synthetic import make_synthetic_bundle
+    check_output_target(a.out, "bundle", is_bundle, a.overwrite)   # synthetic always rebuilds every step
     dims = {}
     for item in a.dims:
         name, _, d = item.partition("=")
+        if not d.isdigit() or not name:
+            raise UserError(f"--dims {item!r}: expected NAME=D with an integer width D, e.g. codebook=63")
         dims[name] = int(d)
     params = params_from_args(a) if a.full_params else None
     out = make_synthetic_bundle(a.out, n_genes=a.n_genes, dims=dims, seed=a.seed, params=params,
-                                progress=not a.quiet)
+                                progress=not a.quiet, overwrite=a.overwrite)
     print(f"synthetic bundle written: {out}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m precompute",
-                                description="Turn a TxFM checkpoint or PCA baseline into a Bundle for the app.")
+                                description="Turn a TxFM checkpoint or PCA baseline into a Bundle for the app.", epilog=EXIT_CODES_HELP)
     sub = p.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("run", help="checkpoint -> bundle (skips finished steps unless --force)")
+    r = sub.add_parser("run", help="checkpoint -> bundle (an up-to-date bundle is kept; --overwrite replaces "
+                                   "an outdated one)")
     r.add_argument("--checkpoint", required=True, help="TxFM checkpoint (.pt) or PCA baseline file")
     r.add_argument("--baseline", choices=["pca"], default=None,
                    help="declare that --checkpoint is the PCA baseline file (checked against the file)")
@@ -117,7 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also compute contextual gene embeddings (mean encoder output per gene)")
     r.add_argument("--corpus", default=None, help="corpus for --contextual (default: the checkpoint's corpus)")
     r.add_argument("--contextual-samples", type=int, default=2048, help="samples for --contextual (default 2048)")
-    r.add_argument("--force", action="store_true", help="recompute every step")
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace an existing bundle at --out that was built from another checkpoint or with "
+                        "other parameters (an up-to-date bundle is kept without it; a folder that is not a "
+                        "bundle is never replaced)")
+    r.add_argument("--force", action="store_true",
+                   help="recompute every step (with an existing bundle at --out, also pass --overwrite)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_params(r)
     r.set_defaults(func=cmd_run)
@@ -129,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("synthetic", help="write a bundle from planted-structure random matrices")
     s.add_argument("--out", required=True, help="bundle folder to write")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
     s.add_argument("--n-genes", type=int, default=2000, help="number of genes (default 2000)")
     s.add_argument("--dims", nargs="+", default=["codebook=63", "decoder=128"], metavar="NAME=D",
                    help="matrices and widths (default codebook=63 decoder=128)")
@@ -144,9 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse `argv` and run the subcommand; errors propagate to `common.errors.run_main`."""
     args = build_parser().parse_args(argv)
     return args.func(args)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.errors import run_main
+    sys.exit(run_main(main))

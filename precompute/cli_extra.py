@@ -8,7 +8,7 @@ from pathlib import Path
 def cmd_compare(a: argparse.Namespace) -> int:
     from .compare import compare_bundles
     out = Path(a.out) if a.out else Path(a.a).parent / "comparisons" / f"{Path(a.a).name}__{Path(a.b).name}"
-    res = compare_bundles(a.a, a.b, out, verify_hashes=a.verify)
+    res = compare_bundles(a.a, a.b, out, verify_hashes=a.verify, overwrite=a.overwrite)
     import json
     c = json.loads((res / "comparison.json").read_text())
     print(f"comparison written: {res}")
@@ -50,7 +50,8 @@ def cmd_crosscheck(a: argparse.Namespace) -> int:
     piv.loc["chance"] = [table[table.variant == v].chance.iloc[0] for v in piv.columns[:-1]] + [0]
     print(piv.round(3).to_string())
     if a.out:
-        table.assign(**{k: v for k, v in info.items()}).to_csv(a.out, index=False)
+        from common.atomic import atomic_write_text
+        atomic_write_text(a.out, table.assign(**{k: v for k, v in info.items()}).to_csv(index=False))
     return 0
 
 
@@ -64,7 +65,8 @@ def cmd_results(a: argparse.Namespace) -> int:
            f"--doc {a.doc}")
     write_results_doc(Path(a.doc), table, info, cmd, pair_table, pair_info)
     if a.table:
-        table.to_csv(a.table, index=False)
+        from common.atomic import atomic_write_text
+        atomic_write_text(a.table, table.to_csv(index=False))
     print(f"written {a.doc}")
     return 0
 
@@ -76,6 +78,8 @@ def add_commands(sub, add_params) -> None:
     c.add_argument("b", help="second bundle folder")
     c.add_argument("--out", default=None, help="output folder (default: <parent of A>/comparisons/A__B)")
     c.add_argument("--verify", action="store_true", help="verify every file's sha256 before comparing")
+    c.add_argument("--overwrite", action="store_true",
+                   help="replace an existing comparison at --out (any other existing folder is refused)")
     c.set_defaults(func=cmd_compare)
 
     b = sub.add_parser("bench", help="time a full precompute of two 45,000 x 768 random matrices")

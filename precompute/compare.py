@@ -6,18 +6,26 @@ overlap/A__B.parquet, layout/A__B.parquet, recall.parquet.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy.linalg import orthogonal_procrustes
 
+from common.outputs import check_output_target, staged_output
+
 from .bundle_io import now_iso, save_parquet, write_json_atomic
 from .validate import check_bundle
 
 COMPARISON_FORMAT = "txfm-bundle-comparison"
+
+
+def is_comparison(path: Path) -> bool:
+    """Whether `path` is a folder written by `compare_bundles` (its own kind of output)."""
+    try:
+        return json.loads((Path(path) / "comparison.json").read_text()).get("format") == COMPARISON_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def neighbour_jaccard(nb_a: list[set], nb_b: list[set]) -> np.ndarray:
@@ -45,25 +53,32 @@ def _neighbour_sets(bundle: Path, name: str, symbols: np.ndarray, shared: set) -
             for i, row in enumerate(np.asarray(idx)) if symbols[i] in shared}
 
 
-def compare_bundles(a: Path | str, b: Path | str, out: Path | str, verify_hashes: bool = False) -> Path:
+def compare_bundles(a: Path | str, b: Path | str, out: Path | str, verify_hashes: bool = False,
+                    overwrite: bool = False) -> Path:
     """Write a comparison of bundles `a` and `b` to `out` (atomically) and return it.
+
+    An existing comparison at `out` is replaced only with `overwrite`; any other existing folder,
+    or an `out` that contains `a` or `b`, is refused (UserError) before anything is read.
 
     Matrices with the same name are compared with each other; if the bundles share no matrix
     name (e.g. TxFM vs PCA) every matrix of A is compared with every matrix of B.
     Neighbour sets are restricted to the shared genes before the Jaccard index.
     """
     a, b, out = Path(a), Path(b), Path(out)
+    check_output_target(out, "bundle comparison", is_comparison, overwrite, protect=(a, b))
     ma, mb = check_bundle(a, verify_hashes), check_bundle(b, verify_hashes)
+    with staged_output(out, "bundle comparison", is_comparison, overwrite, protect=(a, b)) as work:
+        _compare_into(work, a, b, ma, mb)
+    return out
+
+
+def _compare_into(work: Path, a: Path, b: Path, ma: dict, mb: dict) -> None:
     ga = pd.read_parquet(a / "genes.parquet")
     gb = pd.read_parquet(b / "genes.parquet")
     sa, sb = ga.symbol.to_numpy(object), gb.symbol.to_numpy(object)
     shared = set(sa) & set(sb)
     common = sorted(set(ma["matrices"]) & set(mb["matrices"]))
     pairs = [(m, m) for m in common] or [(x, y) for x in ma["matrices"] for y in mb["matrices"]]
-    work = out.parent / f".{out.name}.partial"
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
     allg = sorted(set(sa) | set(sb))
     save_parquet(work / "genes.parquet", pd.DataFrame({"symbol": allg, "in_a": [g in set(sa) for g in allg],
                                                        "in_b": [g in set(sb) for g in allg]}))
@@ -94,7 +109,3 @@ def compare_bundles(a: Path | str, b: Path | str, out: Path | str, verify_hashes
         "pairs": [list(p) for p in pairs], "summary": summary,
         "best": {"a": json.loads((a / "recall" / "best.json").read_text()),
                  "b": json.loads((b / "recall" / "best.json").read_text())}})
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(work, out)
-    return out

@@ -115,7 +115,10 @@ def project_baseline_recall(data_dir: Path | str, references_dir: Path | str, wo
     from .references import load_pairs, pairs_to_indices
     from .subspaces import pca_scores
 
+    from common.outputs import check_output_target
     work = Path(work)
+    # its own work folder (genes.txt, corpus/, pca.pt) is reused; any other non-empty folder is refused
+    check_output_target(work, "crosscheck work folder", lambda p: (p / "genes.txt").is_file(), replace=True)
     work.mkdir(parents=True, exist_ok=True)
     _, genes = load_pbmc_matrix(data_dir)
     (work / "genes.txt").write_text("\n".join(genes) + "\n")
@@ -125,7 +128,7 @@ def project_baseline_recall(data_dir: Path | str, references_dir: Path | str, wo
                     "--overwrite", "--genes", str(work / "genes.txt"), "--gene-table", "none",
                     "--min-cells", "0", "--min-genes", "0", "--keep-duplicates"], check=True)
     subprocess.run([sys.executable, "-m", "txfm", "baseline-pca", "--corpus", str(corpus), "--out", str(pca_file),
-                    "--n-components", str(n_components), "--min-cells", "50", "--seed", str(seed)], check=True)
+                    "--overwrite", "--n-components", str(n_components), "--min-cells", "50", "--seed", str(seed)], check=True)
     mats, gtab, meta = gene_matrices(pca_file)
     loadings = mats["pca"]
     sym = gtab.symbol.tolist()

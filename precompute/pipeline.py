@@ -1,9 +1,14 @@
 """build_bundle: gene matrices -> Bundle folder (docs/formats.md "Bundle"), step by step.
 
 Each step is a pure function of its inputs, recorded in manifest.steps with its parameters,
-wall time and finish time. A bundle is built in a hidden sibling folder (`.NAME.partial`) and
-renamed when complete. Re-running skips a step whose parameters (which include fingerprints
-of its inputs) are unchanged and whose earlier steps were all skipped; `force` starts afresh.
+wall time and finish time. A bundle is built in a hidden sibling folder (`.NAME.staging-PID-XXXX`,
+removed on any failure) and renamed onto NAME when complete.
+
+An existing bundle at NAME: when every step's parameters (which include fingerprints of its
+inputs) are unchanged it is up to date and nothing is written. Otherwise it is replaced only with
+`overwrite=True` (`--overwrite`): the still-valid leading steps are reused (hard links) and the rest
+recomputed in the staging folder, which then replaces NAME. `force` recomputes every step.
+A folder that is not a bundle is never written into or deleted.
 """
 from __future__ import annotations
 
@@ -21,8 +26,12 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import references as refs
-from .bundle_io import (BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, MANIFEST, finalise, now_iso,
-                        partial_dir, save_npy, save_parquet, sha256_file, write_json_atomic)
+from common.atomic import atomic_path
+from common.errors import UserError
+from common.outputs import check_output_target, is_empty_dir, remove_stale_staging, stage_dir
+
+from .bundle_io import (BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, MANIFEST, finalise, is_bundle, now_iso,
+                        partial_dir, save_npy, save_parquet, write_json_atomic)
 
 PAPER_RANKS = {"codebook": 32, "decoder": 256, "pca": 1024, "contextual": 256}
 # Column standardisation before the PCA of each matrix. PCA loadings already carry their
@@ -32,6 +41,11 @@ DEFAULT_STANDARDISE = (("pca", False),)
 # The best rank maximises the unweighted mean of the per-source recalls (every source counts
 # once, as the issue's "combined mean recall"); the pooled 'combined' row is also stored.
 BEST_BY = "mean_of_sources"
+# The files each step writes, in step order (a recomputed step and all later ones start clean).
+STEP_FILES_ORDER = (("matrices", ("genes.parquet", "matrices")), ("references", ("references",)),
+                    ("subspaces", ("subspaces",)), ("recall", ("recall",)), ("knn", ("knn",)),
+                    ("umap", ("umap",)), ("modules", ("modules",)), ("enrichment", ("enrichment",)),
+                    ("training", ("training",)))
 
 
 @dataclass(frozen=True)
@@ -170,7 +184,9 @@ def _step_references(ctx: _Ctx) -> dict[str, Any]:
     save_parquet(ctx.work / "references" / "pairs.parquet", pairs[keep].reset_index(drop=True))
     (ctx.work / "references" / "gmt").mkdir(parents=True, exist_ok=True)
     for name, path in libs.items():
-        shutil.copyfile(path, ctx.work / "references" / "gmt" / f"{name}.gmt")
+        # a fresh file, never written through: the folder may hold hard links into an existing bundle
+        with atomic_path(ctx.work / "references" / "gmt" / f"{name}.gmt") as tmp:
+            shutil.copyfile(path, tmp)
     return {"n_pairs": pairs[keep].groupby("source").size().astype(int).to_dict(),
             "libraries": sorted(libs)}
 
@@ -309,7 +325,9 @@ def _step_enrichment(ctx: _Ctx) -> dict[str, Any]:
 def build_bundle(matrices: dict[str, np.ndarray], genes: pd.DataFrame,
                  references_dir: Path | str | None, out_dir: Path | str, source: dict[str, Any],
                  params: BundleParams = BundleParams(), force: bool = False,
-                 training_metrics: pd.DataFrame | None = None, progress: bool = True) -> Path:
+                 training_metrics: pd.DataFrame | None = None, progress: bool = True,
+                 overwrite: bool = False, status: dict | None = None,
+                 protect: tuple = ()) -> Path:
     """Write a complete bundle for some gene matrices.
 
     Args:
@@ -320,8 +338,12 @@ def build_bundle(matrices: dict[str, np.ndarray], genes: pd.DataFrame,
             (then recall has no pairs and enrichment no libraries).
         out_dir: the bundle folder to create (replaced atomically when finished).
         source: provenance for manifest.source (kind, checkpoint, sha256, model_config, ...).
-        force: rebuild every step even when an earlier build/partial build matches.
+        force: rebuild every step even when an existing bundle's steps match.
         training_metrics: optional DataFrame (step, samples_seen, loss, ...) to copy in.
+        overwrite: allow replacing an existing bundle whose steps differ (or with `force`).
+            Without it such a bundle is refused (UserError) before any step is computed.
+        status: if given, filled with {"status": "written" | "replaced" | "up to date"}.
+        protect: input paths that must not lie inside `out_dir`.
     Returns:
         The bundle path. Step timings are in manifest.json["steps"][step]["seconds"].
     """
@@ -329,14 +351,44 @@ def build_bundle(matrices: dict[str, np.ndarray], genes: pd.DataFrame,
     ref_dir = Path(references_dir) if references_dir is not None else None
     matrices = {n: np.asarray(m, dtype=np.float32) for n, m in matrices.items()}
     _check_inputs(matrices, genes)
-    work = partial_dir(out)
-    if force and work.exists():
-        shutil.rmtree(work)
+    protect = tuple(protect) + ((ref_dir,) if ref_dir is not None else ())
+    # refuses a foreign folder, a file, an unwritable parent, an input inside out (replace is decided below)
+    check_output_target(out, "bundle", is_bundle, replace=True, protect=protect)
+    existing = out.is_dir() and not is_empty_dir(out)
+    if existing and force and not overwrite:
+        raise UserError(f"{out}: a bundle already exists there; --force recomputes every step into a new "
+                        "bundle, so also pass --overwrite to replace it (or choose a new --out)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    if not work.exists() and out.exists() and not force and (out / MANIFEST).is_file():
-        shutil.copytree(out, work, copy_function=os.link)   # hard links; writers replace, never edit
+    remove_stale_staging(out)                     # leftovers of killed runs (their PID is gone)
+    if partial_dir(out).is_dir() and is_bundle(partial_dir(out)):
+        shutil.rmtree(partial_dir(out), ignore_errors=True)   # leftover of an older version's failed build
+    work = stage_dir(out)
+    try:
+        return _build_in(work, out, existing, matrices, genes, ref_dir, source, params, force,
+                         training_metrics, progress, overwrite, status)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def _copy_bundle(src: Path, dst: Path) -> None:
+    """Copy a bundle folder with hard links (writers replace files, never edit them), else plain copies."""
+    try:
+        shutil.copytree(src, dst, copy_function=os.link)
+    except OSError:
+        shutil.rmtree(dst, ignore_errors=True)
+        shutil.copytree(src, dst)
+
+
+def _build_in(work: Path, out: Path, existing: bool, matrices, genes, ref_dir, source, params, force,
+              training_metrics, progress, overwrite, status) -> Path:
+    if existing and not force:
+        _copy_bundle(out, work)
     work.mkdir(parents=True, exist_ok=True)
-    old = json.loads((work / MANIFEST).read_text()) if (work / MANIFEST).is_file() else {}
+    try:
+        old = json.loads((work / MANIFEST).read_text()) if (work / MANIFEST).is_file() else {}
+    except ValueError:
+        old = {}
     old_steps = old.get("steps", {}) if not force else {}
     names = list(matrices)
     ctx = _Ctx(work=work, params=params, names=names, references_dir=ref_dir, progress=progress)
@@ -354,6 +406,15 @@ def build_bundle(matrices: dict[str, np.ndarray], genes: pd.DataFrame,
         if not fresh and prev is not None and prev.get("params") == json.loads(json.dumps(step_params)):
             manifest["steps"][step] = prev
             return
+        if existing and not overwrite and not fresh:
+            why = "is missing" if prev is None else "has other inputs or parameters"
+            raise UserError(f"{out}: a bundle built from other inputs or parameters already exists there "
+                            f"(its step {step!r} {why}); pass --overwrite to replace it, or choose a new --out")
+        if not fresh:      # drop the copied files of this step and every later one (no stale files)
+            for later in STEP_FILES_ORDER[[n for n, _ in STEP_FILES_ORDER].index(step):]:
+                for rel in later[1]:
+                    q = work / rel
+                    shutil.rmtree(q, ignore_errors=True) if q.is_dir() else q.unlink(missing_ok=True)
         fresh = True
         t0, c0 = time.perf_counter(), time.process_time()
         summary = fn()
@@ -402,7 +463,11 @@ def build_bundle(matrices: dict[str, np.ndarray], genes: pd.DataFrame,
                          "sha256": hashlib.sha256(pd.util.hash_pandas_object(training_metrics).values
                                                   .tobytes()).hexdigest()},
             lambda: (save_parquet(work / "training" / "metrics.parquet", training_metrics), {})[1])
-    if not fresh and out.exists() and old.get("files") is not None:
+    if not fresh and existing and old.get("files") is not None:
         shutil.rmtree(work)            # nothing changed: keep the finished bundle as it is
+        if status is not None:
+            status["status"] = "up to date"
         return out
+    if status is not None:
+        status["status"] = "replaced" if existing else "written"
     return finalise(work, out, manifest)

@@ -8,12 +8,13 @@ recall-vs-rank PNG and a learning-curve PNG (recall vs training samples seen).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
+
+from common.atomic import atomic_write_text
 
 SOURCES = ["CORUM", "huMAP", "Reactome", "SIGNOR", "StringDB", "combined", "mean_of_sources"]
 
@@ -177,6 +178,4 @@ def write_results_doc(doc: Path, table: pd.DataFrame, info: dict, command: str,
         "Pairs per source: " + ", ".join(f"{k} {v:,}" for k, v in info["n_pairs"].items()) + ".", "",
         *md, "", f"![recall vs rank]({rank_png.name})", "", f"![learning curve]({learn_png.name})", "",
         "Checkpoints: " + ", ".join(Path(c).name for c in info["checkpoints"]) + "."])
-    tmp = doc.with_name(doc.name + ".tmp")
-    tmp.write_text(text + "\n")
-    os.replace(tmp, doc)
+    atomic_write_text(doc, text + "\n")

@@ -123,7 +123,7 @@ def synthetic_training_metrics(n_points: int = 50, seed: int = 0) -> pd.DataFram
 def make_synthetic_bundle(out: Path | str, n_genes: int = 2000,
                           dims: dict[str, int] | None = None, seed: int = 0,
                           params=None, force: bool = True, progress: bool = False,
-                          references_dir: Path | str | None = None) -> Path:
+                          references_dir: Path | str | None = None, overwrite: bool = False) -> Path:
     """A complete, valid bundle from planted-structure matrices (for the app and benchmarks).
 
     Args:
@@ -149,9 +149,9 @@ def make_synthetic_bundle(out: Path | str, n_genes: int = 2000,
     metrics = synthetic_training_metrics(seed=seed)
     if references_dir is not None:
         return build_bundle(mats, genes, references_dir, out, source, params, force=force,
-                            training_metrics=metrics, progress=progress)
+                            training_metrics=metrics, progress=progress, overwrite=overwrite)
     with tempfile.TemporaryDirectory() as tmp:
         ref = write_synthetic_references(Path(tmp) / "references", genes["symbol"].tolist(), blocks,
                                          pairs_per_source=max(200, n_genes), seed=seed)
         return build_bundle(mats, genes, ref, out, source, params, force=force,
-                            training_metrics=metrics, progress=progress)
+                            training_metrics=metrics, progress=progress, overwrite=overwrite)

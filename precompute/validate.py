@@ -166,9 +166,12 @@ def validate_bundle(path: Path | str, verify_hashes: bool = True) -> list[str]:
 
 def check_bundle(path: Path | str, verify_hashes: bool = True) -> dict[str, Any]:
     """Validate and return the manifest; raise BundleError listing every problem otherwise."""
+    from .bundle_io import is_bundle
+    if not is_bundle(Path(path)):
+        read_manifest(Path(path))       # raises the one clear message: missing folder, not a bundle, ...
     problems = validate_bundle(path, verify_hashes=verify_hashes)
     if problems:
         raise BundleError(f"bundle {path} is not valid ({len(problems)} problem(s)):\n  - "
                           + "\n  - ".join(problems)
-                          + "\nRebuild it with `python -m precompute run ... --force`.")
+                          + "\nRebuild it with `python -m precompute run ... --overwrite --force`.")
     return read_manifest(Path(path))

@@ -5,6 +5,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from common.atomic import atomic_path
+from common.errors import EXIT_CODES_HELP, UserError
+from common.outputs import check_output_file
+
 from .cli_args import add_dataclass_args, collect
 from .config import PRESETS, ModelConfig, TrainConfig, model_config
 
@@ -13,22 +17,43 @@ def _train(ns: argparse.Namespace) -> int:
     from .corpus import Corpus
     from .trainer import train
 
-    tc = TrainConfig(**collect(ns, TrainConfig))
+    given = collect(ns, TrainConfig)
+    tc = TrainConfig(**given)
     mc = None
+    if ns.resume and ns.overwrite:
+        raise UserError("--resume and --overwrite: choose one (continue the run, or replace it with a new one)")
     if not ns.resume:
         n_genes = Corpus(tc.corpus).n_genes
         mc = model_config(tc.preset, n_genes, **{k: v for k, v in collect(ns, ModelConfig).items()})
-    last = train(tc, mc, resume=ns.resume)
+    last = train(tc, mc, resume=ns.resume, given={**given, **collect(ns, ModelConfig)} if ns.resume else None,
+                 overwrite=ns.overwrite)
     print(f"checkpoint: {last}")
     return 0
+
+
+def _is_pca_baseline(path: Path) -> bool:
+    """Whether `path` is a PCA baseline file written by `txfm baseline-pca` (checked without loading it)."""
+    import zipfile
+
+    from .baseline import FORMAT
+    try:
+        with zipfile.ZipFile(path) as z:
+            pkl = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
+            return pkl is not None and FORMAT.encode() in z.read(pkl)
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def _embed(ns: argparse.Namespace) -> int:
     import numpy as np
 
-    from .inference import embed
+    from .inference import embed, is_embeddings_file
 
     from .corpus import Corpus, CorpusError
+
+    out = Path(ns.out)
+    check_output_file(out, "TxFM embeddings file (.npz written by txfm embed)", is_embeddings_file, ns.overwrite,
+                      protect=[ns.checkpoint, ns.input])
 
     if not (Path(ns.input).is_dir() and (Path(ns.input) / "manifest.json").is_file()):
         raise CorpusError(f"{ns.input}: not a corpus folder; `python -m txfm embed` embeds a corpus (checked when it "
@@ -41,15 +66,12 @@ def _embed(ns: argparse.Namespace) -> int:
     res = embed(ns.checkpoint, x, genes, max_genes=ns.max_genes, seed=ns.seed, batch_size=ns.batch_size,
                 all_layers=ns.all_layers, device=ns.device)
     print(res.mapping.summary())
-    out = Path(ns.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.npz")
     ids = obs["sample_id"] if "sample_id" in obs else obs.index
     arrays = {"cls": res.cls, "sample_id": np.asarray([str(i) for i in ids], dtype=str)}
     if res.layers is not None:
         arrays["layers"] = res.layers
-    np.savez(tmp, **arrays)
-    tmp.replace(out)
+    with atomic_path(out, suffix=".npz") as tmp:     # a failure leaves the old file and no temp file
+        np.savez(tmp, **arrays)
     print(f"embeddings {res.cls.shape} -> {out}")
     return 0
 
@@ -57,6 +79,7 @@ def _embed(ns: argparse.Namespace) -> int:
 def _baseline(ns: argparse.Namespace) -> int:
     from .baseline import PCAConfig, run_baseline
 
+    check_output_file(ns.out, "PCA baseline file", _is_pca_baseline, ns.overwrite, protect=[ns.corpus])
     out = run_baseline(ns.corpus, ns.out, PCAConfig(**collect(ns, PCAConfig)))
     print(f"PCA baseline -> {out}")
     return 0
@@ -65,6 +88,8 @@ def _baseline(ns: argparse.Namespace) -> int:
 def _bench(ns: argparse.Namespace) -> int:
     from .bench import run_benchmarks
 
+    if Path(ns.out).is_dir():
+        raise UserError(f"{ns.out}: is a folder, expected a markdown file path; pass e.g. {ns.out}/bench.md")
     run_benchmarks(ns.out, quick=ns.quick)
     return 0
 
@@ -91,7 +116,7 @@ class _ForwardingParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m txfm", description="TxFM: masked-autoencoder transformer for RNA-seq counts")
+    p = argparse.ArgumentParser(prog="python -m txfm", description="TxFM: masked-autoencoder transformer for RNA-seq counts", epilog=EXIT_CODES_HELP)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_ForwardingParser)
 
     t = sub.add_parser("train", help="train (or resume) a run on a corpus",
@@ -100,7 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_args(t, TrainConfig, required={"corpus", "out"})
     add_dataclass_args(t, ModelConfig, skip={"n_genes"}, defaults={"dim": "preset", "depth": "preset",
                                                                    "heads": "preset", "drop_path": "preset"})
-    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt exactly")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last.pt exactly; options given with it must equal "
+                        "the run's own, except --corpus, --workers, --device, --log-every, --save-every, "
+                        "--keep-last and --max-steps (e.g. to extend the run)")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace an existing run in --out with a new one (trained beside it, swapped in when "
+                        "finished); without it an existing run is refused. A folder that is not a run is "
+                        "never replaced")
     t.set_defaults(func=_train)
 
     e = sub.add_parser("embed", help="CLS embeddings of a corpus' samples (count files: python -m data embed)")
@@ -108,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--input", required=True, help="a corpus folder (for .h5ad/10x/CSV count files use "
                    "`python -m data embed`, which validates and harmonises them)")
     e.add_argument("--out", required=True, help="output .npz with 'cls' (n, d), 'sample_id' and optionally 'layers'")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing embeddings .npz at --out "
+                   "(any other existing file is refused)")
     e.add_argument("--max-genes", type=int, default=None, help="cap on genes shown to the encoder (default: training K)")
     e.add_argument("--all-layers", action="store_true", help="also save the CLS state after each block")
     e.add_argument("--batch-size", type=int, default=256, help="samples per forward pass (default: 256)")
@@ -120,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("baseline-pca", help="fit the PCA baseline on a corpus")
     b.add_argument("--corpus", required=True, help="corpus directory")
     b.add_argument("--out", required=True, help="output file (.pt, plain types)")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing PCA baseline file at --out "
+                   "(any other existing file is refused)")
     add_dataclass_args(b, PCAConfig)
     b.set_defaults(func=_baseline)
 
@@ -136,13 +172,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse `argv` and run the subcommand; errors propagate to `common.errors.run_main`."""
     ns = build_parser().parse_args(argv)
-    try:
-        return ns.func(ns)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:  # one clear line, no traceback
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return ns.func(ns)
+
+
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """txfm's exceptions that carry a user-facing message (printed in one line, exit 2)."""
+    from .trainer import TrainingDiverged
+    return (TrainingDiverged,)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common.errors import run_main
+    sys.exit(run_main(main, expected=expected_errors()))

@@ -20,6 +20,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from common.atomic import atomic_write_text
+
 from .config import ModelConfig
 from .corpus import CorpusWriter
 from .dataset import BatchSpec, CorpusStream
@@ -158,9 +160,6 @@ def run_benchmarks(out: str | os.PathLike, quick: bool = False) -> str:
         f"throughput is per sample. Theoretical FLOP ratio {theory:.1f}x "
         f"(linear layers ~{(g + 1) / (k + 1):.0f}x, attention ~{((g + 1) / (k + 1)) ** 2:.0f}x).", "", *asym, "",
         "## Corpus reader", "", *reader, ""])
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = Path(out).with_suffix(".tmp")
-    tmp_out.write_text(text)
-    tmp_out.replace(out)
+    atomic_write_text(out, text)
     print(text)
     return text

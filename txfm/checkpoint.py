@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from common.atomic import atomic_path
+from common.errors import strip_unsafe_advice
 
 from . import __version__
 from .config import ModelConfig, TrainConfig, from_dict
@@ -27,16 +29,8 @@ class CheckpointError(ValueError):
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """torch.save to a temp file in the same folder, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:      # a failure (disk full, interrupt) leaves the old file, no temp file
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_file(path: str | os.PathLike, expected_format: str | tuple[str, ...] = FORMAT) -> dict:
@@ -47,7 +41,8 @@ def load_file(path: str | os.PathLike, expected_format: str | tuple[str, ...] = 
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for truncated/corrupt/unsafe files
-        raise CheckpointError(f"{path}: not a readable TxFM checkpoint ({type(e).__name__}: {str(e)[:200]}); "
+        why = f"{type(e).__name__}: {strip_unsafe_advice(str(e))[:200]}"
+        raise CheckpointError(f"{path}: not a readable TxFM checkpoint ({why}); "
                               f"the file may be truncated or corrupt — use another checkpoint of the run") from e
     if not isinstance(ck, dict) or "format" not in ck:
         raise CheckpointError(f"{path}: not a TxFM checkpoint (no 'format' field)")

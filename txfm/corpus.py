@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +19,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+from common.outputs import check_output_target, commit_dir, is_empty_dir, stage_dir
 
 FORMAT = "txfm-corpus"
 FORMAT_VERSION = 1
@@ -66,6 +67,14 @@ def _check_counts(x: sp.csr_matrix, where: str) -> sp.csr_matrix:
     return out
 
 
+def is_corpus(path: str | os.PathLike) -> bool:
+    """Whether `path` is a folder holding a corpus manifest (the corpus writers' own kind of output)."""
+    try:
+        return json.loads((Path(path) / "manifest.json").read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 class CorpusWriter:
     """Write a corpus directory atomically (temp folder, renamed on success).
 
@@ -85,8 +94,7 @@ class CorpusWriter:
             raise CorpusError(f"{self.out}: duplicate genes in the vocabulary: {dup[:5]}; harmonise gene ids first")
         if gene_ids is not None and len(gene_ids) != len(genes):
             raise CorpusError(f"{self.out}: {len(gene_ids)} gene ids for {len(genes)} genes")
-        if self.out.exists() and not overwrite:
-            raise CorpusError(f"{self.out} already exists; choose another --out or pass overwrite")
+        check_output_target(self.out, "corpus", is_corpus, overwrite)   # own kind + flag, or refused
         self.genes = genes
         self.gene_ids = [str(g) if g is not None else "" for g in (gene_ids or [""] * len(genes))]
         self.shard_size = int(shard_size)
@@ -101,7 +109,8 @@ class CorpusWriter:
 
     def __enter__(self) -> "CorpusWriter":
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.tmp-", dir=self.out.parent))
+        self._tmp = stage_dir(self.out)
+        self._tmp.mkdir()
         (self._tmp / "shards").mkdir()
         return self
 
@@ -198,9 +207,9 @@ class CorpusWriter:
             "fingerprint": h.hexdigest(),
         }
         (self._tmp / "manifest.json").write_text(json.dumps(manifest))
-        if self.out.exists() and self.overwrite:
+        if is_empty_dir(self.out):
             shutil.rmtree(self.out)
-        os.replace(self._tmp, self.out)
+        commit_dir(self._tmp, self.out)   # an old corpus is replaced only now (checked in __init__)
 
 
 def _fingerprint_head(genes: list, datasets: list) -> "hashlib._Hash":

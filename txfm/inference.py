@@ -154,6 +154,16 @@ def contextual_gene_embeddings(checkpoint: str | os.PathLike, corpus: str | os.P
     return out.float().numpy()
 
 
+def is_embeddings_file(path: str | os.PathLike) -> bool:
+    """Whether `path` is an embeddings file written by `txfm embed` / `data embed` (an .npz holding 'cls')."""
+    import zipfile
+    try:
+        with zipfile.ZipFile(path) as z:
+            return "cls.npy" in z.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def gene_table(genes: Sequence[str], gene_ids: Sequence[str] | None,
                support: Sequence[int] | None = None) -> pd.DataFrame:
     """(symbol, ensembl_id[, support]) per gene; support = datasets measuring the gene well

@@ -7,10 +7,9 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import torch
@@ -19,7 +18,11 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .checkpoint import load_file, prune, save_checkpoint, vocabulary_mismatch, CheckpointError
+from common.atomic import atomic_path, atomic_write_json, atomic_write_text
+from common.errors import UserError
+from common.outputs import check_output_target, commit_dir, is_empty_dir, remove_stale_staging, stage_dir
+
+from .checkpoint import load_file, prune, save_checkpoint, step_checkpoints, vocabulary_mismatch, CheckpointError
 from .config import ModelConfig, TrainConfig, from_dict
 from .corpus import Corpus
 from .dataset import BatchSpec, CorpusStream, detection_counts, gene_statistics, validation_batches
@@ -95,10 +98,8 @@ def _autocast(device: torch.device, precision: str):
 
 
 def _atomic_copy(src: Path, dst: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", dir=dst.parent)
-    os.close(fd)
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -106,7 +107,49 @@ def _truncate_metrics(path: Path, step: int) -> None:
     if not path.exists():
         return
     rows = [r for r in path.read_text().splitlines() if r.strip() and json.loads(r).get("step", 0) <= step]
-    path.write_text("".join(r + "\n" for r in rows))
+    atomic_write_text(path, "".join(r + "\n" for r in rows))
+
+
+# Options that may differ on --resume without changing what the run computes: where/how it runs and
+# its bookkeeping, plus --max-steps to extend (or shorten, not below the last checkpoint) the run.
+# Every other TrainConfig / ModelConfig option given with --resume must equal the run's own.
+SAFE_ON_RESUME = ("corpus", "out", "workers", "device", "log_every", "save_every", "keep_last", "max_steps")
+
+
+def is_run(path: str | os.PathLike) -> bool:
+    """Whether `path` is a training run folder (the trainer's own kind of output)."""
+    p = Path(path)
+    if (p / "last.pt").is_file() or step_checkpoints(p):
+        return True
+    try:
+        return "train" in json.loads((p / "config.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def _opt(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def resume_changes(stored_train: TrainConfig, stored_model: ModelConfig, given: dict) -> list[str]:
+    """'--opt OLD -> NEW' for every option in `given` (explicitly passed) that differs from the run's
+    stored configs and is not in SAFE_ON_RESUME."""
+    changed = []
+    for name, value in given.items():
+        if name in SAFE_ON_RESUME:
+            continue
+        if name in {f.name for f in fields(TrainConfig)}:
+            old = getattr(stored_train, name)
+        elif name in {f.name for f in fields(ModelConfig)}:
+            old = getattr(stored_model, name)
+        else:
+            continue
+        if name == "precision" and value == "auto":
+            continue                      # 'auto' was resolved when the run started; the resolved value is kept
+        if old != value and not (isinstance(old, (int, float)) and isinstance(value, (int, float)) and
+                                 float(old) == float(value)):
+            changed.append(f"{_opt(name)} {old} -> {value}")
+    return changed
 
 
 @torch.no_grad()
@@ -127,27 +170,58 @@ def evaluate(model: TxFM, batches, device: torch.device, precision: str) -> dict
 
 
 def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool = False,
-          quiet: bool = False) -> Path:
+          quiet: bool = False, given: dict | None = None, overwrite: bool = False) -> Path:
     """Train (or resume) a run; returns the path of the final checkpoint (``out/last.pt``).
 
     model_cfg: the architecture for a new run (its n_genes must equal the corpus vocabulary);
     ignored when resuming (the checkpoint's config is used).
+    given: with `resume`, the options passed explicitly (TrainConfig/ModelConfig field -> value): any
+        that differs from the run's own and is not in SAFE_ON_RESUME is refused, naming each; the safe
+        ones are applied. None (the API default): the run's options are kept, except corpus, out,
+        workers and device taken from `cfg`.
+    overwrite: a new run may replace an existing run at cfg.out (built in a staging sibling and swapped
+        in when training finishes). Without it an existing run is refused (resume it, or choose a new
+        out); a folder that is not a run is always refused.
     """
-    rank, world, device = _dist_setup(cfg.device)
     out = Path(cfg.out)
-    corpus = Corpus(cfg.corpus)
-    corpus.verify()  # edited manifest, damaged or negative shards: refused before any output is written
     ck = None
+    write_dir = out                         # where files go: `out`, or a staging sibling when replacing
     if resume:
         last = out / "last.pt"
         if not last.exists():
             raise CheckpointError(f"{last}: nothing to resume; start the run without --resume")
+    elif out.is_dir() and not is_empty_dir(out) and is_run(out) and not overwrite:
+        raise UserError(f"{out}: a training run already exists there; pass --resume to continue it, "
+                        "--overwrite to replace it, or choose a new --out")
+    else:
+        if check_output_target(out, "training run", is_run, overwrite, protect=[cfg.corpus]):
+            write_dir = stage_dir(out)
+    rank, world, device = _dist_setup(cfg.device)
+    corpus = Corpus(cfg.corpus)
+    corpus.verify()  # edited manifest, damaged or negative shards: refused before any output is written
+    if resume:
         ck = load_file(last)
         if ck["genes"] != corpus.genes:
             raise CheckpointError(vocabulary_mismatch(last, ck["genes"], corpus.genes))
-        cfg = replace(from_dict(TrainConfig, ck["train_config"]), out=cfg.out, corpus=cfg.corpus,
-                      workers=cfg.workers, device=cfg.device)
+        stored = from_dict(TrainConfig, ck["train_config"])
         model_cfg = from_dict(ModelConfig, ck["model_config"])
+        if given is None:
+            cfg = replace(stored, out=cfg.out, corpus=cfg.corpus, workers=cfg.workers, device=cfg.device)
+        else:
+            changed = resume_changes(stored, model_cfg, given)
+            if changed:
+                raise UserError(f"--resume {out}: these options differ from the run's own: {'; '.join(changed)}. "
+                                f"Resume without them (only {', '.join(_opt(s) for s in SAFE_ON_RESUME)} may "
+                                "change on resume), or start a new run with a new --out")
+            safe = {k: v for k, v in given.items() if k in SAFE_ON_RESUME}
+            if safe.get("max_steps") is not None and 0 < safe["max_steps"] < ck["step"]:
+                raise UserError(f"--max-steps {safe['max_steps']}: the run in {out} is already at step "
+                                f"{ck['step']}; pass at least {ck['step']}")
+            if safe.get("max_steps") is not None and safe["max_steps"] <= 0 and stored.max_steps > 0:
+                raise UserError(f"--max-steps {safe['max_steps']}: the run in {out} counts steps with "
+                                f"--max-steps {stored.max_steps}; pass a positive step count")
+            cfg = replace(stored, out=cfg.out, corpus=cfg.corpus,
+                          **{k: v for k, v in safe.items() if k not in ("out", "corpus")})
     if model_cfg is None or model_cfg.n_genes != corpus.n_genes:
         raise ValueError(f"model n_genes must equal the corpus vocabulary ({corpus.n_genes} genes)")
     if ck is None:  # a resumed run keeps the precision its first part resolved
@@ -164,9 +238,16 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool =
     opt, sched, wd = make_optimizer(model, cfg, steps)
     start = samples_seen = 0
     if ck is not None:
+        if ck["step"] > steps:
+            raise UserError(f"--resume {out}: the run is at step {ck['step']}, past the {steps} steps its options "
+                            "give; pass --max-steps N with N >= the current step")
         model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
+        opt.load_state_dict(ck["optimizer"])       # restores lr and the weight decay the run started with
+        wd = opt.param_groups[0]["weight_decay"]
+        if ck["scheduler"].get("total_steps", steps) == steps:
+            sched.load_state_dict(ck["scheduler"])
+        else:   # --max-steps changed: the remaining steps follow the one-cycle schedule of the new total
+            sched.last_epoch, sched._step_count = ck["step"], ck["step"] + 1
         start, samples_seen = ck["step"], ck["samples_seen"]
         torch.set_rng_state(ck["rng"]["torch"])
         if device.type == "cuda" and "cuda" in ck["rng"]:
@@ -192,17 +273,40 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool =
                         persistent_workers=False)
 
     is_main = rank == 0
-    metrics_path = out / "metrics.jsonl"
+    if is_main and write_dir != out:
+        remove_stale_staging(out)
+    try:
+        _loop(locals())
+    except BaseException:
+        if is_main and write_dir != out:
+            shutil.rmtree(write_dir, ignore_errors=True)       # the run being replaced stays as it was
+        raise
+    if is_main and write_dir != out:
+        commit_dir(write_dir, out)
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return out / "last.pt"
+
+
+def _loop(st: dict) -> None:
+    """The training loop of `train` (its local variables in `st`); writes into st['write_dir']."""
+    cfg, model_cfg, model, ddp, opt, sched, wd = (st[k] for k in ("cfg", "model_cfg", "model", "ddp", "opt",
+                                                                 "sched", "wd"))
+    corpus, val, n_train, steps, start, samples_seen = (st[k] for k in ("corpus", "val", "n_train", "steps",
+                                                                       "start", "samples_seen"))
+    device, world, is_main, quiet, resume, loader = (st[k] for k in ("device", "world", "is_main", "quiet",
+                                                                    "resume", "loader"))
+    spec, local_bs, out, wdir = st["spec"], st["local_bs"], st["out"], st["write_dir"]
+    metrics_path = wdir / "metrics.jsonl"
     if is_main:
-        out.mkdir(parents=True, exist_ok=True)
+        wdir.mkdir(parents=True, exist_ok=True)
         if resume:
             _truncate_metrics(metrics_path, start)
-        elif metrics_path.exists():
-            metrics_path.unlink()
-        (out / "config.json").write_text(json.dumps({"train": asdict(cfg), "model": asdict(model_cfg),
-                                                     "weight_decay_used": wd, "total_steps": steps,
-                                                     "n_train": n_train, "n_val": int(val.sum()),
-                                                     "world_size": world}, indent=2))
+        atomic_write_json(wdir / "config.json", {"train": asdict(cfg), "model": asdict(model_cfg),
+                                                 "weight_decay_used": wd, "total_steps": steps,
+                                                 "n_train": n_train, "n_val": int(val.sum()),
+                                                 "world_size": world}, indent=2)
         if not quiet:
             print(f"TxFM {cfg.preset}: {model.n_parameters():,} parameters "
                   f"(codebook {model.codebook.weight.numel():,}, decoder out {model.decoder.out.weight.numel():,}); "
@@ -213,11 +317,11 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool =
                    "gene_support": support}
 
     def checkpoint(step: int) -> None:
-        path = out / f"step-{step:07d}.pt"
+        path = wdir / f"step-{step:07d}.pt"
         save_checkpoint(path, model, corpus.genes, corpus.gene_ids, cfg, opt, sched, step, samples_seen,
                         corpus_info)
-        _atomic_copy(path, out / "last.pt")
-        prune(out, cfg.keep_last)
+        _atomic_copy(path, wdir / "last.pt")
+        prune(wdir, cfg.keep_last)
 
     def log(row: dict) -> None:
         with open(metrics_path, "a") as fh:
@@ -259,9 +363,5 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool =
             checkpoint(step)
         bar.update(1)
     bar.close()
-    if world > 1:
-        dist.barrier()
-        dist.destroy_process_group()
-    return out / "last.pt"
 
 __all__ = ["train", "evaluate", "TrainingDiverged", "total_steps", "make_optimizer"]

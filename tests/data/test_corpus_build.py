@@ -7,6 +7,8 @@ import anndata
 import numpy as np
 import pandas as pd
 import pytest
+
+from common.errors import UserError, run_main
 import scipy.sparse as sp
 
 from data.__main__ import main
@@ -64,8 +66,10 @@ def test_duplicate_sample_ids(tmp_path):
 def test_existing_output_and_all_filtered(tmp_path):
     src = h5ad(tmp_path / "s.h5ad", np.array([[1, 0, 0], [0, 1, 0]]))
     (tmp_path / "taken").mkdir()
-    with pytest.raises(DataError, match="already exists; choose another --out"):
-        build_corpus([src], tmp_path / "taken", LOOSE, gene_table="none")
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="exists and is not a corpus.*left untouched"):
+        build_corpus([src], tmp_path / "taken", BuildConfig(overwrite=True), gene_table="none")
+    assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
     strict = BuildConfig(curation=CurationConfig(min_cells=1, min_genes=5, kinds={"s": "single-cell"}))
     with pytest.raises(DataError, match="the filters removed every sample"):
         build_corpus([src], tmp_path / "out", strict, gene_table="none", log=lambda m: None)
@@ -161,7 +165,8 @@ def test_cli_build_corpus_and_error_exit(tmp_path, capsys):
     rep = json.loads((out / "report.json").read_text())
     assert rep["n_samples"] == 2 and rep["n_genes"] == 3 and Corpus(out).n_samples == 2
     bad = h5ad(tmp_path / "bad.h5ad", np.array([[1.5, 2.0, 0.0]]))
-    assert main(["build-corpus", "--source", str(bad), "--out", str(tmp_path / "o2"), "--gene-table", "none"]) == 1
+    assert run_main(main, ["build-corpus", "--source", str(bad), "--out", str(tmp_path / "o2"),
+                           "--gene-table", "none"]) == 2
     assert "values look log-normalised" in capsys.readouterr().err and not (tmp_path / "o2").exists()
 
 

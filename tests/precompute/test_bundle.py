@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from common.errors import UserError
 from precompute.bundle_io import BundleError, partial_dir
 from precompute.pipeline import BundleParams, build_bundle
 from precompute.synthetic import make_synthetic_bundle, synthetic_matrices, write_synthetic_references
@@ -105,7 +106,11 @@ def test_rerun_skips_finished_steps_and_reruns_changed_ones(tmp_path):
     build_bundle(mats, genes, ref, out, src, FAST, progress=False)
     m2 = json.loads((out / "manifest.json").read_text())
     assert m1["steps"] == m2["steps"]                      # nothing recomputed
-    build_bundle(mats, genes, ref, out, src, replace(FAST, resolutions=(0.5, 1.0)), progress=False)
+    with pytest.raises(UserError, match="step 'modules' has other inputs or parameters.*--overwrite"):
+        build_bundle(mats, genes, ref, out, src, replace(FAST, resolutions=(0.5, 1.0)), progress=False)
+    assert json.loads((out / "manifest.json").read_text()) == m2      # refused: untouched
+    build_bundle(mats, genes, ref, out, src, replace(FAST, resolutions=(0.5, 1.0)), progress=False,
+                 overwrite=True)
     m3 = json.loads((out / "manifest.json").read_text())
     for s in ("matrices", "subspaces", "recall", "knn", "umap"):
         assert m3["steps"][s] == m1["steps"][s]
@@ -113,8 +118,11 @@ def test_rerun_skips_finished_steps_and_reruns_changed_ones(tmp_path):
     assert m3["steps"]["modules"]["params"]["resolutions"] == [0.5, 1.0]
     assert list(pd.read_parquet(out / "modules" / "pca.parquet").columns) == ["gene", "res_0.5", "res_1"]
     assert validate_bundle(out) == []
-    build_bundle(mats, genes, ref, out, src, FAST, force=True, progress=False)
+    with pytest.raises(UserError, match="--overwrite"):
+        build_bundle(mats, genes, ref, out, src, FAST, force=True, progress=False)
+    build_bundle(mats, genes, ref, out, src, FAST, force=True, progress=False, overwrite=True)
     assert validate_bundle(out) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "refs"]      # no staging left
 
 
 def test_bad_input_leaves_no_output(tmp_path):
@@ -129,7 +137,7 @@ def test_bad_input_leaves_no_output(tmp_path):
         build_bundle({"pca": np.ones((300, 4))}, dup, ref, tmp_path / "b", {"kind": "pca"}, FAST)
 
 
-def test_interrupted_build_resumes_from_partial_folder(tmp_path, monkeypatch):
+def test_interrupted_build_leaves_nothing_behind(tmp_path, monkeypatch):
     mats, genes, ref = _inputs(tmp_path)
     out = tmp_path / "b"
     import precompute.pipeline as pl
@@ -139,11 +147,8 @@ def test_interrupted_build_resumes_from_partial_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(pl, "_step_umap", boom)
     with pytest.raises(RuntimeError):
         build_bundle(mats, genes, ref, out, {"kind": "pca"}, FAST, progress=False)
-    assert not out.exists() and partial_dir(out).exists()
-    done = json.loads((partial_dir(out) / "manifest.json").read_text())["steps"]
-    assert "knn" in done and "umap" not in done
+    assert not out.exists() and not partial_dir(out).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["refs"]      # no staging folder left
     monkeypatch.undo()
     build_bundle(mats, genes, ref, out, {"kind": "pca"}, FAST, progress=False)
-    final = json.loads((out / "manifest.json").read_text())["steps"]
-    assert final["knn"] == done["knn"]                      # not recomputed
     assert validate_bundle(out) == [] and not partial_dir(out).exists()
