@@ -314,7 +314,7 @@ def _loop(st: dict) -> None:
                   f"{steps:,} steps of {cfg.batch_size}; device {device} ({cfg.precision}), ranks {world}")
     corpus_info = {"path": str(cfg.corpus), "fingerprint": corpus.fingerprint, "n_samples": corpus.n_samples,
                    "n_genes": corpus.n_genes, "n_train": n_train, "datasets": [d.name for d in corpus.datasets],
-                   "gene_support": support}
+                   "gene_support": st["support"]}
 
     def checkpoint(step: int) -> None:
         path = wdir / f"step-{step:07d}.pt"
