@@ -66,7 +66,10 @@ def run_curves(run_dir: str | Path, references: str | Path, pca: str | Path | No
     from txfm.inference import gene_matrices
 
     run_dir = Path(run_dir)
+    import filecmp
     cks = run_checkpoints(run_dir)
+    if len(cks) > 1 and cks[-1].name == "last.pt" and filecmp.cmp(cks[-1], cks[-2], shallow=False):
+        cks = cks[:-1]  # last.pt is a copy of the final step checkpoint
     cks = [c for i, c in enumerate(cks) if i % every == every - 1 or c == cks[-1]]
     _, last_genes, last_meta = gene_matrices(cks[-1])
     corpus = corpus or last_meta["corpus"].get("path")

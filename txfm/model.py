@@ -107,6 +107,7 @@ class TxFM(nn.Module):
         self.log_theta = nn.Parameter(torch.zeros(cfg.n_genes)) if cfg.loss == "negbin" else None
         self.apply(self._init)
         nn.init.normal_(self.cls_token, std=0.02)
+        nn.init.normal_(self.codebook.weight, std=cfg.codebook_init)
 
     @staticmethod
     def _init(m: nn.Module) -> None:
