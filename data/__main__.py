@@ -92,7 +92,8 @@ def run_map_genes(args: argparse.Namespace) -> int:
         if args.out:
             out = Path(args.out) / f"{path.name}.mapping.tsv"
             from data.registry import atomic_write_text
-            atomic_write_text(out, res.to_csv(sep="\t", index=False))
+            from common.spreadsheet import safe_frame  # user identifiers: no spreadsheet formulas
+            atomic_write_text(out, safe_frame(res).to_csv(sep="\t", index=False))
     if args.json:
         print(json.dumps({str(p): s for p, s, _ in rows}, indent=1))
         return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from common.spreadsheet import safe_frame
+
 
 def cmd_compare(a: argparse.Namespace) -> int:
     from .compare import compare_bundles
@@ -50,7 +52,7 @@ def cmd_crosscheck(a: argparse.Namespace) -> int:
     piv.loc["chance"] = [table[table.variant == v].chance.iloc[0] for v in piv.columns[:-1]] + [0]
     print(piv.round(3).to_string())
     if a.out:
-        table.assign(**{k: v for k, v in info.items()}).to_csv(a.out, index=False)
+        safe_frame(table.assign(**{k: v for k, v in info.items()})).to_csv(a.out, index=False)
     return 0
 
 
@@ -64,7 +66,7 @@ def cmd_results(a: argparse.Namespace) -> int:
            f"--doc {a.doc}")
     write_results_doc(Path(a.doc), table, info, cmd, pair_table, pair_info)
     if a.table:
-        table.to_csv(a.table, index=False)
+        safe_frame(table).to_csv(a.table, index=False)
     print(f"written {a.doc}")
     return 0
 
