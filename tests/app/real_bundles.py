@@ -51,7 +51,8 @@ def build(root: Path) -> dict[str, Path]:
     fast = ["--references", str(refs), "--quiet", "--n-nulls", "1", "--null-size", "100", "--k", "10",
             "--umap-epochs", "10", "--resolutions", "1", "--min-set-size", "3"]
     out = {"txfm": root / "bundles" / "txfm", "pca": root / "bundles" / "pca"}
-    assert run_main(precompute_main, ["run", "--checkpoint", str(run / "last.pt"), "--out", str(out["txfm"])]
+    assert run_main(precompute_main, ["run", "--checkpoint", str(run / "last.pt"), "--out", str(out["txfm"]),
+                                      "--rank", "codebook=8"]
                     + fast) == 0, "precompute run (txfm) failed"
     assert run_main(precompute_main, ["run", "--checkpoint", str(root / "pca" / "pca.pt"), "--baseline", "pca",
                                       "--out", str(out["pca"])] + fast) == 0, "precompute run (pca) failed"
