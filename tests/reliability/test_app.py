@@ -45,16 +45,17 @@ def hostile(real_bundles, tmp_path_factory):
 
 
 # ---- 1-3: links and HTML from a URL or a data file are shown as text --------------------------------
-def test_gene_url_param_with_markdown_link_is_text(real_bundles):
-    at = app_run(real_bundles["root"], "neighbourhood", bundle="txfm", gene=LINK)
+@pytest.mark.parametrize("gene", [LINK, "a`[x](https://evil.example)`b"])
+def test_gene_url_param_with_markdown_link_is_text(real_bundles, gene):
+    at = app_run(real_bundles["root"], "neighbourhood", bundle="txfm", gene=gene)
     msg = assert_one_problem(at, "is not in bundle", kind="warning")
-    assert LINK in msg                                  # shown verbatim, as text
+    assert gene in msg                                  # shown verbatim, as text
     assert_inert_markdown(at.warning[0].value)
     assert not at.error
 
 
 def test_gene_url_param_breaking_out_of_code_span_is_text(real_bundles):
-    evil = "`` ` ``) [x](https://evil.example) www.evil.example"
+    evil = "a`[x](https://evil.example)`b www.evil.example"
     at = app_run(real_bundles["root"], "gene_map", bundle="txfm", gene=evil)
     assert not at.error
     _assert_payload_inert(at)
