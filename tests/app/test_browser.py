@@ -100,7 +100,8 @@ def test_map_search_neighbourhood_download(server, alpha, tmp_path):
         expect(page.get_by_role("heading", name="Gene neighbourhood")).to_be_visible()
         expect(page.get_by_text("TP53: 20 nearest genes")).to_be_visible()
         expect(page).to_have_url(re.compile(r"/neighbourhood\?.*gene=TP53"))   # the view is shareable
-        csv_button = page.get_by_role("button", name="CSV")
+        # exact: the dataframe's own toolbar has a "Download as CSV" button when the mouse is over it
+        csv_button = page.get_by_role("button", name="CSV", exact=True)
         expect(csv_button).to_be_enabled()
         with page.expect_download(timeout=UI_TIMEOUT_MS) as dl:
             csv_button.click()
