@@ -111,6 +111,7 @@ def test_gmt_export_neutralises_formulas_and_rereads(hostile):
                                           for g in (" ".join(f.split()) for f in FORMULAS)]
 
 
+@pytest.mark.slow  # `data map-genes` loads the gene table: ~40 s on a busy 2-core machine
 def test_tsv_mapping_export_neutralises_formulas(cli, real_bundles, tmp_path):
     ids = tmp_path / "ids.txt"
     ids.write_text("\n".join(["GENE1", '=HYPERLINK("https://evil.example","x")', "@SUM(1)"]) + "\n")
