@@ -144,12 +144,12 @@ def checked(path: str, mtime: float, rel: str) -> bool:
         bad = ~np.isfinite(np.asarray(a))
         if bad.any():
             raise BundleError(f"{p}: {int(bad.sum())} non-finite values (NaN or infinity); the file is damaged, "
-                              "rebuild the bundle with `python -m precompute run ... --force`")
+                              "rebuild the bundle with `python -m precompute run ... --overwrite --force`")
     elif rel.endswith(".indices.npy"):
         arr = np.asarray(a)
         if arr.size and (arr.min() < 0 or arr.max() >= b.n_genes):
             raise BundleError(f"{p}: neighbour indices outside 0..{b.n_genes - 1}; the file is damaged, "
-                              "rebuild the bundle with `python -m precompute run ... --force`")
+                              "rebuild the bundle with `python -m precompute run ... --overwrite --force`")
     return True
 
 

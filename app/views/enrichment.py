@@ -12,7 +12,7 @@ b = ui.require_bundles()[0]
 libs = state.library(b)
 if not libs:
     st.error(f"Bundle {code(b.name)} has no gene-set libraries (references/gmt/*.gmt); rebuild it with "
-             "`python -m precompute run --references cache/references ... --force`.")
+             "`python -m precompute run --references cache/references ... --overwrite`.")
     st.stop()
 idx = state.index_for(b)
 

@@ -12,7 +12,7 @@ st.title("Gene map")
 b = ui.require_bundles()[0]
 with_umap = [m for m in b.matrix_names if b.has_umap(m)]
 if not with_umap:
-    st.error(f"Bundle {code(b.name)} has no umap/ tables; rebuild it with `python -m precompute run ... --force`.")
+    st.error(f"Bundle {code(b.name)} has no umap/ tables; rebuild it with `python -m precompute run ... --overwrite --force`.")
     st.stop()
 
 c1, c2, c3 = st.columns([1, 1, 2])
