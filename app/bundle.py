@@ -18,7 +18,7 @@ import pandas as pd
 from precompute.bundle_io import BundleError, read_manifest
 from precompute.validate import check_bundle
 
-MAKE_BUNDLE_HINT = "rebuild it with `python -m precompute run ... --force` (or `make demo`)"
+MAKE_BUNDLE_HINT = "rebuild it with `python -m precompute run ... --overwrite --force` (or `make demo`)"
 
 
 @dataclass

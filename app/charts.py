@@ -6,6 +6,8 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
+from app.text import plain
+
 PALETTE = px.colors.qualitative.Dark24 + px.colors.qualitative.Light24
 
 
@@ -19,9 +21,32 @@ def recall_at_rank(recall: pd.DataFrame, chosen: dict[str, int]) -> pd.DataFrame
     return pd.concat(out, ignore_index=True) if out else recall.iloc[:0]
 
 
+def recall_population(recall: pd.DataFrame) -> str:
+    """One line naming the gene population a bundle's recall was measured on, with its size.
+
+    Bundles record it (precompute: genes measured well in >= 2 datasets, known and null pairs both
+    drawn from them); a bundle made before that scored the whole vocabulary, which rarely measured
+    genes inflate, and is labelled so."""
+    if "population" in recall and "n_genes" in recall and len(recall):
+        pop, n = str(recall["population"].iloc[0]), int(recall["n_genes"].iloc[0])
+        note = " (inflated by rarely measured genes)" if pop == "whole vocabulary" else ""
+        return f"Recall measured on {n:,} genes: {pop}{note}; known and null pairs both drawn from them."
+    return ("Recall measured over the whole vocabulary (a bundle made before the honest population was "
+            "recorded): inflated by rarely measured genes; rebuild the bundle for the honest figure.")
+
+
+def _plain_labels(df: pd.DataFrame) -> pd.DataFrame:
+    """Source and matrix names (from reference/bundle files) escaped for Plotly's HTML-subset labels."""
+    df = df.copy()
+    for col in ("source", "matrix"):
+        if col in df:
+            df[col] = df[col].astype(str).map(plain)
+    return df
+
+
 def recall_bars(recall: pd.DataFrame, chosen: dict[str, int], height: int = 320) -> go.Figure:
     """Grouped bars: recall per source (x) for each matrix (colour) at its chosen rank, chance as a dashed line."""
-    df = recall_at_rank(recall, chosen)
+    df = _plain_labels(recall_at_rank(recall, chosen))
     fig = px.bar(df, x="source", y="recall_mean", color="matrix", barmode="group", error_y="recall_std",
                  hover_data=["rank", "n_pairs"], height=height, labels={"recall_mean": "recall"})
     if "chance" in df and len(df):
@@ -33,7 +58,7 @@ def recall_bars(recall: pd.DataFrame, chosen: dict[str, int], height: int = 320)
 
 def recall_curves(recall: pd.DataFrame, height: int = 380, chosen: dict[str, int] | None = None) -> go.Figure:
     """Recall vs rank (log x) per matrix (colour) and source (dash), chance dashed, chosen ranks dotted."""
-    df = recall.sort_values(["matrix", "source", "rank"])
+    df = _plain_labels(recall.sort_values(["matrix", "source", "rank"]))
     fig = px.line(df, x="rank", y="recall_mean", color="matrix", line_dash="source", markers=True,
                   log_x=True, height=height, labels={"recall_mean": "recall", "rank": "subspace rank"},
                   hover_data=["recall_std", "n_pairs"])
@@ -42,7 +67,7 @@ def recall_curves(recall: pd.DataFrame, height: int = 380, chosen: dict[str, int
     # Chosen ranks as traces: add_vline on a log axis would need log10 coordinates.
     for m, r in (chosen or {}).items():
         fig.add_trace(go.Scatter(x=[r, r], y=[0, 1], mode="lines", line=dict(dash="dot", color="black", width=1),
-                                 name=f"{m}: chosen rank {r}", hoverinfo="name"))
+                                 name=plain(f"{m}: chosen rank {r}"), hoverinfo="name"))
     ticks = sorted(set(df["rank"].astype(int)))
     fig.update_layout(margin=dict(l=10, r=10, t=10, b=10), xaxis=dict(tickvals=ticks, ticktext=[str(t) for t in ticks]))
     return fig
@@ -50,7 +75,7 @@ def recall_curves(recall: pd.DataFrame, height: int = 380, chosen: dict[str, int
 
 def spectrum(spec: pd.DataFrame, height: int = 320, max_components: int = 256) -> go.Figure:
     """Explained variance ratio per component (log y) for every matrix."""
-    df = spec[spec["component"] <= max_components]
+    df = _plain_labels(spec[spec["component"] <= max_components])
     fig = px.line(df, x="component", y="explained_variance_ratio", color="matrix", log_y=True, height=height,
                   labels={"explained_variance_ratio": "explained variance ratio"})
     fig.update_layout(margin=dict(l=10, r=10, t=10, b=10))

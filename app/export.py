@@ -12,14 +12,19 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
+from common.spreadsheet import safe_frame, safe_cell
+
 
 def table_csv(df: pd.DataFrame) -> bytes:
-    """A table as UTF-8 CSV without the index."""
-    return df.to_csv(index=False).encode("utf-8")
+    """A table as UTF-8 CSV without the index; text cells a spreadsheet would run as a formula
+    (``=HYPERLINK(...)`` as a gene name) are neutralised with a leading quote (OWASP)."""
+    return safe_frame(df).to_csv(index=False).encode("utf-8")
 
 
 def _clean_gmt_field(s: str) -> str:
-    return " ".join(str(s).split())  # tabs/newlines would break the GMT line
+    # tabs/newlines would break the GMT line; a formula-like name is neutralised (GMT files are
+    # often opened in a spreadsheet)
+    return safe_cell(" ".join(str(s).split()))
 
 
 def gmt_bytes(sets: dict[str, list[str]], descriptions: dict[str, str] | None = None) -> bytes:
@@ -38,13 +43,20 @@ def gmt_bytes(sets: dict[str, list[str]], descriptions: dict[str, str] | None = 
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
-def read_gmt(text: str) -> dict[str, list[str]]:
-    """Parse GMT text into {set name: [gene, ...]} (description dropped, empty genes skipped)."""
+def read_gmt(text: str, strict: bool = False) -> dict[str, list[str]]:
+    """Parse GMT text into {set name: [gene, ...]} (description dropped, empty genes skipped).
+
+    With ``strict``, a line that is not ``name<TAB>description[<TAB>gene...]`` (or contains NUL or
+    other control characters, as a binary file would) raises ValueError naming the line.
+    """
     out: dict[str, list[str]] = {}
-    for line in text.splitlines():
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         parts = line.rstrip("\n").split("\t")
+        if strict and (len(parts) < 2 or not parts[0].strip()
+                       or any(ord(ch) < 32 and ch != "\t" for ch in line)):
+            raise ValueError(f"line {n} is not 'name<TAB>description<TAB>genes...'")
         out[parts[0]] = [g for g in parts[2:] if g]
     return out
 

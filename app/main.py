@@ -4,6 +4,7 @@ Reads precomputed bundles only (no torch, no checkpoints). Pages live in app/vie
 """
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -14,6 +15,10 @@ if str(HERE.parent) not in sys.path:  # `streamlit run app/main.py` puts app/ on
 import streamlit as st  # noqa: E402
 
 from app import state, ui  # noqa: E402
+from app.bundle import BundleError  # noqa: E402
+from app.text import esc  # noqa: E402
+
+log = logging.getLogger("txfm.app")
 
 PAGES = [
     ("overview.py", "Overview", ":material/dashboard:"),
@@ -35,7 +40,16 @@ def main(argv: list[str]) -> None:
                          for n, (f, t, i) in enumerate(PAGES)])
     st.sidebar.title("TxFM explorer")
     ui.bundle_sidebar(root)
-    nav.run()
+    try:
+        nav.run()
+    except (BundleError, OSError, UnicodeDecodeError) as e:
+        # A damaged or unreadable bundle file (right size, wrong content): one plain-text line.
+        log.warning("bundle problem: %s", e)
+        st.error(f"Bundle problem: {esc(ui.problem_line(e))}")
+    except Exception as e:  # noqa: BLE001 -- never a traceback in the page; the full one goes to the terminal
+        log.exception("page failed")
+        st.error(f"Internal error ({esc(type(e).__name__)}): {esc(ui.problem_line(e))}. "
+                 "The full traceback is in the terminal running streamlit; please report it.")
     state.sync_url()
 
 

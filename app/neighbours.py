@@ -23,7 +23,9 @@ def unit_rows(subspace: np.ndarray, rank: int) -> np.ndarray:
     """
     if not 1 <= rank <= subspace.shape[1]:
         raise ValueError(f"rank {rank} is outside 1..{subspace.shape[1]} (the subspace width)")
-    x = np.ascontiguousarray(subspace[:, :rank], dtype=np.float32)
+    # Always a private, writable copy: np.ascontiguousarray would hand back the read-only memory map
+    # itself when rank == width (already contiguous float32), and the division below writes in place.
+    x = np.array(subspace[:, :rank], dtype=np.float32, order="C", copy=True)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     np.divide(x, norms, out=x, where=norms > 0)
     x[(norms == 0)[:, 0]] = 0.0

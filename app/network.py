@@ -6,6 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from app.neighbours import PairIndex, similarity_matrix
+from app.text import plain
 
 
 def similarity_graph(unit: np.ndarray, rows: np.ndarray, symbols: np.ndarray, threshold: float,
@@ -69,11 +70,11 @@ def network_figure(g: nx.Graph, title: str = "", seed: int = 0, height: int = 52
     fig.add_trace(go.Scatter(
         x=[pos[n][0] for n, _ in nodes], y=[pos[n][1] for n, _ in nodes],
         mode="markers+text" if len(nodes) <= 40 else "markers",
-        text=[n for n, _ in nodes], textposition="top center", name="genes",
+        text=[plain(n) for n, _ in nodes], textposition="top center", name="genes",
         marker=dict(size=[18 if d.get("is_centre") else 11 for _, d in nodes],
                     color=["#d62728" if d.get("is_centre") else "#1f77b4" for _, d in nodes],
                     line=dict(width=1, color="white")),
-        hovertext=[f"{n}<br>degree {g.degree(n)}" + (
+        hovertext=[f"{plain(n)}<br>degree {g.degree(n)}" + (
             f"<br>cosine to centre {d['similarity_to_centre']:.3f}" if np.isfinite(d.get("similarity_to_centre", np.nan)) else "")
             for n, d in nodes],
         hoverinfo="text"))

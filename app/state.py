@@ -19,6 +19,7 @@ from app.bundle import Bundle, BundleError, discover_bundles, open_bundle, valid
 from app.export import read_gmt
 from app.neighbours import PairIndex, top_k, top_k_precomputed, unit_rows
 from app.search import GeneIndex
+from app.text import plain
 
 URL_PARAMS = ("bundle", "compare", "gene", "k", "threshold", "matrix", "rank", "resolution", "module", "component")
 DEFAULTS = {"k": 20, "threshold": 0.5}
@@ -126,7 +127,38 @@ def index_for(b: Bundle) -> GeneIndex:
 
 @st.cache_resource(show_spinner=False, max_entries=6)
 def _unit(path: str, mtime: float, matrix: str, rank: int) -> np.ndarray:
-    return unit_rows(bundle(Path(path)).subspace(matrix), rank)
+    b = bundle(Path(path))
+    checked(path, mtime, f"subspaces/{matrix}.npy")
+    return unit_rows(b.subspace(matrix), rank)
+
+
+@st.cache_resource(show_spinner=False)
+def checked(path: str, mtime: float, rel: str) -> bool:
+    """Content check of one bundle array, once per server: finite values, and kNN indices that are
+    gene rows. A file of the right size with wrong content (NaN similarities) passes the size check of
+    the validator; this turns it into a BundleError (one line on the page) instead of a crash later."""
+    b = bundle(Path(path))
+    a = b._npy(rel)
+    p = b.path / rel
+    if a.dtype.kind == "f":
+        bad = ~np.isfinite(np.asarray(a))
+        if bad.any():
+            raise BundleError(f"{p}: {int(bad.sum())} non-finite values (NaN or infinity); the file is damaged, "
+                              "rebuild the bundle with `python -m precompute run ... --overwrite --force`")
+    elif rel.endswith(".indices.npy"):
+        arr = np.asarray(a)
+        if arr.size and (arr.min() < 0 or arr.max() >= b.n_genes):
+            raise BundleError(f"{p}: neighbour indices outside 0..{b.n_genes - 1}; the file is damaged, "
+                              "rebuild the bundle with `python -m precompute run ... --overwrite --force`")
+    return True
+
+
+def knn(b: Bundle, matrix: str) -> tuple[np.ndarray, np.ndarray]:
+    """The stored kNN of a matrix after its content check (see :func:`checked`)."""
+    m = _mtime(b)
+    checked(str(b.path), m, f"knn/{matrix}.indices.npy")
+    checked(str(b.path), m, f"knn/{matrix}.sims.npy")
+    return b.knn(matrix)
 
 
 def unit(b: Bundle, matrix: str, rank: int) -> np.ndarray:
@@ -148,7 +180,21 @@ def pairs(b: Bundle) -> PairIndex:
 @st.cache_resource(show_spinner=False)
 def _library(path: str, mtime: float) -> dict[str, dict[str, list[str]]]:
     b = bundle(Path(path))
-    return {lib: read_gmt(b.gmt_path(lib).read_text()) for lib in b.gmt_libraries()}
+    out = {}
+    for lib in b.gmt_libraries():
+        p = b.gmt_path(lib)
+        try:
+            out[lib] = read_gmt(p.read_text(encoding="utf-8"), strict=True)
+        except (UnicodeDecodeError, ValueError) as e:
+            raise BundleError(f"{p}: not a GMT gene-set file ({ui_reason(e)}); rebuild the bundle") from e
+    return out
+
+
+def ui_reason(e: BaseException) -> str:
+    """A short reason for a parse failure (UnicodeDecodeError messages are long)."""
+    if isinstance(e, UnicodeDecodeError):
+        return f"not UTF-8 text at byte {e.start}"
+    return str(e)
 
 
 def library(b: Bundle) -> dict[str, dict[str, list[str]]]:
@@ -175,7 +221,7 @@ def _mtime(b: Bundle) -> float:
 @st.cache_data(show_spinner=False, max_entries=256)
 def _neighbours(path: str, mtime: float, matrix: str, rank: int, row: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     b = bundle(Path(path))
-    idx, sims = b.knn(matrix)
+    idx, sims = knn(b, matrix)
     if rank == b.default_rank(matrix) and k <= idx.shape[1]:
         return top_k_precomputed(idx, sims, row, k)
     return top_k(unit(b, matrix, rank), row, k)
@@ -232,12 +278,14 @@ def rank_choice(b: Bundle, matrix: str, container=st) -> int:
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _hover(path: str, mtime: float, matrix: str, resolution: str | None) -> np.ndarray:
     b = bundle(Path(path))
-    sym = pd.Series(b.symbols.astype(str))
-    idx, _ = b.knn(matrix)
-    nb = pd.DataFrame(b.symbols.astype(str)[np.asarray(idx[:, :3])])
+    # Plotly renders an HTML subset (<a href>, <b>) in hover text: gene names from data are escaped.
+    safe = np.array([plain(s) for s in b.symbols.astype(str)], dtype=object)
+    sym = pd.Series(safe)
+    idx, _ = knn(b, matrix)
+    nb = pd.DataFrame(safe[np.asarray(idx[:, :3])])
     text = sym.copy()
     if resolution:
-        text = text + "<br>module " + _table(path, mtime, "modules", matrix)[resolution].astype(str).reset_index(drop=True)
+        text = text + "<br>module " + _table(path, mtime, "modules", matrix)[resolution].astype(str).map(plain).reset_index(drop=True)
     joined = nb[0]
     for j in range(1, nb.shape[1]):
         joined = joined + ", " + nb[j]       # column-wise concatenation: 10x faster than a row apply

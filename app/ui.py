@@ -11,6 +11,7 @@ import streamlit as st
 from app import state
 from app.bundle import Bundle, BundleError
 from app.export import gmt_bytes, graphml_bytes, table_csv, view_json
+from app.text import code, codes, esc
 
 MAKE_BUNDLE_COMMANDS = (
     "make demo                      # trains a tiny model and writes bundles/demo\n"
@@ -26,7 +27,7 @@ def root() -> Path:
 def bundle_sidebar(bundles_root: Path) -> None:
     """Sidebar multiselect of the bundles found under ``bundles_root`` (stored in the ``bundle`` URL param)."""
     found = [p.name for p in state.available(bundles_root)]
-    st.sidebar.caption(f"Bundles folder: `{bundles_root}`")
+    st.sidebar.caption(f"Bundles folder: {code(bundles_root)}")
     if not found:
         return
     chosen = [p.name for p in state.selected_bundles(bundles_root)]
@@ -35,6 +36,18 @@ def bundle_sidebar(bundles_root: Path) -> None:
     picked = st.sidebar.multiselect("Bundles", found, key="w_bundles",
                                     help="The first bundle is the one the pages show; Compare uses the first two.")
     state.put("bundle", [p for p in picked if p in found])
+
+
+def problem_line(e: BaseException) -> str:
+    """An exception as the one-line problem shown on a page (no traceback)."""
+    from common.errors import one_line
+    return one_line(str(e) or type(e).__name__)
+
+
+def problem(where: str, e: BaseException) -> None:
+    """Show a damaged-bundle problem as one plain-text error line and stop the page."""
+    st.error(f"{esc(where)}: {esc(problem_line(e))}")
+    st.stop()
 
 
 def require_bundles(n: int = 1) -> list[Bundle]:
@@ -46,7 +59,7 @@ def require_bundles(n: int = 1) -> list[Bundle]:
     r = root()
     paths = state.selected_bundles(r)
     if not state.available(r):
-        st.error(f"No bundles found in `{r}`. A bundle is a folder with a manifest.json written by "
+        st.error(f"No bundles found in {code(r)}. A bundle is a folder with a manifest.json written by "
                  "precompute. Make one, then reload this page:")
         st.code(MAKE_BUNDLE_COMMANDS, language="bash")
         st.caption("Start the app on another folder with `streamlit run app/main.py -- --bundles DIR` "
@@ -57,10 +70,10 @@ def require_bundles(n: int = 1) -> list[Bundle]:
         try:
             out.append(state.bundle(p))
         except BundleError as e:
-            st.error(f"Bundle `{p.name}` is not valid: {e}")
+            st.error(f"Bundle {code(p.name)} is not valid: {esc(problem_line(e))}")
             st.stop()
     if len(out) < n:
-        st.info(f"This page needs {n} bundles: pick them in the sidebar ({len(state.available(r))} found in `{r}`).")
+        st.info(f"This page needs {n} bundles: pick them in the sidebar ({len(state.available(r))} found in {code(r)}).")
         st.stop()
     return out
 
@@ -85,18 +98,18 @@ def gene_picker(b: Bundle, key: str = "gene", label: str = "Gene (symbol, alias 
     row = idx.lookup(typed)
     if row is None:
         close = idx.close_matches(typed)
-        msg = f"Gene `{typed}` is not in bundle `{b.name}`."
-        st.warning(msg + (" Close matches: " + ", ".join(f"`{c}`" for c in close) if close else " No close matches."))
+        msg = f"Gene {code(typed)} is not in bundle {code(b.name)}."
+        st.warning(msg + (" Close matches: " + codes(close) if close else " No close matches."))
         cols = st.columns(max(len(close), 1))
         for c, name in zip(cols, close):
-            if c.button(name, key=f"close_{key}_{name}"):
+            if c.button(esc(name), key=f"close_{key}_{name}"):
                 st.session_state[wkey] = name
                 state.put(key, name)
                 st.rerun()
         state.put(key, typed)
         return None
     if str(b.symbols[row]) != typed:
-        st.caption(f"`{typed}` → **{b.symbols[row]}**")
+        st.caption(f"{code(typed)} → **{esc(b.symbols[row])}**")
     state.put(key, str(b.symbols[row]))
     return int(row)
 

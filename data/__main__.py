@@ -106,7 +106,8 @@ def run_map_genes(args: argparse.Namespace) -> int:
             if out.exists() and not args.overwrite:
                 raise UserError(f"{out}: already exists; pass --overwrite to replace the mapping files, or "
                                 "choose another --out")
-            atomic_write_text(out, res.to_csv(sep="\t", index=False))
+            from common.spreadsheet import safe_frame  # user identifiers: no spreadsheet formulas
+            atomic_write_text(out, safe_frame(res).to_csv(sep="\t", index=False))
     if args.json:
         print(json.dumps({str(p): s for p, s, _ in rows}, indent=1))
         return 0

@@ -35,7 +35,8 @@ def is_ablation_folder(path: Path) -> bool:
 
 
 def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
-    return atomic_write_text(path, df.to_csv(index=False))
+    from common.spreadsheet import safe_frame  # labels from data files: no spreadsheet formulas
+    return atomic_write_text(path, safe_frame(df).to_csv(index=False))
 
 
 def write_json(obj, path: str | os.PathLike) -> Path:

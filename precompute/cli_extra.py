@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from common.spreadsheet import safe_frame
+
 
 def cmd_compare(a: argparse.Namespace) -> int:
     from .compare import compare_bundles
@@ -51,7 +53,7 @@ def cmd_crosscheck(a: argparse.Namespace) -> int:
     print(piv.round(3).to_string())
     if a.out:
         from common.atomic import atomic_write_text
-        atomic_write_text(a.out, table.assign(**{k: v for k, v in info.items()}).to_csv(index=False))
+        atomic_write_text(a.out, safe_frame(table.assign(**{k: v for k, v in info.items()})).to_csv(index=False))
     return 0
 
 
@@ -66,7 +68,7 @@ def cmd_results(a: argparse.Namespace) -> int:
     write_results_doc(Path(a.doc), table, info, cmd, pair_table, pair_info)
     if a.table:
         from common.atomic import atomic_write_text
-        atomic_write_text(a.table, table.to_csv(index=False))
+        atomic_write_text(a.table, safe_frame(table).to_csv(index=False))
     print(f"written {a.doc}")
     return 0
 

@@ -27,6 +27,16 @@ def _columns(path: Path) -> list[str]:
     return pq.read_schema(path).names
 
 
+# Files an operating system or file manager drops into any folder it shows (Finder's .DS_Store and
+# ._* resource forks, Windows' Thumbs.db/desktop.ini, hidden files in general): nothing reads them,
+# so they are ignored rather than refused as "added after the build".
+_CLUTTER_NAMES = {"thumbs.db", "desktop.ini", "__macosx"}
+
+
+def _os_clutter(rel: Path) -> bool:
+    return any(part.startswith(".") or part.lower() in _CLUTTER_NAMES for part in rel.parts)
+
+
 def _check_files(root: Path, files: dict[str, Any], verify_hashes: bool) -> list[str]:
     problems = []
     for rel, info in files.items():
@@ -40,7 +50,8 @@ def _check_files(root: Path, files: dict[str, Any], verify_hashes: bool) -> list
         elif verify_hashes and sha256_file(p) != info.get("sha256"):
             problems.append(f"{p}: sha256 differs from the manifest (file modified after the build)")
     for p in sorted(root.rglob("*")):
-        if p.is_file() and p.name != MANIFEST and p.relative_to(root).as_posix() not in files:
+        if p.is_file() and p.name != MANIFEST and p.relative_to(root).as_posix() not in files \
+                and not _os_clutter(p.relative_to(root)):
             problems.append(f"{p}: not listed in manifest.files (file added after the build)")
     return problems
 

@@ -6,6 +6,7 @@ import plotly.express as px
 import streamlit as st
 
 from app import charts, state, ui
+from app.text import code, codes, esc, plain
 from app.compare import align_layout, neighbourhood_change, row_map
 from app.search import parse_gene_list
 
@@ -13,7 +14,7 @@ st.title("Compare checkpoints")
 ba, bb = ui.require_bundles(n=2)[:2]
 common = [m for m in ba.matrix_names if m in bb.matrix_names and ba.has_umap(m) and bb.has_umap(m)]
 if not common:
-    st.error(f"Bundles `{ba.name}` and `{bb.name}` share no gene matrix with a UMAP; nothing to compare.")
+    st.error(f"Bundles {code(ba.name)} and {code(bb.name)} share no gene matrix with a UMAP; nothing to compare.")
     st.stop()
 cur = state.get("matrix")
 c = st.columns([1, 2])
@@ -39,7 +40,7 @@ def aligned(path_a: str, path_b: str, matrix: str) -> tuple[np.ndarray, np.ndarr
 def change(path_a: str, path_b: str, matrix: str) -> pd.DataFrame:
     """Per-gene Jaccard overlap of the stored top-k neighbours in the two bundles."""
     a, b = state.bundle(path_a), state.bundle(path_b)
-    ka, kb = a.knn(matrix)[0], b.knn(matrix)[0]
+    ka, kb = state.knn(a, matrix)[0], state.knn(b, matrix)[0]
     return neighbourhood_change(a.symbols, ka, b.symbols, kb, min(ka.shape[1], kb.shape[1]))
 
 
@@ -55,14 +56,14 @@ for col, bnd, xy in ((cols[0], ba, xa), (cols[1], bb, xb)):
         small = pd.Series(colour).value_counts().index[20:]
         colour[np.isin(colour, small)] = "other"
     # Hover = symbol only: two 45,000-point maps with full hover text would double the page's payload.
-    fig = charts.gene_map(pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1]}), colour, "module", bnd.symbols.astype(str),
-                          highlight=hl, height=480, title=f"{bnd.name} · {matrix}")
+    fig = charts.gene_map(pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1]}), colour, "module", np.array([plain(s) for s in bnd.symbols.astype(str)], dtype=object),
+                          highlight=hl, height=480, title=plain(f"{bnd.name} · {matrix}"))
     fig.update_layout(showlegend=False)
     with col:
         st.plotly_chart(fig, key=f"cmp_map_{bnd.name}")
         if missing:
-            st.caption(f"Not in `{bnd.name}`: " + ", ".join(missing))
-st.caption(f"`{bb.name}` is rotated/scaled onto `{ba.name}` (Procrustes on the shared genes) so the maps line up.")
+            st.caption(f"Not in {code(bnd.name)}: " + codes(missing))
+st.caption(f"{code(bb.name)} is rotated/scaled onto {code(ba.name)} (Procrustes on the shared genes) so the maps line up.")
 
 st.subheader("Which genes changed neighbourhood most")
 ch = change(str(ba.path), str(bb.path), matrix)
@@ -91,8 +92,9 @@ st.subheader("Recall of known relationships")
 rc = st.columns(2)
 for col, bnd in zip(rc, (ba, bb)):
     with col:
-        st.markdown(f"**{bnd.name}**")
+        st.markdown(f"**{esc(bnd.name)}**")
         if bnd.recall.empty:
             st.info("No recall table.")
         else:
             st.plotly_chart(charts.recall_bars(bnd.recall, {m: bnd.default_rank(m) for m in bnd.matrix_names}), key=f"cmp_recall_{bnd.name}")
+            st.caption(esc(charts.recall_population(bnd.recall)))

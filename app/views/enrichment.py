@@ -4,14 +4,15 @@ import numpy as np
 import streamlit as st
 
 from app import state, ui
+from app.text import code, codes, esc, plain
 from app.search import parse_gene_list
 
 st.title("Enrichment")
 b = ui.require_bundles()[0]
 libs = state.library(b)
 if not libs:
-    st.error(f"Bundle `{b.name}` has no gene-set libraries (references/gmt/*.gmt); rebuild it with "
-             "`python -m precompute run --references cache/references ... --force`.")
+    st.error(f"Bundle {code(b.name)} has no gene-set libraries (references/gmt/*.gmt); rebuild it with "
+             "`python -m precompute run --references cache/references ... --overwrite`.")
     st.stop()
 idx = state.index_for(b)
 
@@ -38,8 +39,8 @@ if not tokens:
     st.info("The gene list is empty: paste genes above, upload a file, or send a selection from the Gene map.")
     st.stop()
 rows, unmapped = idx.map_list(tokens)
-st.write(f"**{len(rows)}** genes mapped to bundle `{b.name}`"
-         + (f"; **{len(unmapped)}** not found: " + ", ".join(f"`{u}`" for u in unmapped[:50]) if unmapped else "."))
+st.markdown(f"**{len(rows)}** genes mapped to bundle {code(b.name)}"
+            + (f"; **{len(unmapped)}** not found: " + codes(unmapped[:50]) if unmapped else "."))
 if len(rows) == 0:
     st.warning("None of these genes is in this bundle; nothing to test.")
     st.stop()

@@ -5,19 +5,20 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, state, ui
+from app.text import code, codes, esc, plain
 from app.search import parse_gene_list
 
 st.title("Gene map")
 b = ui.require_bundles()[0]
 with_umap = [m for m in b.matrix_names if b.has_umap(m)]
 if not with_umap:
-    st.error(f"Bundle `{b.name}` has no umap/ tables; rebuild it with `python -m precompute run ... --force`.")
+    st.error(f"Bundle {code(b.name)} has no umap/ tables; rebuild it with `python -m precompute run ... --overwrite --force`.")
     st.stop()
 
 c1, c2, c3 = st.columns([1, 1, 2])
 matrix = state.matrix_choice(b, container=c1)
 if matrix not in with_umap:
-    st.warning(f"No UMAP for `{matrix}`; showing `{with_umap[0]}`.")
+    st.warning(f"No UMAP for {code(matrix)}; showing {code(with_umap[0])}.")
     matrix = with_umap[0]
 mods = state.table(b, "modules", matrix)
 resolutions = [c for c in mods.columns if c.startswith("res_")]
@@ -50,7 +51,7 @@ elif mode == "gene set":
     term = l2.selectbox("Gene set", sorted(libs[lib]), key="map_term")
     rows, _ = idx.map_list(libs[lib][term])
     colour = np.full(b.n_genes, "none", dtype=object)
-    colour[rows] = term
+    colour[rows] = plain(term)
 elif mode == "relationship source":
     pi = state.pairs(b)
     if not pi.sources:
@@ -58,12 +59,12 @@ elif mode == "relationship source":
         st.stop()
     source = st.selectbox("Source", pi.sources, key="map_source")
     colour = np.full(b.n_genes, "none", dtype=object)
-    colour[pi.rows_in_source(source)] = f"in {source}"
+    colour[pi.rows_in_source(source)] = plain(f"in {source}")
 else:
     text = st.text_area("Your gene list (symbols, aliases or Ensembl ids)", key="map_list", height=90)
     rows, unmapped = idx.map_list(parse_gene_list(text))
     if unmapped:
-        st.warning(f"{len(unmapped)} not found in this bundle: " + ", ".join(unmapped[:30]))
+        st.warning(f"{len(unmapped)} not found in this bundle: " + codes(unmapped[:30]))
     colour = np.full(b.n_genes, "none", dtype=object)
     colour[rows] = "my list"
 
@@ -72,12 +73,12 @@ hl_rows, hl_missing = idx.map_list(parse_gene_list(query))
 if hl_missing:
     for t in hl_missing:
         close = idx.close_matches(t)
-        st.warning(f"Gene `{t}` not found." + (" Close matches: " + ", ".join(close) if close else ""))
+        st.warning(f"Gene {code(t)} not found." + (" Close matches: " + codes(close) if close else ""))
 if len(hl_rows) == 1:
     state.put("gene", str(b.symbols[hl_rows[0]]))
 
 fig = charts.gene_map(xy, colour, mode, hover, highlight=hl_rows, categorical=categorical,
-                      title=f"{b.name} · {matrix} · {b.n_genes:,} genes")
+                      title=plain(f"{b.name} · {matrix} · {b.n_genes:,} genes"))
 event = st.plotly_chart(fig, key=f"map_{b.name}_{matrix}", on_select="rerun", selection_mode=("box", "lasso"),
                         config={"scrollZoom": True})
 st.caption("Drag a box or lasso on the map to select genes; hover a point for its module and top neighbours.")

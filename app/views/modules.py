@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from app import state, ui
+from app.text import code, codes, esc, plain
 from app.network import network_figure, similarity_graph
 
 MAX_NETWORK_GENES = 60
@@ -16,7 +17,7 @@ matrix = state.matrix_choice(b, container=c[0])
 mods = state.table(b, "modules", matrix)
 resolutions = [col for col in mods.columns if col.startswith("res_")]
 if not resolutions:
-    st.info(f"Bundle `{b.name}` has no modules for `{matrix}`.")
+    st.info(f"Bundle {code(b.name)} has no modules for {code(matrix)}.")
     st.stop()
 cur = state.get("resolution")
 res = c[1].selectbox("Resolution (Leiden)", resolutions, index=resolutions.index(cur) if cur in resolutions else 0,

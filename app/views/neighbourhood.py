@@ -4,6 +4,7 @@ import numpy as np
 import streamlit as st
 
 from app import state, ui
+from app.text import code, codes, esc, plain
 from app.neighbours import neighbour_table
 from app.network import network_figure, similarity_graph
 
@@ -37,8 +38,8 @@ pairs = state.pairs(b)
 known = pairs.partners(row)
 table = neighbour_table(b.symbols, nb_rows, nb_sims, known)
 n_known_in = int(table["known"].sum())
-st.subheader(f"{symbol}: {k} nearest genes in `{matrix}` at rank {rank}")
-st.caption(f"{len(known)} known partners of {symbol} in the bundle's references; {n_known_in} of them are among "
+st.subheader(f"{esc(symbol)}: {k} nearest genes in {code(matrix)} at rank {rank}")
+st.caption(f"{len(known)} known partners of {esc(symbol)} in the bundle's references; {n_known_in} of them are among "
            f"these {k} neighbours. Similarity = cosine of the first {rank} standardised principal components.")
 
 left, right = st.columns([1, 1])
@@ -51,14 +52,14 @@ with right:
     graph = similarity_graph(state.unit(b, matrix, rank), np.concatenate([[row], nb_rows]), b.symbols,
                              threshold, pairs, centre=row)
     graph.graph.update({"bundle": b.name, "matrix": matrix, "rank": rank, "threshold": threshold})
-    st.plotly_chart(network_figure(graph, title=f"Ego network of {symbol} (edges: cosine ≥ {threshold:.2f})"),
+    st.plotly_chart(network_figure(graph, title=plain(f"Ego network of {symbol} (edges: cosine ≥ {threshold:.2f})")),
                     key="ego")
     st.caption(f"{graph.number_of_nodes()} genes, {graph.number_of_edges()} edges; red edges are known relationships.")
 
 missing_known = sorted(set(known) - set(nb_rows.tolist()))
 if missing_known:
-    with st.expander(f"Known partners of {symbol} not among the top {k} ({len(missing_known)})"):
-        st.write(", ".join(f"{b.symbols[r]} ({'|'.join(known[r])})" for r in missing_known[:200]))
+    with st.expander(f"Known partners of {esc(symbol)} not among the top {k} ({len(missing_known)})"):
+        st.text(", ".join(f"{b.symbols[r]} ({'|'.join(known[r])})" for r in missing_known[:200]))
 
 genes = [symbol] + table["gene"].tolist()
 ui.export_buttons(f"{symbol}_{matrix}_r{rank}_neighbours", table=table, sets={f"{symbol}_neighbours": genes},

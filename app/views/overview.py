@@ -4,12 +4,13 @@ import plotly.express as px
 import streamlit as st
 
 from app import charts, ui
+from app.text import code, codes, esc, plain
 
 st.title("Overview")
 bundles = ui.require_bundles()
 
 for b in bundles:
-    st.header(f"Bundle `{b.name}`")
+    st.header(f"Bundle {code(b.name)}")
     src = b.manifest.get("source", {})
     mc = src.get("model_config", {}) or {}
     corpus = src.get("corpus", {}) or {}
@@ -22,8 +23,8 @@ for b in bundles:
     c[3].metric("Genes", f"{b.n_genes:,}")
     c[4].metric("Samples seen", f"{int(src['samples_seen']):,}" if src.get("samples_seen") else "—")
     with st.expander("Model card (checkpoint, configuration, training corpus)"):
-        st.markdown(f"**Checkpoint** `{src.get('checkpoint', '?')}`  \n**sha256** `{src.get('sha256', '') or '—'}`  \n"
-                    f"**Bundle created** {b.manifest.get('created', '?')}")
+        st.markdown(f"**Checkpoint** {code(src.get('checkpoint', '?'))}  \n**sha256** {code(src.get('sha256', '') or '—')}  \n"
+                    f"**Bundle created** {esc(b.manifest.get('created', '?'))}")
         st.markdown("**Training corpus**")
         st.json(corpus, expanded=False)
         st.markdown("**Model configuration**")
@@ -53,7 +54,8 @@ for b in bundles:
         else:
             st.plotly_chart(charts.recall_bars(b.recall, {m: b.default_rank(m) for m in b.matrix_names}), key=f"recall_{b.name}")
             st.caption("Recall at each matrix's chosen rank (the rank its neighbours were computed at; hover for it); dashed line = chance "
-                       "(pairs outside the 5th-95th percentile of random pairs: about 10%).")
+                       "(pairs outside the 5th-95th percentile of random pairs: about 10%). "
+                       + esc(charts.recall_population(b.recall)))
     st.subheader("Spectrum of each gene matrix")
     if b.spectrum.empty:
         st.info("No subspaces/spectrum.parquet in this bundle.")

@@ -6,6 +6,7 @@ import plotly.express as px
 import streamlit as st
 
 from app import charts, state, ui
+from app.text import code, codes, esc, plain
 
 st.title("Subspaces")
 b = ui.require_bundles()[0]
@@ -16,23 +17,24 @@ if b.recall.empty:
 else:
     chosen = {m: b.default_rank(m) for m in b.matrix_names}
     st.plotly_chart(charts.recall_curves(b.recall, chosen=chosen), key="recall_curves")
-    best = ", ".join(f"{m} {v['rank']} ({v['recall']:.1%})" for m, v in b.best.items() if "rank" in v)
+    best = ", ".join(f"{esc(m)} {v['rank']} ({v['recall']:.1%})" for m, v in b.best.items() if "rank" in v)
     st.caption("Dotted lines: the rank each matrix's stored neighbours were computed at. Chance ≈ 10%."
-               + (f" Best mean recall (recall/best.json): {best}." if best else ""))
+               + (f" Best mean recall (recall/best.json): {best}." if best else "")
+               + " " + esc(charts.recall_population(b.recall)))
 
 c = st.columns([1, 2])
 matrix = state.matrix_choice(b, container=c[0])
 with c[1]:
     rank = state.rank_choice(b, matrix)
-st.caption(f"Rank {rank} is now used for `{matrix}` on the Gene neighbourhood page "
+st.caption(f"Rank {rank} is now used for {code(matrix)} on the Gene neighbourhood page "
            f"(neighbours at rank {b.default_rank(matrix)} are precomputed; other ranks are computed on the fly).")
 gene = state.get("gene")
 if gene:
     row = state.index_for(b).lookup(gene)
     if row is not None:
         nb, sims = state.neighbours(b, matrix, rank, row, 10)
-        st.write(f"Top 10 neighbours of **{b.symbols[row]}** at rank {rank}: "
-                 + ", ".join(f"{b.symbols[r]} ({s:.2f})" for r, s in zip(nb, sims)))
+        st.markdown(f"Top 10 neighbours of **{esc(b.symbols[row])}** at rank {rank}: "
+                    + ", ".join(f"{esc(b.symbols[r])} ({s:.2f})" for r, s in zip(nb, sims)))
 
 st.divider()
 st.subheader("Component browser")

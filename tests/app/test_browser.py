@@ -27,6 +27,19 @@ pytestmark = [pytest.mark.browser,
                                         "(or `make browser`)")]
 
 
+# Sized for a busy 2-core machine (other jobs running): a cold Streamlit page, its Plotly bundle and
+# a 300-point WebGL map can take well over Playwright's default 5 s there. Every wait below is on a
+# condition (an element, a URL, a download), so a fast machine never waits this long.
+UI_TIMEOUT_MS = 90_000
+START_TIMEOUT_S = 120
+
+
+def _expect():
+    from playwright.sync_api import expect
+    expect.set_options(timeout=UI_TIMEOUT_MS)
+    return expect
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -45,7 +58,7 @@ def server(bundles_dir, tmp_path_factory):
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 30
+        deadline = time.time() + START_TIMEOUT_S
         while True:
             try:
                 if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).status == 200:
@@ -62,28 +75,36 @@ def server(bundles_dir, tmp_path_factory):
 
 
 def test_map_search_neighbourhood_download(server, alpha, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
+    expect = _expect()
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-        page.set_default_timeout(20_000)
+        page.set_default_timeout(UI_TIMEOUT_MS)
         page.goto(f"{server}/gene_map")
         expect(page.get_by_role("heading", name="Gene map")).to_be_visible()
         expect(page.locator(".js-plotly-plot").first).to_be_visible()
 
         box = page.get_by_label("Highlight genes (comma or space separated)")
+        expect(box).to_be_editable()
         box.fill("TP53")
         box.press("Enter")
+        # The rerun has finished when the URL carries the gene (sync_url runs at the end of a run).
+        expect(page).to_have_url(re.compile(r"gene=TP53"))
         # The map gains a "highlighted" trace (its legend entry is SVG; the label is drawn in WebGL).
         expect(page.locator(".js-plotly-plot .legendtext", has_text="highlighted").first).to_be_visible()
         page.screenshot(path=str(tmp_path / "gene_map.png"))
 
         page.get_by_role("link", name="Gene neighbourhood").click()
+        expect(page.get_by_role("heading", name="Gene neighbourhood")).to_be_visible()
         expect(page.get_by_text("TP53: 20 nearest genes")).to_be_visible()
         expect(page).to_have_url(re.compile(r"/neighbourhood\?.*gene=TP53"))   # the view is shareable
-        with page.expect_download() as dl:
-            page.get_by_role("button", name="CSV").click()
+        # exact: the dataframe's own toolbar has a "Download as CSV" button when the mouse is over it
+        csv_button = page.get_by_role("button", name="CSV", exact=True)
+        expect(csv_button).to_be_enabled()
+        with page.expect_download(timeout=UI_TIMEOUT_MS) as dl:
+            csv_button.click()
         path = tmp_path / "neighbours.csv"
         dl.value.save_as(path)
         assert dl.value.suggested_filename == "TP53_codebook_r{}_neighbours.csv".format(alpha.default_rank("codebook"))
@@ -98,16 +119,17 @@ def test_map_search_neighbourhood_download(server, alpha, tmp_path):
 
 
 def test_lasso_selection_goes_to_enrichment(server):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
+    expect = _expect()
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(20_000)
+        page.set_default_timeout(UI_TIMEOUT_MS)
         page.goto(f"{server}/gene_map?bundle=alpha")
-        expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=20_000)
+        expect(page.locator(".js-plotly-plot").first).to_be_visible()
         area = page.locator(".js-plotly-plot .nsewdrag").first
-        expect(area).to_be_visible(timeout=20_000)
+        expect(area).to_be_visible()
         b = area.bounding_box()
         # A lasso around the whole plot area (the map's drag mode is lasso).
         corners = [(0.05, 0.05), (0.95, 0.05), (0.95, 0.95), (0.05, 0.95), (0.05, 0.07)]
@@ -117,7 +139,7 @@ def test_lasso_selection_goes_to_enrichment(server):
             page.mouse.move(b["x"] + b["width"] * fx, b["y"] + b["height"] * fy, steps=8)
         page.mouse.up()
         heading = page.get_by_text(re.compile(r"^Selection: \d+ genes$"))
-        expect(heading).to_be_visible(timeout=20_000)
+        expect(heading).to_be_visible()
         n = int(heading.inner_text().split()[1])
         assert 100 < n <= 300                      # most of the 300 genes lie inside the lasso
         page.get_by_role("button", name="Send selection to Enrichment").click()

@@ -1,4 +1,5 @@
 """Every page under streamlit's AppTest: renders, gene search, deep links, and the error messages."""
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,12 @@ def make_app(monkeypatch, root: Path, **params) -> AppTest:
 
 
 def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
+    """Element texts with Markdown backslash escapes removed (app.text.esc), i.e. as a viewer reads them."""
+    return "\n".join(unescape(str(e.value)) for e in elements)
+
+
+def unescape(md: str) -> str:
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", md)
 
 
 def test_every_page_renders(monkeypatch, bundles_dir):

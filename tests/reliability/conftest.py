@@ -102,3 +102,119 @@ def no_leftovers(folder: Path) -> None:
     bad = [p for p in Path(folder).rglob("*")
            if any(t in p.name for t in (".staging-", ".replaced-", ".partial", ".tmp"))]
     assert not bad, f"leftovers: {bad}"
+
+
+# ---- the app (Streamlit AppTest) --------------------------------------------------------------
+APP_MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
+_MD_ESCAPE = __import__("re").compile(r"\\([!-/:-@\[-`{-~])")
+
+
+def md_unescape(md: str) -> str:
+    """Markdown source as the viewer reads it (backslash escapes removed)."""
+    return _MD_ESCAPE.sub(r"\1", md)
+
+
+def _strip_code_spans(md: str) -> str:
+    """Markdown source without its inline code spans (which render literally)."""
+    import re
+    out, i = [], 0
+    while i < len(md):
+        if md[i] == "\\" and i + 1 < len(md):
+            out.append(md[i:i + 2])
+            i += 2
+            continue
+        m = re.match(r"`+", md[i:])
+        if m:
+            fence = m.group(0)
+            end = md.find(fence, i + len(fence))
+            while end != -1 and (md[end + len(fence):end + len(fence) + 1] == "`" or md[end - 1] == "`"):
+                end = md.find(fence, end + 1)
+            if end != -1:
+                i = end + len(fence)
+                continue
+            out.append(fence)
+            i += len(fence)
+            continue
+        out.append(md[i])
+        i += 1
+    return "".join(out)
+
+
+def assert_inert_markdown(md: str) -> None:
+    """Nothing in a Markdown source (outside code spans) can render as a link, an image, HTML, a
+    Streamlit directive or a GFM autolink: every such character is backslash-escaped."""
+    import re
+    rest = _strip_code_spans(md)
+    unescaped = re.sub(r"\\.", "", rest)          # drop escaped characters
+    for pattern in (r"\]\(", r"<[a-zA-Z/!]", r"https?:", r"www\.", r"\[", r"javascript:", r":\w+\["):
+        assert not re.search(pattern, unescaped), f"{pattern!r} is live Markdown in {md!r}"
+
+
+def app_run(root: Path, page: str = "overview", **params):
+    """Run the app on bundles folder `root` from a URL with `params`, switch to `page`, and return the
+    AppTest. No exception may escape."""
+    from streamlit.testing.v1 import AppTest
+    import os
+    old = os.environ.get("TXFM_BUNDLES")
+    os.environ["TXFM_BUNDLES"] = str(root)
+    try:
+        at = AppTest.from_file(APP_MAIN, default_timeout=120)
+        at.query_params.update(params)
+        at.run()
+        if page != "overview":
+            at.switch_page(f"views/{page}.py").run()
+    finally:
+        if old is None:
+            os.environ.pop("TXFM_BUNDLES", None)
+        else:
+            os.environ["TXFM_BUNDLES"] = old
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def page_markdown(at) -> list[str]:
+    """Every Markdown source the page rendered (messages, titles, captions, text, labels)."""
+    out = []
+    for kind in ("error", "warning", "info", "success", "caption", "markdown", "title", "header",
+                 "subheader", "expander"):
+        for e in getattr(at, kind, []) if kind != "expander" else at.get("expander"):
+            v = getattr(e, "value", None) if kind != "expander" else getattr(e, "label", None)
+            if v is not None:
+                out.append(str(v))
+    for w in list(at.button) + list(at.selectbox) + list(at.slider) + list(at.text_input) + list(at.text_area):
+        if getattr(w, "label", None):
+            out.append(str(w.label))
+    return out
+
+
+def assert_one_problem(at, fragment: str, kind: str = "error") -> str:
+    """The page shows exactly one `kind` message, on one line, containing `fragment`, and no
+    traceback or exception. Returns the message as the viewer reads it."""
+    assert not at.exception, [e.value for e in at.exception]
+    msgs = [md_unescape(str(e.value)) for e in getattr(at, kind)]
+    assert len(msgs) == 1, f"expected one {kind}, got {msgs}"
+    msg = msgs[0]
+    assert "\n" not in msg.strip(), msg
+    assert "Traceback" not in msg and 'File "' not in msg, msg
+    assert fragment.lower() in msg.lower(), f"{fragment!r} not in {msg!r}"
+    return msg
+
+
+def reseal(bundle: Path) -> None:
+    """After editing files of a bundle copy, record their new sizes/hashes in its manifest (so the
+    edit is a *content* change the validator's size check cannot see)."""
+    import json
+    from precompute.bundle_io import file_table
+    mf = Path(bundle) / "manifest.json"
+    m = json.loads(mf.read_text())
+    m["files"] = file_table(Path(bundle))
+    mf.write_text(json.dumps(m, indent=1))
+
+
+def copy_bundle(src: Path, root: Path, name: str | None = None) -> Path:
+    """Copy bundle `src` into bundles folder `root` (created) and return the copy."""
+    import shutil
+    root.mkdir(parents=True, exist_ok=True)
+    dst = root / (name or Path(src).name)
+    shutil.copytree(src, dst)
+    return dst
