@@ -46,8 +46,11 @@ def load_gene_matrices(path: Path | str, contextual: bool = False, corpus: Path 
               "model_config": meta.get("model_config", {}), "train_config": meta.get("train_config", {}),
               "corpus": meta.get("corpus", {}), "n_parameters": int(meta.get("n_parameters", 0) or 0),
               "samples_seen": int(meta.get("samples_seen", 0) or 0)}
-    genes = pd.DataFrame({"symbol": genes["symbol"].astype(str),
-                          "ensembl_id": genes["ensembl_id"].fillna("").astype(str)})
+    out = pd.DataFrame({"symbol": genes["symbol"].astype(str),
+                        "ensembl_id": genes["ensembl_id"].fillna("").astype(str)})
+    if "support" in genes.columns:  # datasets measuring each gene well: the honest recall population
+        out["support"] = genes["support"].astype(int)
+    genes = out
     return mats, genes, source
 
 

@@ -78,7 +78,7 @@ def test_recall_pages_name_the_honest_population(monkeypatch, real_bundles):
     assert n == len(pd.read_parquet(real_bundles["txfm"] / "genes.parquet").query("support >= 1"))
     monkeypatch.setenv("TXFM_BUNDLES", str(real_bundles["root"]))
     at = AppTest.from_file(MAIN, default_timeout=120)
-    at.query_params.update({"bundle": ["txfm", "pca"]})
+    at.query_params.update({"bundle": ["txfm", "txfm-b"]})
     at.run()
     for page in ("overview", "compare", "subspaces"):
         if page != "overview":
