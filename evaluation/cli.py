@@ -37,19 +37,24 @@ def _celltype(ns: argparse.Namespace) -> int:
 
 
 def _curves(ns: argparse.Namespace) -> int:
+    import json
     from pathlib import Path
 
-    from common.atomic import atomic_write_text
+    from common.outputs import check_output_target, staged_output
     from .curves import markdown, run_curves
+    from .report import result_folder_test
 
+    is_own = result_folder_test("curves.csv")
+    protect = [p for p in (ns.run, ns.pca, ns.corpus, ns.references) if p]
+    check_output_target(ns.out, "learning-curve result folder", is_own, ns.overwrite, protect=protect)
     df = run_curves(ns.run, ns.references, ns.pca, ns.corpus, ns.dataset, ns.label_column, ns.every, ns.seed)
-    out = Path(ns.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "curves.csv", df.to_csv(index=False))
     text = markdown(df)
-    atomic_write_text(out / "curves.md", text + "\n")
+    with staged_output(ns.out, "learning-curve result folder", is_own, ns.overwrite, protect=protect) as out:
+        df.to_csv(out / "curves.csv", index=False)
+        (out / "curves.md").write_text(text + "\n")
+        (out / "run.json").write_text(json.dumps({k: str(v) for k, v in vars(ns).items() if k != "func"}, indent=1))
     print(text)
-    print(f"results -> {out}")
+    print(f"results -> {Path(ns.out)}")
     return 0
 
 
@@ -146,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--label-column", default=CELLTYPE_COLUMN, help="obs column with the labels")
     v.add_argument("--every", type=int, default=1, help="score every n-th checkpoint (the last always)")
     v.add_argument("--seed", type=int, default=0, help="seed of nulls and gene selection")
-    v.add_argument("--out", required=True, help="result folder (curves.csv, curves.md)")
+    v.add_argument("--out", required=True, help="result folder (curves.csv, curves.md, run.json)")
+    v.add_argument("--overwrite", action="store_true", help="replace an existing learning-curve result folder")
     v.set_defaults(func=_curves)
 
     a = sub.add_parser("ablate", forward=True, add_help=False,
