@@ -64,6 +64,7 @@ results: venv references ## train on ../shared/data (~30 min CPU), precompute Tx
 	$(PY) -m precompute results --run $(RESULTS_RUN) --pca $(RESULTS_RUN)-pca/pca.pt --references $(REFERENCES) --doc docs/results.md
 	$(PY) -m precompute run --checkpoint $(RESULTS_RUN)/last.pt --references $(REFERENCES) --out bundles/shared --overwrite
 	$(PY) -m precompute run --checkpoint $(RESULTS_RUN)-pca/pca.pt --baseline pca --references $(REFERENCES) --out bundles/shared-pca --overwrite
+	$(PY) -m evaluation curves --run $(RESULTS_RUN) --pca $(RESULTS_RUN)-pca/pca.pt --references $(REFERENCES) --out results/curves --overwrite
 	$(PY) -m precompute crosscheck --data $(SHARED_DATA) --references $(REFERENCES) --project-baseline $(RESULTS_RUN)-crosscheck
 
 eval: venv references ## perturbation (Papalexi) and cell-type benchmarks of the make-results run, and the ablation grid -> results/, runs/ablation

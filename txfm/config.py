@@ -92,7 +92,7 @@ class TrainConfig:
     seed: int = 0  # seeds model init, data order, masking, stochastic depth
     workers: int = 0  # DataLoader worker processes per rank
     library_norm: Literal["fixed", "measured"] = "measured"  # normalise to L, or to L x (measured genes / G) so narrow panels are not inflated
-    output_bias_init: bool = True  # start the decoder's per-gene bias at each gene's mean level (abundance off the weights)
+    output_bias_init: bool = False  # start the decoder's per-gene bias at each gene's mean level (abundance off the weights; lowers recall, docs/training-recipe.md exp. 2)
     mix_shards: int = 16  # shards whose rows are shuffled together (0 = all); every batch mixes their datasets
     dataset_temperature: float = 0.5  # dataset d drawn with probability ~ n_d^T (1 = as stored, 0 = uniform)
     val_fraction: float = 0.05  # held-out fraction of samples
