@@ -61,18 +61,31 @@ def _embed(ns: argparse.Namespace) -> int:
                           f"--checkpoint {ns.checkpoint} --input {ns.input} --out {ns.out}`, which validates the "
                           f"counts and maps gene ids like build-corpus")
     c = Corpus(ns.input)
-    x, _ = c.read_rows(np.arange(c.n_samples))
-    genes, obs = c.genes, c.obs
-    res = embed(ns.checkpoint, x, genes, max_genes=ns.max_genes, seed=ns.seed, batch_size=ns.batch_size,
-                all_layers=ns.all_layers, device=ns.device)
-    print(res.mapping.summary())
+    obs = c.obs
+    names = obs["dataset"].astype(str).to_numpy()
+    cls, layers = None, None
+    for i, d in enumerate(c.datasets):  # each dataset shows the encoder only the genes it measures
+        rows = np.flatnonzero(names == d.name)
+        if rows.size == 0:
+            continue
+        x, _ = c.read_rows(rows)
+        res = embed(ns.checkpoint, x[:, d.measured], [c.genes[j] for j in d.measured], max_genes=ns.max_genes,
+                    seed=ns.seed, batch_size=ns.batch_size, all_layers=ns.all_layers, device=ns.device,
+                    progress=False)
+        if cls is None:
+            cls = np.zeros((c.n_samples, res.cls.shape[1]), dtype=np.float32)
+            layers = None if res.layers is None else np.zeros((c.n_samples, *res.layers.shape[1:]), np.float32)
+        cls[rows] = res.cls
+        if layers is not None:
+            layers[rows] = res.layers
+        print(f"{d.name}: {rows.size} samples, {len(d.measured)} measured genes")
     ids = obs["sample_id"] if "sample_id" in obs else obs.index
-    arrays = {"cls": res.cls, "sample_id": np.asarray([str(i) for i in ids], dtype=str)}
-    if res.layers is not None:
-        arrays["layers"] = res.layers
+    arrays = {"cls": cls, "sample_id": np.asarray([str(i) for i in ids], dtype=str)}
+    if layers is not None:
+        arrays["layers"] = layers
     with atomic_path(out, suffix=".npz") as tmp:     # a failure leaves the old file and no temp file
         np.savez(tmp, **arrays)
-    print(f"embeddings {res.cls.shape} -> {out}")
+    print(f"embeddings {cls.shape} -> {out}")
     return 0
 
 

@@ -96,6 +96,24 @@ def reader_rate(corpus: str, k: int, batch: int, n_batches: int = 20, repeats: i
     return statistics.median(rates)
 
 
+def embed_rate(cfg: ModelConfig, n: int, repeats: int = 3, density: float = 0.05) -> float:
+    """Median samples/s of forward-only CLS embedding (txfm.inference.encode_counts) of n samples."""
+    from .inference import encode_counts
+    rng = np.random.default_rng(0)
+    x = sp.random(n, cfg.n_genes, density=density, format="csr", random_state=0,
+                  data_rvs=lambda m: rng.geometric(0.4, m)).astype(np.float32)
+    model = TxFM(cfg).eval()
+    measured = np.ones((1, cfg.n_genes), dtype=bool)
+    spec = BatchSpec(reveal=256)
+    encode_counts(model, x[:256], measured, spec, progress=False)            # warm-up
+    rates = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        encode_counts(model, x, measured, spec, batch_size=256, progress=False)
+        rates.append(n / (time.perf_counter() - t))
+    return statistics.median(rates)
+
+
 def _bench_corpus(path: Path, n_samples: int, n_genes: int, density: float, seed: int = 0) -> str:
     """A corpus with single-cell-like sparsity (counts are synthetic; only the reader cost matters)."""
     rng = np.random.default_rng(seed)
@@ -145,6 +163,10 @@ def run_benchmarks(out: str | os.PathLike, quick: bool = False) -> str:
     reader = ["| reader (1 worker, 20,000 genes, 5% non-zero, K=256, batch 32) | trainer (tiny, K=256, fp32) | "
               "workers needed |", "|---|---|---|",
               f"| {rd:.0f} samples/s | {consume:.0f} samples/s | {int(np.ceil(consume / rd))} |"]
+    emb = embed_rate(tiny_cfg, 512 if quick else 4096, repeats)
+    inference = ["| forward-only embedding (`encode_counts`, tiny, K=256, batch 256, fp32, counts to CLS) | "
+                 "training step (tiny, K=256, batch 32, fp32) | ratio |", "|---|---|---|",
+                 f"| {emb:.0f} samples/s | {consume:.0f} samples/s | {emb / consume:.1f}x |"]
     text = "\n".join([
         "# TxFM benchmarks", "",
         f"Made by `python -m txfm bench{' --quick' if quick else ''}` on {platform.machine()} with "
@@ -159,7 +181,11 @@ def run_benchmarks(out: str | os.PathLike, quick: bool = False) -> str:
         f"Same encoder (tiny, {g} genes); each design at a batch size that keeps its matmuls efficient; "
         f"throughput is per sample. Theoretical FLOP ratio {theory:.1f}x "
         f"(linear layers ~{(g + 1) / (k + 1):.0f}x, attention ~{((g + 1) / (k + 1)) ** 2:.0f}x).", "", *asym, "",
-        "## Corpus reader", "", *reader, ""])
+        "## Corpus reader", "", *reader, "",
+        "## Inference", "",
+        "Embedding samples (`txfm.inference.encode_counts`: normalisation, reveal, encoder forward, no dense "
+        "target and no decoder) against the training step above, in the same run (20,000 genes, 5% non-zero).",
+        "", *inference, ""])
     atomic_write_text(out, text)
     print(text)
     return text

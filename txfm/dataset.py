@@ -42,36 +42,57 @@ class BatchSpec:
     library_norm: str = "fixed"  # "fixed": every sample to L; "measured": to L * (measured genes / G)
 
 
-def collate(counts: sp.csr_matrix, datasets: np.ndarray, rngs: list[np.random.Generator],
-            measured_by_dataset: np.ndarray, spec: BatchSpec) -> dict[str, torch.Tensor]:
-    """Build one batch.
+def encoder_inputs(x: sp.csr_matrix, measured: np.ndarray, rngs: list[np.random.Generator],
+                   spec: BatchSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the encoder sees: the revealed genes of each row and their preprocessed values.
 
-    counts: (B, G) raw counts; datasets: (B,) dataset index per row; rngs: one generator per row;
-    measured_by_dataset: (n_datasets, G) bool.
-    Returns gene_idx [B, Kb] long, values [B, Kb] float, pad_mask [B, Kb] bool (True = padding),
-    target [B, G] float (preprocessed), measured [B, G] bool, revealed [B, G] bool, where
-    Kb = the largest number of genes revealed in this batch (<= K).
+    x: (B, G) preprocessed values (CSR); measured: (B, G) bool, or (1, G) shared by every row;
+    rngs: one generator per row. Returns gene_idx (B, Kb) int64, values (B, Kb) float32 and
+    pad_mask (B, Kb) bool (True = padding), Kb = the most genes revealed in a row (<= K).
+    Works on the sparse rows only, so a forward-only pass never builds the dense (B, G) target.
     """
-    measured = measured_by_dataset[datasets]  # [B, G]
-    target = np.asarray(preprocess(counts, spec.preprocessing, library_targets(measured, spec)).todense(),
-                        dtype=np.float32)
-    b, g = target.shape
+    b = x.shape[0]
+    shared = np.flatnonzero(measured[0]) if measured.shape[0] == 1 else None
     chosen = []
     for i in range(b):
-        m = np.flatnonzero(measured[i])
+        m = shared if shared is not None else np.flatnonzero(measured[i])
         w = None if spec.gene_weights is None else spec.gene_weights[m]
         chosen.append(reveal_genes(m, spec.reveal, rngs[i], w))
     kb = max(1, max(len(c) for c in chosen))
     gene_idx = np.zeros((b, kb), dtype=np.int64)
+    values = np.zeros((b, kb), dtype=np.float32)
     pad = np.ones((b, kb), dtype=bool)
-    revealed = np.zeros((b, g), dtype=bool)
     for i, c in enumerate(chosen):
         gene_idx[i, :len(c)] = c
         pad[i, :len(c)] = False
-        revealed[i, c] = True
-    values = np.take_along_axis(target, gene_idx, axis=1) * ~pad
+        cols, data = x.indices[x.indptr[i]:x.indptr[i + 1]], x.data[x.indptr[i]:x.indptr[i + 1]]
+        pos = np.searchsorted(cols, c)                   # CSR columns are sorted (corpus invariant)
+        hit = (pos < cols.size) & (cols[np.minimum(pos, max(cols.size - 1, 0))] == c) if cols.size else \
+            np.zeros(len(c), dtype=bool)
+        values[i, :len(c)][hit] = data[pos[hit]]
+    return gene_idx, values, pad
+
+
+def collate(counts: sp.csr_matrix, datasets: np.ndarray, rngs: list[np.random.Generator],
+            measured_by_dataset: np.ndarray, spec: BatchSpec) -> dict[str, torch.Tensor]:
+    """Build one training batch.
+
+    counts: (B, G) raw counts; datasets: (B,) dataset index per row; rngs: one generator per row;
+    measured_by_dataset: (n_datasets, G) bool.
+    Returns gene_idx [B, Kb] long, values [B, Kb] float, pad_mask [B, Kb] bool (True = padding)
+    (see encoder_inputs), target [B, G] float (preprocessed), measured [B, G] bool, revealed [B, G] bool.
+    """
+    measured = measured_by_dataset[datasets]  # [B, G]
+    x = sp.csr_matrix(preprocess(counts, spec.preprocessing, library_targets(measured, spec)))
+    x.sort_indices()
+    gene_idx, values, pad = encoder_inputs(x, measured, rngs, spec)
+    target = np.asarray(x.todense(), dtype=np.float32)
+    revealed = np.zeros(target.shape, dtype=bool)
+    rows = np.repeat(np.arange(gene_idx.shape[0]), gene_idx.shape[1])
+    keep = ~pad.ravel()
+    revealed[rows[keep], gene_idx.ravel()[keep]] = True
     return {
-        "gene_idx": torch.from_numpy(gene_idx), "values": torch.from_numpy(values.astype(np.float32)),
+        "gene_idx": torch.from_numpy(gene_idx), "values": torch.from_numpy(values),
         "pad_mask": torch.from_numpy(pad), "target": torch.from_numpy(target),
         "measured": torch.from_numpy(measured.copy()), "revealed": torch.from_numpy(revealed),
     }

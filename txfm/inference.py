@@ -13,7 +13,9 @@ import torch
 from tqdm import tqdm
 
 from .checkpoint import load_file, load_model, CheckpointError
-from .dataset import BatchSpec, collate, sample_rng
+from .dataset import BatchSpec, collate, encoder_inputs, library_targets, sample_rng
+from .model import TxFM
+from .preprocessing import preprocess
 
 
 @dataclass
@@ -106,19 +108,37 @@ def embed(checkpoint: str | os.PathLike, counts, genes: Sequence[str], max_genes
                      model.cfg.library_size, library_norm=tc.get("library_norm", "fixed"))
     measured = np.zeros((1, model.cfg.n_genes), dtype=bool)
     measured[0, mapping.index[mapping.index >= 0]] = True
+    cls_out, layer_out = encode_counts(model, x, measured, spec, seed=seed, batch_size=batch_size,
+                                       all_layers=all_layers, device=device, progress=progress)
+    return Embeddings(cls_out, layer_out, mapping)
+
+
+@torch.no_grad()
+def encode_counts(model: TxFM, x: sp.csr_matrix, measured: np.ndarray, spec: BatchSpec, seed: int = 0,
+                  batch_size: int = 256, all_layers: bool = False, device: str = "cpu",
+                  progress: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """Forward-only CLS embeddings of raw counts in vocabulary order.
+
+    x: (n, G) raw counts (CSR); measured: (1, G) bool genes the samples measure. Only the revealed
+    genes' values are looked up (no dense (B, G) target), so this runs well above training speed.
+    Returns cls (n, d) float32 and, with ``all_layers``, (n, depth, d).
+    """
+    model.eval()
     cls_out, layer_out = [], []
     for i in tqdm(range(0, x.shape[0], batch_size), disable=not progress, desc="embed", unit="batch"):
         rows = x[i:i + batch_size]
-        b = collate(rows, np.zeros(rows.shape[0], dtype=np.int64), [sample_rng(seed, 0, i + j) for j in range(rows.shape[0])],
-                    measured, spec)
-        res = model.forward_encoder(b["gene_idx"].to(device), b["values"].to(device), b["pad_mask"].to(device),
-                                    all_layers=all_layers)
+        z = sp.csr_matrix(preprocess(rows, spec.preprocessing, library_targets(measured, spec)))
+        z.sort_indices()
+        gene_idx, values, pad = encoder_inputs(z, measured, [sample_rng(seed, 0, i + j) for j in range(rows.shape[0])],
+                                               spec)
+        res = model.forward_encoder(torch.from_numpy(gene_idx).to(device), torch.from_numpy(values).to(device),
+                                    torch.from_numpy(pad).to(device), all_layers=all_layers)
         if all_layers:
             cls_out.append(res[0].float().cpu().numpy())
             layer_out.append(torch.stack(res[1], dim=1).float().cpu().numpy())
         else:
             cls_out.append(res.float().cpu().numpy())
-    return Embeddings(np.concatenate(cls_out), np.concatenate(layer_out) if all_layers else None, mapping)
+    return np.concatenate(cls_out), (np.concatenate(layer_out) if all_layers else None)
 
 
 @torch.no_grad()

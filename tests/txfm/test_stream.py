@@ -100,3 +100,21 @@ def test_stratified_split_holds_out_every_dataset(tiny_corpus):
     ds = corpus.obs["dataset"].to_numpy()
     assert val[ds == "a"].sum() == 12 and val[ds == "b"].sum() == 12
     assert (corpus.split("stratified", 0.25, seed=0) == val).all()
+
+
+def test_forward_only_inputs_equal_the_training_batch(tiny_corpus):
+    """encode_counts' sparse lookup gives exactly the genes and values collate gives (same rngs)."""
+    import scipy.sparse as sp
+    from txfm.dataset import collate, encoder_inputs, library_targets, sample_rng
+    from txfm.preprocessing import preprocess
+    corpus = Corpus(tiny_corpus)
+    x, d = corpus.read_rows(np.arange(40, 60))                   # both datasets
+    measured = corpus.measured_matrix()
+    spec = BatchSpec(reveal=8, library_norm="measured")
+    batch = collate(x, d, [sample_rng(0, 0, r) for r in range(20)], measured, spec)
+    z = sp.csr_matrix(preprocess(x, spec.preprocessing, library_targets(measured[d], spec)))
+    z.sort_indices()
+    gene_idx, values, pad = encoder_inputs(z, measured[d], [sample_rng(0, 0, r) for r in range(20)], spec)
+    assert np.array_equal(gene_idx, batch["gene_idx"].numpy()) and np.array_equal(pad, batch["pad_mask"].numpy())
+    assert np.array_equal(values, batch["values"].numpy())
+    assert (values[~pad] > 0).any() and (values[~pad] == 0).any()  # both detected and zero genes revealed
