@@ -45,6 +45,17 @@ def _describe(path: Path, limit: int = 3) -> str:
     return f"{len(names)} item(s): {shown}"
 
 
+def _check_writable_parent(out: Path) -> None:
+    """Refuse an --out whose nearest existing ancestor is a file or is not writable."""
+    probe = out.parent if str(out.parent) else Path(".")
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise UserError(f"{probe}: is a file, so no folder can be created there; choose another --out")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{probe}: folder is not writable; choose an --out in a folder you can write to")
+
+
 def check_output_target(out: str | os.PathLike, kind: str, is_own: Callable[[Path], bool],
                         replace: bool, flag: str = "--overwrite",
                         protect: Iterable[str | os.PathLike] = ()) -> bool:
@@ -57,14 +68,7 @@ def check_output_target(out: str | os.PathLike, kind: str, is_own: Callable[[Pat
             raise UserError(f"{out}: this output folder contains the input {p}; choose an --out outside it")
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: is a file, not a folder; choose another --out")
-    parent = out.parent if str(out.parent) else Path(".")
-    probe = parent
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise UserError(f"{probe}: is a file, so no folder can be created there; choose another --out")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"{probe}: folder is not writable; choose an --out in a folder you can write to")
+    _check_writable_parent(out)
     if not out.exists() or is_empty_dir(out):
         return False
     if not is_own(out):
@@ -163,13 +167,7 @@ def check_output_file(out: str | os.PathLike, kind: str, is_own: Callable[[Path]
             raise UserError(f"{out}: lies inside the input folder {p}; write it outside that folder")
     if out.is_dir():
         raise UserError(f"{out}: is a folder, expected {a_(kind)} path; pass a file name, e.g. {out}/out")
-    probe = out.parent if str(out.parent) else Path(".")
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise UserError(f"{probe}: is a file, so no folder can be created there; choose another --out")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"{probe}: folder is not writable; choose an --out in a folder you can write to")
+    _check_writable_parent(out)
     if not out.exists():
         return False
     if not is_own(out):
