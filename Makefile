@@ -58,7 +58,7 @@ bench: venv ## benchmarks -> docs/bench-txfm.md, docs/precompute.md, bench-out/ 
 	$(PY) -m data bench --shared $(SHARED_DATA) --out bench-out/data-bench.md
 	$(PY) -m app.bench --dir bench-out/app --genes 45000 --out bench-out/app/bench.md
 
-results: venv references ## train on ../shared/data (~30 min CPU), precompute TxFM and PCA, write docs/results.md
+results: venv references ## train on ../shared/data (~30 min CPU), precompute TxFM and PCA, write docs/results.md and results/curves
 	test -f $(RESULTS_CORPUS)/manifest.json || $(PY) -m data build-corpus --source $(SHARED_DATA) --out $(RESULTS_CORPUS)
 	test -f $(RESULTS_RUN)/last.pt || $(PY) -m txfm train --corpus $(RESULTS_CORPUS) --out $(RESULTS_RUN) $(RESULTS_TRAIN)
 	test -f $(RESULTS_RUN)-pca/pca.pt || $(PY) -m txfm baseline-pca --corpus $(RESULTS_CORPUS) --out $(RESULTS_RUN)-pca/pca.pt
