@@ -11,7 +11,7 @@ DEMO_RUN := runs/demo
 REFERENCES := cache/references
 PORT ?= 8501
 # make demo: a short CPU training on the embedded demo corpus (real data from the registries); 240 steps
-# reach the PCA bundle's honest recall (docs/training-recipe.md, "The demo")
+# (the demo decoder's recall rises until about then; docs/training-recipe.md, "The demo")
 DEMO_TRAIN := --preset tiny --reveal 256 --batch-size 32 --max-steps 240 --save-every 60 --val-every 60
 # make results: CPU budget of about 30 minutes on the corpus built from ../shared/data
 RESULTS_CORPUS := corpora/shared
