@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterable
 
 from common.atomic import atomic_write_text as _common_write_text
-from common.atomic import sha256_file as _common_sha256
+from common.atomic import sha256_file  # noqa: F401 (re-exported: data.references uses registry.sha256_file)
 
 
 class RegistryError(RuntimeError):
@@ -25,11 +25,6 @@ class RegistryError(RuntimeError):
 
 
 # ---------------------------------------------------------------------- small file helpers
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes (common.atomic.sha256_file)."""
-    return _common_sha256(path)
-
-
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write `text` to a temp file beside `path`, then rename it over `path` (common.atomic)."""
     return _common_write_text(path, text)

@@ -58,6 +58,18 @@ def _curves(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _stream_mix(ns: argparse.Namespace) -> int:
+    from common.options import check_range
+    from .curves import stream_mix
+    from .report import markdown_table
+
+    check_range("batches", ns.batches, lo=1, integer=True)
+    check_range("batch_size", ns.batch_size, lo=1, integer=True)
+
+    print(markdown_table(stream_mix(ns.corpus, ns.dataset, ns.batches, ns.batch_size, ns.seed)))
+    return 0
+
+
 def _ablate(ns: argparse.Namespace) -> int:
     from .ablate import main as ablate_main
 
@@ -154,6 +166,18 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", required=True, help="result folder (curves.csv, curves.md, run.json)")
     v.add_argument("--overwrite", action="store_true", help="replace an existing learning-curve result folder")
     v.set_defaults(func=_curves)
+
+    m = sub.add_parser("stream-mix", help="which datasets the training stream puts in each batch",
+                       description="Replays the first training batches of the stream (rows only) one shard at a "
+                                   "time and pooled, with and without dataset weights, and prints the share of one "
+                                   "dataset, the batches dominated by it and the datasets per batch.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    m.add_argument("--corpus", required=True, help="corpus directory")
+    m.add_argument("--dataset", default="papalexi2021_thp1_crispr", help="dataset whose share is reported")
+    m.add_argument("--batches", type=int, default=1000, help="batches replayed")
+    m.add_argument("--batch-size", type=int, default=32, help="samples per batch")
+    m.add_argument("--seed", type=int, default=0, help="stream seed")
+    m.set_defaults(func=_stream_mix)
 
     a = sub.add_parser("ablate", forward=True, add_help=False,
                        help="ablation grid: train variants, score recall and perturbations (ablate --help)")

@@ -134,3 +134,35 @@ def markdown(df: pd.DataFrame) -> str:
     lines.append("")
     lines.append(f"Population: {df.population.iloc[0] if len(df) else ''}, {n:,} genes (shared by every matrix).")
     return "\n".join(lines)
+
+
+def stream_mix(corpus: str | Path, dataset: str, n_batches: int = 1000, batch_size: int = 32, seed: int = 0,
+               settings: tuple[tuple[str, int, float], ...] = (("one shard at a time, T = 1", 1, 1.0),
+                                                                ("16 shards pooled, T = 1", 16, 1.0),
+                                                                ("16 shards pooled, T = 0.5", 16, 0.5))
+               ) -> pd.DataFrame:
+    """Composition of the first ``n_batches`` training batches the stream draws (rows only, no shard is
+    read) under each (label, mix_shards, temperature): share of ``dataset``'s samples, batches made
+    >= 98% of it, batches without it, and the median number of datasets per batch."""
+    import itertools
+
+    from txfm.corpus import Corpus
+    from txfm.dataset import BatchSpec, CorpusStream, row_datasets
+
+    c = Corpus(corpus)
+    names = [d.name for d in c.datasets]
+    if dataset not in names:
+        raise ValueError(f"{corpus}: no dataset {dataset!r} (has {names}); pass one of them with --dataset")
+    target, rd = names.index(dataset), row_datasets(c)
+    train_rows = ~c.split("stratified", 0.05, seed)
+    out = []
+    for label, mix, temperature in settings:
+        s = CorpusStream(str(corpus), batch_size, BatchSpec(), train_rows, seed=seed, mix_shards=mix,
+                         temperature=temperature)
+        rows = np.array([r for _, r, _ in itertools.islice(s._rows(c, 0, 1, 0), batch_size * n_batches)])
+        ds = rd[rows].reshape(n_batches, batch_size)
+        share = (ds == target).mean(1)
+        out.append({"stream": label, "share": float(share.mean()), "batches_ge_98pct": int((share >= 0.98).sum()),
+                    "batches_without": int((share == 0).sum()),
+                    "median_datasets_per_batch": float(np.median([len(set(b)) for b in ds]))})
+    return pd.DataFrame(out)

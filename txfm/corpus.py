@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from common.atomic import sha256_file
 from common.outputs import check_output_target, commit_dir, is_empty_dir, stage_dir
 
 FORMAT = "txfm-corpus"
@@ -39,14 +40,6 @@ class DatasetInfo:
     measured: np.ndarray  # int64 gene indices into the vocabulary, sorted
     source: str = ""
     notes: str = ""
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _check_counts(x: sp.csr_matrix, where: str) -> sp.csr_matrix:
@@ -198,7 +191,7 @@ class CorpusWriter:
         h = hashlib.sha256()
         h.update(json.dumps([self.genes, [d["measured"] for d in self.datasets]]).encode())
         for s in self._shards:
-            h.update(_sha256_file(self._tmp / s["file"]).encode())
+            h.update(sha256_file(self._tmp / s["file"]).encode())
         manifest = {
             "format": FORMAT, "format_version": FORMAT_VERSION,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
