@@ -192,14 +192,17 @@ def _step_references(ctx: _Ctx) -> dict[str, Any]:
 
 
 def _step_subspaces(ctx: _Ctx) -> dict[str, Any]:
+    from .recall import recall_population
     from .subspaces import pca_scores, spectrum_table
+    pop, label = recall_population(pd.read_parquet(ctx.work / "genes.parquet"))
     tables = []
     for name in tqdm(ctx.names, desc="subspaces", disable=not ctx.progress, leave=False):
-        scores, ev = pca_scores(ctx.load(f"matrices/{name}.npy"), standardise=ctx.params.standardises(name))
+        scores, ev = pca_scores(ctx.load(f"matrices/{name}.npy"), standardise=ctx.params.standardises(name),
+                                fit_rows=pop)
         save_npy(ctx.work / "subspaces" / f"{name}.npy", scores)
         tables.append(spectrum_table(name, ev))
     save_parquet(ctx.work / "subspaces" / "spectrum.parquet", pd.concat(tables, ignore_index=True))
-    return {}
+    return {"fitted_on": label, "n_fit_genes": int(pop.size)}
 
 
 def _sweep(ctx: _Ctx, width: int) -> list[int]:
@@ -440,7 +443,8 @@ def _build_in(work: Path, out: Path, existing: bool, matrices, genes, ref_dir, s
     run("matrices", {"sha256": digests, "genes_sha256": gene_digest, "references": ref_digest}, write_matrices)
     run("references", {"references_dir": str(ref_dir) if ref_dir else None, "digest": ref_digest},
         lambda: _step_references(ctx))
-    run("subspaces", {"method": "centre (and z-score) columns, PCA (eigh of covariance)",
+    run("subspaces", {"method": "centre (and z-score) columns, PCA (eigh of covariance), fitted on the recall "
+                                "population, every gene projected",
                       "standardise": {n: params.standardises(n) for n in names}}, lambda: _step_subspaces(ctx))
     run("recall", {k: pdict[k] for k in ("ranks", "n_nulls", "null_size", "full_null", "lower", "upper", "seed")}
         | {"similarity": "cosine"}, lambda: _step_recall(ctx))

@@ -18,7 +18,8 @@ def standardise_columns(m: np.ndarray) -> np.ndarray:
     return (x - mu) / sd
 
 
-def pca_scores(m: np.ndarray, standardise: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def pca_scores(m: np.ndarray, standardise: bool = True,
+               fit_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Standardise (or only centre), then PCA over genes.
 
     Args:
@@ -26,6 +27,12 @@ def pca_scores(m: np.ndarray, standardise: bool = True) -> tuple[np.ndarray, np.
         standardise: z-score every column (the paper's recipe for codebook and decoder). False
             only centres the columns, keeping their relative scale: for PCA loadings weighted
             by sqrt(eigenvalue), standardising would undo the weighting (whiten them).
+        fit_rows: genes (row indices) the column moments and the axes are fitted on; every row is
+            then projected onto those axes. The bundle fits on the honest recall population
+            (``precompute.recall.recall_population``), so rarely measured genes, whose rows stay
+            near initialisation, do not shape the subspace, and the population's scores equal a
+            fit on the population alone (what ``evaluation curves`` and ``precompute results`` do).
+            None: all rows.
     Returns:
         scores: (G, W) float32 with W = min(G, D), columns by decreasing variance
             (rank r = first r columns). Each component's sign is fixed so that its largest
@@ -33,21 +40,24 @@ def pca_scores(m: np.ndarray, standardise: bool = True) -> tuple[np.ndarray, np.
         explained_variance: (W,) float64, variance of each score column (ddof=1).
     """
     x = np.asarray(m, dtype=np.float32)
-    g, d = x.shape
+    d = x.shape[1]
+    fit = x if fit_rows is None else x[np.asarray(fit_rows)]
+    g = fit.shape[0]
     if g < 2:
         raise ValueError(f"need at least 2 genes for PCA, got {g}")
     # float64 moments, float32 products: the big (G, D) products are BLAS sgemm (fast on CPU)
-    mu = x.mean(axis=0, dtype=np.float64)
-    sd = x.std(axis=0, dtype=np.float64) if standardise else np.ones(d)
+    mu = fit.mean(axis=0, dtype=np.float64)
+    sd = fit.std(axis=0, dtype=np.float64) if standardise else np.ones(d)
     sd[sd == 0] = 1.0
     z = torch.from_numpy(((x - mu.astype(np.float32)) / sd.astype(np.float32)).astype(np.float32))
+    zf = z if fit_rows is None else z[torch.from_numpy(np.asarray(fit_rows, dtype=np.int64))]
     if d <= g:
-        cov = (z.T @ z).double().numpy() / (g - 1)      # (D, D); cheaper than an SVD of (G, D)
+        cov = (zf.T @ zf).double().numpy() / (g - 1)    # (D, D); cheaper than an SVD of (G, D)
         evals, evecs = np.linalg.eigh(cov)
         order = np.argsort(evals)[::-1]
         evals, evecs = np.clip(evals[order], 0, None), evecs[:, order]
     else:
-        _, s, vt = np.linalg.svd(z.double().numpy(), full_matrices=False)
+        _, s, vt = np.linalg.svd(zf.double().numpy(), full_matrices=False)
         evals, evecs = s ** 2 / (g - 1), vt.T
     w = min(g, d)
     evals, evecs = evals[:w], evecs[:, :w]

@@ -77,6 +77,7 @@ class TrainConfig:
     preset: str = "tiny"  # model size preset the run started from
     reveal: int = 2048  # K: genes revealed to the encoder per sample
     reveal_tau: float = 0.0  # frequency-weighted reveal sampling w ~ m^tau (0 = uniform)
+    reveal_detected: float = 0.0  # share of K drawn first from the sample's non-zero genes (0 = the paper's uniform draw)
     preprocessing: Preprocessing = "libnorm_log1p"  # input/target transform
     batch_size: int = 64  # global batch size (split across DDP ranks)
     epochs: float = 1.0  # passes over the training samples (may be fractional)
@@ -109,6 +110,7 @@ class TrainConfig:
             raise OptionError(f"--preset {self.preset!r}: choose one of {sorted(PRESETS)}")
         check_range("reveal", self.reveal, lo=1, integer=True, what="genes revealed to the encoder per sample")
         check_range("reveal_tau", self.reveal_tau, lo=-10, hi=10, what="0 = uniform")
+        check_range("reveal_detected", self.reveal_detected, lo=0, hi=1, what="share of K from non-zero genes")
         check_range("batch_size", self.batch_size, lo=1, integer=True, what="samples per step")
         check_range("epochs", self.epochs, lo=0, lo_open=True)
         check_range("max_steps", self.max_steps, lo=0, integer=True, what="0 = derived from --epochs")
@@ -145,6 +147,6 @@ def from_dict(cls, d: dict):
 
 
 LEGACY_DEFAULTS[TrainConfig] = {"library_norm": "fixed", "mix_shards": 1, "dataset_temperature": 1.0, "output_bias_init": False,
-                                 "val_by": "batch"}
+                                 "val_by": "batch", "reveal_detected": 0.0}
 
 __all__ = ["ModelConfig", "TrainConfig", "PRESETS", "model_config", "from_dict"]

@@ -40,6 +40,7 @@ class BatchSpec:
     library_size: float = 1e5
     gene_weights: np.ndarray | None = None  # (G,) reveal sampling weights (tau != 0), else uniform
     library_norm: str = "fixed"  # "fixed": every sample to L; "measured": to L * (measured genes / G)
+    reveal_detected: float = 0.0  # share of K drawn first from the sample's detected (non-zero) genes
 
 
 def encoder_inputs(x: sp.csr_matrix, measured: np.ndarray, rngs: list[np.random.Generator],
@@ -57,7 +58,11 @@ def encoder_inputs(x: sp.csr_matrix, measured: np.ndarray, rngs: list[np.random.
     for i in range(b):
         m = shared if shared is not None else np.flatnonzero(measured[i])
         w = None if spec.gene_weights is None else spec.gene_weights[m]
-        chosen.append(reveal_genes(m, spec.reveal, rngs[i], w))
+        det = None
+        if spec.reveal_detected > 0:
+            cols = x.indices[x.indptr[i]:x.indptr[i + 1]]
+            det = np.intersect1d(cols[x.data[x.indptr[i]:x.indptr[i + 1]] != 0], m, assume_unique=True)
+        chosen.append(reveal_genes(m, spec.reveal, rngs[i], w, det, spec.reveal_detected))
     kb = max(1, max(len(c) for c in chosen))
     gene_idx = np.zeros((b, kb), dtype=np.int64)
     values = np.zeros((b, kb), dtype=np.float32)

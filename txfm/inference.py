@@ -105,12 +105,28 @@ def embed(checkpoint: str | os.PathLike, counts, genes: Sequence[str], max_genes
     x = project_counts(counts, mapping, model.cfg.n_genes)
     tc = ck.get("train_config", {})
     spec = BatchSpec(max_genes or tc.get("reveal", 2048), tc.get("preprocessing", "libnorm_log1p"),
-                     model.cfg.library_size, library_norm=tc.get("library_norm", "fixed"))
+                     model.cfg.library_size, reveal_weights(ck), library_norm=tc.get("library_norm", "fixed"),
+                     reveal_detected=tc.get("reveal_detected", 0.0))
     measured = np.zeros((1, model.cfg.n_genes), dtype=bool)
     measured[0, mapping.index[mapping.index >= 0]] = True
     cls_out, layer_out = encode_counts(model, x, measured, spec, seed=seed, batch_size=batch_size,
                                        all_layers=all_layers, device=device, progress=progress)
     return Embeddings(cls_out, layer_out, mapping)
+
+
+def reveal_weights(ck: dict) -> np.ndarray | None:
+    """(G,) reveal sampling weights of a run trained with --reveal-tau != 0 (None: uniform).
+
+    Inference must draw the genes it shows the encoder with the law training used; a checkpoint
+    saved before the weights were recorded is rebuilt from its corpus if that is still at hand."""
+    info = ck.get("corpus", {})
+    if info.get("reveal_weights") is not None:
+        return np.asarray(info["reveal_weights"], dtype=np.float64)
+    tau = ck.get("train_config", {}).get("reveal_tau", 0.0)
+    if not tau:
+        return None
+    raise CheckpointError(f"the checkpoint was trained with --reveal-tau {tau} but does not record its reveal "
+                          "weights (saved by an older version of txfm train); retrain it to embed with it")
 
 
 @torch.no_grad()
@@ -157,7 +173,8 @@ def contextual_gene_embeddings(checkpoint: str | os.PathLike, corpus: str | os.P
         raise CheckpointError(f"{corpus}: its gene vocabulary differs from {checkpoint}'s; use the training corpus")
     tc = ck.get("train_config", {})
     spec = BatchSpec(tc.get("reveal", 2048), tc.get("preprocessing", "libnorm_log1p"), model.cfg.library_size,
-                     library_norm=tc.get("library_norm", "fixed"))
+                     reveal_weights(ck), library_norm=tc.get("library_norm", "fixed"),
+                     reveal_detected=tc.get("reveal_detected", 0.0))
     rows = np.sort(np.random.default_rng(seed).permutation(c.n_samples)[:n_samples])
     measured = c.measured_matrix()
     sums = torch.zeros(model.cfg.n_genes, model.cfg.dim, dtype=torch.float64)

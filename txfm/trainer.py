@@ -255,7 +255,8 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool =
     weights = None
     if cfg.reveal_tau != 0:
         weights = frequency_weights(detection_counts(corpus, train_rows), cfg.reveal_tau)
-    spec = BatchSpec(cfg.reveal, cfg.preprocessing, model_cfg.library_size, weights, cfg.library_norm)
+    spec = BatchSpec(cfg.reveal, cfg.preprocessing, model_cfg.library_size, weights, cfg.library_norm,
+                     cfg.reveal_detected)
     support = (ck or {}).get("corpus", {}).get("gene_support")
     if support is None:  # per-gene count of datasets measuring it well: the honest recall population downstream
         support, log_mean = gene_statistics(corpus, train_rows, spec)
@@ -315,6 +316,8 @@ def _loop(st: dict) -> None:
     corpus_info = {"path": str(cfg.corpus), "fingerprint": corpus.fingerprint, "n_samples": corpus.n_samples,
                    "n_genes": corpus.n_genes, "n_train": n_train, "datasets": [d.name for d in corpus.datasets],
                    "gene_support": st["support"]}
+    if spec.gene_weights is not None:  # inference reveals genes with the law training used
+        corpus_info["reveal_weights"] = [float(w) for w in spec.gene_weights]
 
     def checkpoint(step: int) -> None:
         path = wdir / f"step-{step:07d}.pt"

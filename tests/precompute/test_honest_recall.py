@@ -1,11 +1,14 @@
 """The honest recall population: rarely measured genes with noise vectors inflate the
 whole-vocabulary recall; restricted to well-measured genes (support >= 2) the recall does not move."""
+import json
+
 import numpy as np
 import pandas as pd
 
 from precompute.pipeline import BundleParams, build_bundle
 from precompute.recall import (POPULATION_ALL, POPULATION_SUPPORTED, recall_population, recall_sweep,
                                restrict_pairs)
+from precompute.subspaces import pca_scores
 from precompute.synthetic import write_synthetic_references
 
 FAST = BundleParams(umap_epochs=10, null_size=300, n_nulls=2, k=10, resolutions=(1.0,), ranks=(16,))
@@ -79,3 +82,30 @@ def test_bundle_recall_is_on_the_honest_population(tmp_path):
     rec = pd.read_parquet(out / "recall" / "recall.parquet")
     assert set(rec.population) == {POPULATION_SUPPORTED} and set(rec.n_genes) == {300}
     assert pd.read_parquet(out / "genes.parquet")["support"].tolist() == genes.support.tolist()
+    # the subspace is fitted on the population and every gene projected: the population's scores are
+    # those of a fit on the population alone (what `evaluation curves` and `precompute results` score),
+    # so a bundle and the learning curves give one recall figure for one matrix
+    sub = np.load(out / "subspaces" / "decoder.npy")
+    alone, _ = pca_scores(m[:300])
+    np.testing.assert_allclose(sub[:300], alone, atol=1e-4)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["steps"]["subspaces"]["summary"]["n_fit_genes"] == 300
+
+
+def test_pca_scores_fit_rows_projects_every_row_onto_axes_of_the_fit_rows():
+    rng = np.random.default_rng(0)
+    # fit rows vary along axes 0 and 2 (not 1); other rows along axis 1 only: the first fitted axis is in the 0-2 plane
+    fit = np.zeros((50, 3), np.float32)
+    fit[:, 0] = rng.normal(size=50) * 5
+    fit[:, 2] = rng.normal(size=50) * 0.1
+    other = np.zeros((500, 3), np.float32)
+    other[:, 1] = rng.normal(size=500) * 100
+    m = np.vstack([fit, other])
+    scores, ev = pca_scores(
+        m, standardise=False, fit_rows=np.arange(50))
+    # projection of the others onto the fitted axis 0 (after centring on the fit rows' mean) is ~0
+    assert abs(ev[0] - fit[:, 0].var(ddof=1)) < 1e-3 * ev[0]
+    np.testing.assert_allclose(np.abs(scores[50:, 0]), np.abs(fit[:, 0].mean()), atol=1e-4)
+    # without fit_rows the huge axis-1 spread of the other rows is the first axis instead
+    _, ev_all = pca_scores(m, standardise=False)
+    assert ev_all[0] > 100 * ev[0]

@@ -115,3 +115,36 @@ def test_torchrun_two_processes_gloo(tiny_corpus, tmp_path):
     assert ck["step"] == 4 and ck["samples_seen"] == 32
     assert json.loads((out / "config.json").read_text())["world_size"] == 2
     assert not any(k.startswith("module.") for k in ck["model"])  # the unwrapped model is saved
+
+
+def test_reveal_weights_of_a_tau_run_are_recorded_and_used_at_inference(tiny_corpus, tmp_path):
+    """A run trained with --reveal-tau draws revealed genes w ~ m^tau; embedding must use the same law."""
+    from txfm.config import TrainConfig
+    from txfm.corpus import Corpus
+    from txfm.dataset import BatchSpec, detection_counts
+    from txfm.inference import encode_counts
+    from txfm.masking import frequency_weights
+    from txfm.trainer import train
+
+    out = tmp_path / "run"
+    train(TrainConfig(corpus=tiny_corpus, out=str(out), reveal=4, reveal_tau=2.0, batch_size=8, max_steps=2,
+                      val_every=0, precision="fp32", val_fraction=0.0),
+          ModelConfig(n_genes=40, dim=8, depth=1, heads=2, decoder_depth=1), quiet=True)
+    ck = load_file(out / "last.pt")
+    c = Corpus(tiny_corpus)
+    w = np.asarray(ck["corpus"]["reveal_weights"])
+    np.testing.assert_allclose(w, frequency_weights(detection_counts(c), 2.0))
+    x, _ = c.read_rows(np.arange(10))
+    model, _ = load_model(out / "last.pt")
+    measured = np.ones((1, 40), dtype=bool)
+    spec = dict(reveal=4, library_size=model.cfg.library_size, library_norm="measured")
+    weighted = encode_counts(model, x, measured, BatchSpec(gene_weights=w, **spec), progress=False)[0]
+    uniform = encode_counts(model, x, measured, BatchSpec(**spec), progress=False)[0]
+    got = embed(out / "last.pt", x, c.genes, progress=False).cls
+    np.testing.assert_allclose(got, weighted, atol=1e-6)
+    assert not np.allclose(got, uniform, atol=1e-3)
+    # a tau checkpoint without recorded weights (an older one) is refused, not embedded uniformly
+    del ck["corpus"]["reveal_weights"]
+    torch.save(ck, tmp_path / "old.pt")
+    with pytest.raises(CheckpointError, match="reveal-tau"):
+        embed(tmp_path / "old.pt", x, c.genes, progress=False)

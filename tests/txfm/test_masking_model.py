@@ -105,3 +105,41 @@ def test_tiny_model_overfits_one_batch():
         opt.step()
     excess0, excess1 = first - floor, parts.loss.item() - floor
     assert excess1 < excess0 / 8, (excess0, excess1)  # rect_tanh has a dead zone (z < 0): 8x, not 100x
+
+
+def test_reveal_detected_share_draws_that_share_of_k_from_nonzero_genes():
+    measured = np.arange(0, 400, 2)          # 200 measured genes
+    detected = measured[::10]                 # 20 of them non-zero
+    k, share = 40, 0.25                        # round(0.25 * 40) = 10 drawn from the detected first
+    counts = np.zeros(400)
+    n_det = []
+    for seed in range(2000):
+        got = reveal_genes(measured, k, np.random.default_rng(seed), detected=detected, detected_share=share)
+        assert got.size == k and np.unique(got).size == k and np.isin(got, measured).all()
+        assert (np.diff(got) > 0).all()
+        n_det.append(np.isin(got, detected).sum())
+        counts[got] += 1
+    # >= 10 detected every time; the other 30 come uniformly from the 190 remaining genes, which hold
+    # 10 more detected ones: expected 10 + 30 * 10/190 = 11.58 detected per draw
+    assert min(n_det) >= 10
+    assert abs(np.mean(n_det) - (10 + 30 * 10 / 190)) < 0.1
+    # a detected gene is revealed with probability 10/20 + (1 - 10/20) * 30/190 = 0.579; others 30/190 * (1 - ...)
+    p_det = counts[detected] / 2000
+    assert abs(p_det.mean() - (0.5 + 0.5 * 30 / 190)) < 0.02
+    # more detected than the share: every detected gene is then in; share 0 is the paper's uniform draw
+    few = measured[:3]
+    got = reveal_genes(measured, k, np.random.default_rng(0), detected=few, detected_share=0.5)
+    assert np.isin(few, got).all()
+    assert (reveal_genes(measured, k, np.random.default_rng(5), detected=detected, detected_share=0.0)
+            == reveal_genes(measured, k, np.random.default_rng(5))).all()
+
+
+def test_collate_reveals_detected_genes_of_each_row():
+    g = 300
+    x = sp.csr_matrix((np.ones(12), (np.repeat([0, 1], 6), np.r_[np.arange(6) * 7, np.arange(6) * 11])), shape=(2, g))
+    measured = np.ones((1, g), dtype=bool)
+    rngs = [sample_rng(0, 0, i) for i in range(2)]
+    b = collate(x, np.zeros(2, dtype=np.int64), rngs, measured, BatchSpec(reveal=20, reveal_detected=0.5))
+    for i, nz in enumerate([np.arange(6) * 7, np.arange(6) * 11]):
+        assert np.isin(nz, b["gene_idx"][i].numpy()).all()  # 6 non-zero <= 10 = half of K: all shown
+        assert (b["values"][i] > 0).sum() == 6
