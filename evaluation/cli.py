@@ -1,10 +1,10 @@
-"""Command line: python -m evaluation {perturbation,celltype,curves,ablate} --help"""
+"""Command line: python -m evaluation {perturbation,celltype,curves,time-to-quality,stream-mix,cls-anatomy,ablate} --help"""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from common.errors import EXIT_CODES_HELP
+from common.errors import EXIT_CODES_HELP, UserError
 
 from .celltype import CellTypeParams
 from .perturbation import PerturbationParams
@@ -67,6 +67,45 @@ def _stream_mix(ns: argparse.Namespace) -> int:
     check_range("batch_size", ns.batch_size, lo=1, integer=True)
 
     print(markdown_table(stream_mix(ns.corpus, ns.dataset, ns.batches, ns.batch_size, ns.seed)))
+    return 0
+
+
+def _time_to_quality(ns: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from common.atomic import atomic_write_text
+    from .curves import time_to_quality
+    from .report import markdown_table
+
+    try:
+        df = pd.read_csv(ns.curves)
+    except FileNotFoundError:
+        raise UserError(f"{ns.curves}: no learning curves there; make them with `make results` "
+                        "or `python -m evaluation curves --run RUN --pca PCA --out DIR`") from None
+    need = {"kind", "matrix", "step", "samples_seen", "train_minutes", "recall"}
+    if not need <= set(df.columns):
+        raise UserError(f"{ns.curves}: not a learning-curve table (missing {sorted(need - set(df.columns))}); "
+                        "pass the curves.csv written by `python -m evaluation curves`")
+    t = time_to_quality(df)
+    text = "\n".join([
+        "## Time to quality", "",
+        f"Training minutes (wall time of `txfm train` on this machine, from the run's metrics) until each TxFM "
+        f"matrix's honest recall reaches the PCA baseline's, read from `{ns.curves}` (`make results`). "
+        "Where no checkpoint reaches it, the minutes are the slope of the last half of the run extrapolated.", "",
+        markdown_table(t.round(3)), ""])
+    if ns.doc:
+        atomic_write_text(ns.doc, text)
+    print(text)
+    return 0
+
+
+def _cls_anatomy(ns: argparse.Namespace) -> int:
+    from txfm.inference import gene_matrices
+    from .curves import cls_anatomy
+    from .report import markdown_table
+
+    corpus = ns.corpus or gene_matrices(ns.checkpoint)[2]["corpus"].get("path")
+    print(markdown_table(cls_anatomy(ns.checkpoint, corpus, ns.dataset, ns.label_column, seed=ns.seed).round(3)))
     return 0
 
 
@@ -178,6 +217,28 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--batch-size", type=int, default=32, help="samples per batch")
     m.add_argument("--seed", type=int, default=0, help="stream seed")
     m.set_defaults(func=_stream_mix)
+
+    q = sub.add_parser("time-to-quality", help="training minutes until each matrix reaches PCA's honest recall",
+                       description="Reads a learning-curve table (curves.csv of `evaluation curves`) and reports, "
+                                   "for each TxFM matrix, when its honest recall first reaches the PCA baseline's, "
+                                   "or the extrapolated minutes when it does not.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    q.add_argument("--curves", default="results/curves/curves.csv", help="curves.csv of `evaluation curves`")
+    q.add_argument("--doc", default=None, help="markdown file to write the table to (replaced)")
+    q.set_defaults(func=_time_to_quality)
+
+    c = sub.add_parser("cls-anatomy", help="what a checkpoint's CLS encodes: cell labels, depth, or the reveal draw",
+                       description="Principal components of the CLS embeddings of a labelled dataset of the "
+                                   "run's corpus: variance share, correlation with library size and detected "
+                                   "genes, share of variance between labels, and how stable a cell's CLS is "
+                                   "under another draw of revealed genes.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    c.add_argument("--checkpoint", required=True, help="TxFM checkpoint (.pt)")
+    c.add_argument("--corpus", default=None, help="corpus holding the labelled dataset (default: the run's corpus)")
+    c.add_argument("--dataset", default=CELLTYPE_DATASET, help="labelled dataset of the corpus")
+    c.add_argument("--label-column", default=CELLTYPE_COLUMN, help="obs column with the labels")
+    c.add_argument("--seed", type=int, default=0, help="reveal seed (the stability uses seed and seed + 1)")
+    c.set_defaults(func=_cls_anatomy)
 
     a = sub.add_parser("ablate", forward=True, add_help=False,
                        help="ablation grid: train variants, score recall and perturbations (ablate --help)")

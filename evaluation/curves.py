@@ -136,6 +136,72 @@ def markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def time_to_quality(df: pd.DataFrame) -> pd.DataFrame:
+    """For each TxFM matrix of a learning-curve table (``run_curves``): the first checkpoint whose honest
+    recall reaches the PCA baseline's, with samples seen and training minutes; when none does, the
+    extrapolation of the slope over the last half of the run (recall per training minute), or no
+    estimate when that slope is flat or falling. One row per matrix."""
+    pca = df[df.kind == "pca"]
+    if pca.empty:
+        raise ValueError("the learning curves have no PCA baseline row; rerun `evaluation curves` with --pca")
+    target = float(pca.recall.iloc[0])
+    out = []
+    for name, g in df[df.kind == "txfm"].sort_values("step").groupby("matrix", sort=True):
+        hit = g[g.recall >= target]
+        row = {"matrix": name, "pca_recall": target, "final_recall": float(g.recall.iloc[-1]),
+               "final_step": int(g.step.iloc[-1]), "final_minutes": float(g.train_minutes.iloc[-1])}
+        if len(hit):
+            h = hit.iloc[0]
+            row |= {"reached": True, "step": int(h.step), "samples_seen": int(h.samples_seen),
+                    "minutes": float(h.train_minutes), "estimate": "measured"}
+        else:
+            half = g[g.step >= g.step.iloc[-1] / 2]
+            dm = float(half.train_minutes.iloc[-1] - half.train_minutes.iloc[0]) if len(half) > 1 else 0.0
+            slope = float(half.recall.iloc[-1] - half.recall.iloc[0]) / dm if dm > 0 else 0.0
+            minutes = (float(g.train_minutes.iloc[-1]) + (target - float(g.recall.iloc[-1])) / slope
+                       if slope > 1e-6 else float("nan"))
+            row |= {"reached": False, "step": None, "samples_seen": None, "minutes": minutes,
+                    "estimate": "linear extrapolation of the last half" if slope > 1e-6
+                    else "none: flat or falling over the last half"}
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def cls_anatomy(checkpoint: str | Path, corpus: str | Path, dataset: str = CELLTYPE_DATASET,
+                label_column: str = CELLTYPE_COLUMN, n_components: int = 5, seed: int = 0) -> pd.DataFrame:
+    """What the CLS of a checkpoint encodes on a labelled dataset of its corpus, one row per principal
+    component of the cells' CLS embeddings: the share of variance it explains, its correlation with
+    log library size and log detected genes, the share of its variance between labels (eta squared,
+    1 - within / total), and (the same on every row) the mean correlation of a cell's centred CLS
+    under two reveal seeds (1 = the CLS is fixed by the cell; 0 = fixed by which genes were revealed)."""
+    from sklearn.decomposition import PCA
+
+    from evaluation.embeddings import txfm_embedding
+    from evaluation.inputs import read_corpus_dataset
+
+    cells = read_corpus_dataset(corpus, dataset)
+    labels = cells.column(label_column)
+    z, _ = txfm_embedding(checkpoint, cells, seed=seed, progress=False)
+    z2, _ = txfm_embedding(checkpoint, cells, seed=seed + 1, progress=False)
+    mu = z.mean(0)
+    a, b = z - mu, z2 - mu
+    stability = float(np.mean(np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)))
+    lib = np.log1p(np.asarray(cells.counts.sum(1)).ravel())
+    ndet = np.log1p(np.asarray((cells.counts > 0).sum(1)).ravel())
+    pca = PCA(min(n_components, z.shape[1]), random_state=seed).fit(z)
+    scores = pca.transform(z)
+    rows = []
+    for i in range(scores.shape[1]):
+        s = scores[:, i]
+        within = sum(((s[labels == v] - s[labels == v].mean()) ** 2).sum() for v in np.unique(labels))
+        rows.append({"component": i + 1, "variance_share": float(pca.explained_variance_ratio_[i]),
+                     "corr_log_library": float(np.corrcoef(s, lib)[0, 1]),
+                     "corr_log_detected": float(np.corrcoef(s, ndet)[0, 1]),
+                     "between_label_share": float(1 - within / ((s - s.mean()) ** 2).sum()),
+                     "reveal_seed_stability": stability})
+    return pd.DataFrame(rows)
+
+
 def stream_mix(corpus: str | Path, dataset: str, n_batches: int = 1000, batch_size: int = 32, seed: int = 0,
                settings: tuple[tuple[str, int, float], ...] = (("one shard at a time, T = 1", 1, 1.0),
                                                                 ("16 shards pooled, T = 1", 16, 1.0),

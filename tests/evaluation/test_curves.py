@@ -26,3 +26,62 @@ def test_stream_mix_reports_single_dataset_batches(tmp_path):
     assert one.median_datasets_per_batch == 1 and one.batches_ge_98pct + one.batches_without >= 20 - 6
     assert pooled.median_datasets_per_batch == 2 and pooled.batches_ge_98pct < 5
     assert 0.4 < pooled.share < 0.6                     # b is half the rows
+
+
+def _fake_cells(n=300, seed=0):
+    import pandas as pd
+    import scipy.sparse as sp
+
+    from evaluation.inputs import LabelledCounts
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(["a", "b", "c"], n // 3)
+    counts = sp.csr_matrix(rng.poisson(2.0, (n, 20)))
+    return LabelledCounts(counts, [f"G{i}" for i in range(20)], pd.DataFrame({"cell_type": labels}), "fake")
+
+
+def test_cls_anatomy_tells_a_label_cls_from_a_reveal_noise_cls(monkeypatch):
+    import evaluation.embeddings as emb
+    import evaluation.inputs as inputs
+    from evaluation.curves import cls_anatomy
+
+    cells = _fake_cells()
+    monkeypatch.setattr(inputs, "read_corpus_dataset", lambda corpus, dataset: cells)
+    labels = cells.column("cell_type")
+    centres = {"a": [10, 0, 0, 0], "b": [0, 10, 0, 0], "c": [0, 0, 10, 0]}
+
+    def by_label(checkpoint, data, seed=0, progress=False):  # CLS = the cell's label + small reveal noise
+        rng = np.random.default_rng(seed)
+        return np.array([centres[v] for v in labels], float) + 0.1 * rng.normal(size=(len(labels), 4)), {}
+
+    def by_draw(checkpoint, data, seed=0, progress=False):    # CLS = which genes were revealed only
+        return np.random.default_rng(seed).normal(size=(len(labels), 4)), {}
+
+    monkeypatch.setattr(emb, "txfm_embedding", by_label)
+    good = cls_anatomy("ck", "corpus", n_components=2)
+    assert (good.between_label_share > 0.99).all() and (good.reveal_seed_stability > 0.99).all()
+    assert abs(good.variance_share.sum() - 1.0) < 0.01   # two label axes hold (nearly) all variance
+    monkeypatch.setattr(emb, "txfm_embedding", by_draw)
+    bad = cls_anatomy("ck", "corpus", n_components=2)
+    assert (bad.between_label_share < 0.05).all() and (bad.reveal_seed_stability.abs() < 0.15).all()
+
+
+def _curves(recalls, minutes, pca=0.4):
+    import pandas as pd
+    rows = [{"kind": "pca", "matrix": "pca", "step": 0, "samples_seen": 100, "train_minutes": float("nan"),
+             "recall": pca}]
+    for i, (r, m) in enumerate(zip(recalls, minutes)):
+        rows.append({"kind": "txfm", "matrix": "decoder", "step": 100 * (i + 1), "samples_seen": 3200 * (i + 1),
+                     "train_minutes": m, "recall": r})
+    return pd.DataFrame(rows)
+
+
+def test_time_to_quality_measured_extrapolated_or_none():
+    from evaluation.curves import time_to_quality
+
+    hit = time_to_quality(_curves([0.2, 0.41, 0.45], [1.0, 2.0, 3.0])).iloc[0]
+    assert hit.reached and hit.step == 200 and hit.samples_seen == 6400 and hit.minutes == 2.0
+    # last half (steps >= 200): 0.30 -> 0.35 over 2 minutes = 0.025 / min; 0.05 short at minute 4 -> 6
+    ext = time_to_quality(_curves([0.1, 0.3, 0.32, 0.35], [1.0, 2.0, 3.0, 4.0])).iloc[0]
+    assert not ext.reached and abs(ext.minutes - 6.0) < 1e-9 and ext.estimate.startswith("linear")
+    flat = time_to_quality(_curves([0.3, 0.35, 0.35, 0.34], [1.0, 2.0, 3.0, 4.0])).iloc[0]
+    assert not flat.reached and np.isnan(flat.minutes) and flat.estimate.startswith("none")
