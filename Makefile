@@ -76,7 +76,7 @@ results: venv references ## train on ../shared/data (~30 min CPU), precompute Tx
 eval: venv references ## perturbation (Papalexi) and cell-type benchmarks of the make-results run, and the ablation grid -> results/, runs/ablation
 	$(PY) -m evaluation perturbation --input $(SHARED_DATA)/papalexi2021_thp1_crispr.h5ad --label-column grna_target --batch-column bio_rep --checkpoint $(RESULTS_RUN)/last.pt --pca $(RESULTS_RUN)-pca/pca.pt --out results/eval-perturbation --overwrite
 	$(PY) -m evaluation celltype --input $(SHARED_DATA)/pbmc_sorted_reference_mudan.h5ad:cell_type --input $(SHARED_DATA)/pbmc4k_soupx.h5ad:Annotation --checkpoint $(RESULTS_RUN)/last.pt --pca $(RESULTS_RUN)-pca/pca.pt --out results/eval-celltype --overwrite
-	$(PY) -m txfm ablate --corpus $(RESULTS_CORPUS) --out runs/ablation --grid loss=poisson,mse,smoothl1,negbin activation=rect_tanh,relu,clamped_relu preprocessing=libnorm_log1p,log1p reveal=128,32 --dim 64 --depth 2 --heads 4 --max-steps 200 --batch-size 32 --seeds 0 --perturbation-cells 4000
+	$(PY) -m evaluation ablate --corpus $(RESULTS_CORPUS) --out runs/ablation --grid loss=poisson,mse,smoothl1,negbin activation=rect_tanh,relu,clamped_relu preprocessing=libnorm_log1p,log1p reveal=128,32 --dim 64 --depth 2 --heads 4 --max-steps 200 --batch-size 32 --seeds 0 --perturbation-cells 4000
 
 app: venv ## start the app on ./bundles (localhost only)
 	@echo "TxFM explorer: http://127.0.0.1:$(PORT)"

@@ -22,7 +22,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from data import references as refs
+from data import reference_tables as refs
 from data import registry
 
 GENE_COLUMNS = ["symbol", "ensembl_id", "entrez_id", "name", "aliases", "previous_symbols"]

@@ -3,7 +3,6 @@
 (mean and spread over seeds) plus a PNG.
 
     python -m evaluation ablate --corpus corpora/shared --grid loss=poisson,mse activation=rect_tanh,relu
-    python -m txfm ablate ...            (the same command, forwarded here)
 
 Runs live in OUT/runs/<variant>-s<seed>/; re-running the command reuses finished identical runs,
 so an interrupted grid continues where it stopped.
@@ -57,7 +56,7 @@ def run_ablation(corpus: str, grid: dict[str, list], out: str | Path, budget: Bu
     ref = vs[0]
     pairs = None
     if references:
-        from data.references import load_pairs
+        from data.reference_tables import load_pairs
         pairs = load_pairs(Path(references))
     kept = gene_subset(detection_counts(c), recall.min_samples) if pairs is not None else None
     screen = None

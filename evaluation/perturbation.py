@@ -67,7 +67,7 @@ def mean_embedding_recall(z: np.ndarray, labels: np.ndarray, pairs: pd.DataFrame
                           params: PerturbationParams) -> pd.DataFrame:
     """Recall of known pairs among perturbation targets, on their mean embeddings.
 
-    pairs: DataFrame(source, gene_a, gene_b) (``data.references.load_pairs``). Returns
+    pairs: DataFrame(source, gene_a, gene_b) (``data.reference_tables.load_pairs``). Returns
     precompute's table: source, recall_mean, recall_std, n_pairs, chance.
     """
     from precompute.recall import relationship_recall

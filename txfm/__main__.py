@@ -1,4 +1,4 @@
-"""Command line: python -m txfm {train,embed,baseline-pca,bench,ablate} --help"""
+"""Command line: python -m txfm {train,embed,baseline-pca,bench} --help (ablations: python -m evaluation ablate)"""
 from __future__ import annotations
 
 import argparse
@@ -107,30 +107,9 @@ def _bench(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _ablate(ns: argparse.Namespace) -> int:
-    from evaluation.ablate import main as ablate_main  # lazy: txfm never imports evaluation otherwise
-
-    return ablate_main(ns.forwarded, prog="python -m txfm ablate")
-
-
-class _ForwardingParser(argparse.ArgumentParser):
-    """A subcommand (``forward=True``) whose arguments are parsed by the module it calls."""
-
-    def __init__(self, *args, forward: bool = False, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.forward = forward
-
-    def parse_known_args(self, args=None, namespace=None):
-        if not self.forward:
-            return super().parse_known_args(args, namespace)
-        ns = namespace or argparse.Namespace()
-        ns.forwarded, ns.func = list(args or []), self._defaults["func"]
-        return ns, []
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m txfm", description="TxFM: masked-autoencoder transformer for RNA-seq counts", epilog=EXIT_CODES_HELP)
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_ForwardingParser)
+    sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train (or resume) a run on a corpus",
                        description=f"Train TxFM on a corpus. Presets: {', '.join(f'{k} {v}' for k, v in PRESETS.items())}. "
@@ -177,10 +156,6 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--quick", action="store_true", help="few steps only (smoke test of the benchmark itself)")
     k.set_defaults(func=_bench)
 
-    a = sub.add_parser("ablate", forward=True, add_help=False,
-                       help="ablation grid: train variants with one budget, score recall and perturbations "
-                            "(evaluation.ablate; see `python -m txfm ablate --help`)")
-    a.set_defaults(func=_ablate)
     return p
 
 

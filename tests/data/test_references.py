@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from data import gene_sets as gs
+from data import reference_tables as tables
 from data import references as refs
 from data.genes import GeneTable
 from data.registry import RegistryError, pip_download
@@ -77,7 +78,7 @@ def test_read_efaar_wheel_and_canonical_pairs(tmp_path, table):
     renames, stats = refs.remap_symbols(pd.concat([corum.entity1, corum.entity2]), table)
     assert renames == {"SEPT7": "SEPTIN7"}
     assert stats == {"n_ids": 4, "renamed": 1, "ambiguous": 0, "unmapped": 1}
-    pairs = refs.canonical_pairs(corum.entity1.map(lambda g: renames.get(g, g)),
+    pairs = tables.canonical_pairs(corum.entity1.map(lambda g: renames.get(g, g)),
                                  corum.entity2.map(lambda g: renames.get(g, g)))
     assert pairs.values.tolist() == [["MDM2", "TP53"], ["MDM2", "UNKNOWN1"], ["SEPTIN7", "TP53"]]
 
@@ -103,30 +104,30 @@ def test_read_pegasus_wheel_splits_collections(tmp_path):
 
 def test_gmt_round_trip(tmp_path):
     sets = {"set one": ["B", "A", "C"], "GO term (GO:0000001)": ["X"]}
-    path = refs.write_gmt(tmp_path / "lib.gmt", sets, {"set one": "first"})
+    path = tables.write_gmt(tmp_path / "lib.gmt", sets, {"set one": "first"})
     assert path.read_text() == "set one\tfirst\tB\tA\tC\nGO term (GO:0000001)\tna\tX\n"
-    assert refs.load_gmt(path) == sets
+    assert tables.load_gmt(path) == sets
     with pytest.raises(ValueError, match="tab/newline"):
-        refs.write_gmt(tmp_path / "bad.gmt", {"s": ["A\tB"]})
+        tables.write_gmt(tmp_path / "bad.gmt", {"s": ["A\tB"]})
     with pytest.raises(ValueError, match="no genes"):
-        refs.write_gmt(tmp_path / "bad.gmt", {"s": []})
+        tables.write_gmt(tmp_path / "bad.gmt", {"s": []})
     assert not (tmp_path / "bad.gmt").exists()
     (tmp_path / "short.gmt").write_text("only\tdescription\n")
     with pytest.raises(ValueError, match=r"short.gmt: line 1 has 2"):
-        refs.load_gmt(tmp_path / "short.gmt")
+        tables.load_gmt(tmp_path / "short.gmt")
 
 
 def test_load_pairs_reads_sources(tmp_path):
-    refs.write_pairs(tmp_path / "pairs" / "CORUM.tsv",
-                     refs.canonical_pairs(["B", "C"], ["A", "B"]))
-    refs.write_pairs(tmp_path / "pairs" / "SIGNOR.tsv", refs.canonical_pairs(["X"], ["Y"]))
-    df = refs.load_pairs(tmp_path)
+    tables.write_pairs(tmp_path / "pairs" / "CORUM.tsv",
+                     tables.canonical_pairs(["B", "C"], ["A", "B"]))
+    tables.write_pairs(tmp_path / "pairs" / "SIGNOR.tsv", tables.canonical_pairs(["X"], ["Y"]))
+    df = tables.load_pairs(tmp_path)
     assert df.values.tolist() == [["CORUM", "A", "B"], ["CORUM", "B", "C"], ["SIGNOR", "X", "Y"]]
-    assert refs.load_pairs(tmp_path, ["SIGNOR"]).values.tolist() == [["SIGNOR", "X", "Y"]]
+    assert tables.load_pairs(tmp_path, ["SIGNOR"]).values.tolist() == [["SIGNOR", "X", "Y"]]
     with pytest.raises(ValueError, match=r"no pairs for \['STRING'\]"):
-        refs.load_pairs(tmp_path, ["STRING"])
+        tables.load_pairs(tmp_path, ["STRING"])
     with pytest.raises(FileNotFoundError, match="fetch-references"):
-        refs.load_pairs(tmp_path / "nowhere")
+        tables.load_pairs(tmp_path / "nowhere")
 
 
 # ---------------------------------------------------------------------- GO fixtures
@@ -244,11 +245,11 @@ def test_fetch_references_offline_end_to_end(offline_cache):
         "gene_a\tgene_b\nMDM2\tTP53\nMDM2\tUNKNOWN1\nSEPTIN7\tTP53\n"
     assert (out / "pairs" / "Reactome.tsv").read_text() == "gene_a\tgene_b\nCDKN1A\tMDM2\n"
     assert (out / "pairs" / "StringDB.tsv").read_text() == "gene_a\tgene_b\nCDKN1A\tMT-CO2\n"
-    assert refs.load_pairs(out, ["SIGNOR"]).values.tolist() == [["SIGNOR", "MDM2", "TP53"]]
-    assert refs.load_gmt(out / "gmt" / "CORUM_complexes.gmt") == {
+    assert tables.load_pairs(out, ["SIGNOR"]).values.tolist() == [["SIGNOR", "MDM2", "TP53"]]
+    assert tables.load_gmt(out / "gmt" / "CORUM_complexes.gmt") == {
         "p53-MDM2 complex": ["TP53", "MDM2"], "septin complex": ["SEPTIN7", "CDKN1A"]}
-    assert refs.load_gmt(out / "gmt" / "MSigDB_Reactome.gmt") == {"REACTOME_A": ["TP53", "CDKN1A"]}
-    assert refs.load_gmt(out / "gmt" / "GO_BP.gmt") == {
+    assert tables.load_gmt(out / "gmt" / "MSigDB_Reactome.gmt") == {"REACTOME_A": ["TP53", "CDKN1A"]}
+    assert tables.load_gmt(out / "gmt" / "GO_BP.gmt") == {
         "apoptotic process (GO:0006915)": ["CDKN1A", "TP53"],
         "biological_process (GO:0008150)": ["CDKN1A", "MDM2", "TP53"]}
     c = names["CORUM"]
@@ -306,7 +307,7 @@ def real_wheels() -> dict:
 
 def test_real_efaar_wheel(real_wheels):
     raw = refs.read_efaar_wheel(real_wheels["efaar"])
-    counts = {s: len(refs.canonical_pairs(df.entity1, df.entity2)) for s, df in raw["pairs"].items()}
+    counts = {s: len(tables.canonical_pairs(df.entity1, df.entity2)) for s, df in raw["pairs"].items()}
     print(f"efaar-benchmarking 1.0 unique unordered pairs: {counts}; "
           f"CORUM complexes: {len(raw['complexes'])}")
     assert set(counts) == set(refs.PAIR_SOURCES)
