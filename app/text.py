@@ -1,4 +1,4 @@
-"""Show user- and data-supplied strings as plain text (issue 9: no injection through links or data).
+"""Show user- and data-supplied strings as plain text (docs/reliability.md: no injection through links or data).
 
 Streamlit renders every message, title, caption, label and button text as Markdown, and Plotly renders
 a subset of HTML (including ``<a href>``) in titles, point text and hover text. A gene name from a data

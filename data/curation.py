@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Literal
 
 import numpy as np
 import pandas as pd
@@ -195,9 +194,6 @@ def pca_consistency(x: sp.csr_matrix, labels: pd.Series | np.ndarray, control: s
     is_control = labels == control if control is not None else np.zeros(len(labels), dtype=bool)
     z = _embed(x, is_control, n_components, seed)
     return embedding_consistency(z, labels, control, ignore, n_null, seed)
-
-
-ScoreSource = Callable[[sp.csr_matrix, np.ndarray], pd.DataFrame] | pd.DataFrame | Literal["pca"]
 
 
 def phenoprint_keep(labels: np.ndarray, scores: pd.DataFrame, alpha: float = 0.1,

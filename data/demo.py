@@ -21,7 +21,6 @@ offline gene table when it can be obtained, else kept as given, and said so).
 """
 from __future__ import annotations
 
-import shutil
 import tempfile
 import time
 import warnings
@@ -164,8 +163,3 @@ def build_demo(out: str | Path = "corpora/demo", cache: str | Path = "cache/demo
                           log=log)
     log(f"demo corpus built in {time.time() - t0:.1f} s")
     return report
-
-
-def clear_cache(cache: str | Path = "cache/demo") -> None:
-    """Remove the demo's downloads and converted sources."""
-    shutil.rmtree(cache, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""Independent PCA cross-check on the five PBMC sets in ../shared/data (issue 4).
+"""Independent PCA cross-check on the five PBMC sets in ../shared/data (figures in docs/precompute.md).
 
 Cells of kang2018, pbmc4k_soupx, pbmc_donorA_mudan, pbmc_sorted_reference_mudan and
 pbmc1k_pisces; genes measured in all five and detected in >= 50 cells; library size 1e5 and

@@ -198,11 +198,6 @@ def pair_similarities_sweep(x: np.ndarray, pairs: np.ndarray, ranks: list[int],
     return out
 
 
-def pair_similarities(xn: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-    """Cosine of each pair over all columns: (G, r) vectors, (P, 2) pairs -> (P,) float32."""
-    return pair_similarities_sweep(xn, pairs, [xn.shape[1]])[:, 0]
-
-
 def random_pairs(g: int, n: int, rng: np.random.Generator) -> np.ndarray:
     """(n, 2) uniformly random pairs of distinct genes."""
     a = rng.integers(0, g, n)

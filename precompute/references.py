@@ -4,16 +4,12 @@ Reading is delegated to `data.reference_tables` (load_pairs, load_gmt), which ow
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from data import reference_tables as _data_refs
-
-PAIR_SOURCES = ("CORUM", "huMAP", "Reactome", "SIGNOR", "StringDB")
-
 
 def _check_dir(ref_dir: Path) -> Path:
     ref_dir = Path(ref_dir)
@@ -52,12 +48,6 @@ def load_gene_aliases(ref_dir: Path) -> pd.DataFrame | None:
     if not p.is_file():
         return None
     return pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False)
-
-
-def reference_manifest(ref_dir: Path) -> dict:
-    """The reference folder's manifest.json (or {} when absent), recorded in the bundle."""
-    p = Path(ref_dir) / "manifest.json"
-    return json.loads(p.read_text()) if p.is_file() else {}
 
 
 def pairs_to_indices(pairs: pd.DataFrame, symbols: list[str] | np.ndarray) -> dict[str, np.ndarray]:

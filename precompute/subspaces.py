@@ -6,18 +6,6 @@ import pandas as pd
 import torch
 
 
-def standardise_columns(m: np.ndarray) -> np.ndarray:
-    """Z-score each column over genes: (G, D) -> (G, D) float64, mean 0 and std 1 per column.
-
-    Constant columns (std 0) become all-zero instead of NaN.
-    """
-    x = np.asarray(m, dtype=np.float64)
-    mu = x.mean(axis=0)
-    sd = x.std(axis=0)
-    sd[sd == 0] = 1.0
-    return (x - mu) / sd
-
-
 def pca_scores(m: np.ndarray, standardise: bool = True,
                fit_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Standardise (or only centre), then PCA over genes.

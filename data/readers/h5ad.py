@@ -12,7 +12,6 @@ from typing import Iterator
 import anndata.io as adio
 import h5py
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from data.readers.base import Chunk, SourceReader, as_str_index, dataset_name
@@ -118,9 +117,3 @@ class H5adReader(SourceReader):
             for start in range(0, self.n_samples, chunk_size):
                 stop = min(start + chunk_size, self.n_samples)
                 yield Chunk(_read_rows(node, start, stop), self.obs.iloc[start:stop], start)
-
-
-def read_obs_only(path: str | Path) -> pd.DataFrame:
-    """The ``obs`` table of an h5ad file without touching its matrices."""
-    with h5py.File(path, "r") as f:
-        return adio.read_elem(f["obs"])

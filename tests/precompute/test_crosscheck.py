@@ -1,4 +1,4 @@
-"""The independent PCA cross-check on the five PBMC sets (issue 4's reference numbers)."""
+"""The independent PCA cross-check on the five PBMC sets (the published reference numbers it is checked against)."""
 from pathlib import Path
 
 import pytest
@@ -30,7 +30,7 @@ def test_pca_recall_matches_the_issue(shared_data):
 
     table, info = crosscheck(shared_data, REFERENCES)
     w = table[table.variant == "weighted"].set_index("source")
-    # issue 4: "combined mean recall ~0.24 (CORUM ~0.28, STRING ~0.28), chance ~0.10"; the
+    # reference: "combined mean recall ~0.24 (CORUM ~0.28, STRING ~0.28), chance ~0.10"; the
     # mean is over the five sources (the pooled 'combined' row is lower, ~0.22)
     assert w.loc["mean_of_sources", "recall_mean"] == pytest.approx(0.24, abs=0.015)
     assert w.loc["CORUM", "recall_mean"] == pytest.approx(0.28, abs=0.02)

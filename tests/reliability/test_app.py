@@ -1,4 +1,4 @@
-"""Bad-input catalogue for the app (docs/reliability.md, issue 9): hostile links and data, damaged
+"""Bad-input catalogue for the app (docs/reliability.md): hostile links and data, damaged
 bundles, edge ranks. Every case runs the real app under Streamlit's AppTest on bundles written by the
 real pipeline (the session fixture `real_bundles`, shared with tests/app) and asserts: no exception
 escapes, and the page shows the expected one-line problem (or nothing wrong at all).

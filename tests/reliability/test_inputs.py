@@ -1,4 +1,4 @@
-"""Bad-input catalogue, part 3 of issue 9: wrong data is refused in one line, never silently used.
+"""Bad-input catalogue, part 3 of docs/reliability.md: wrong data is refused in one line, never silently used.
 
 Every case runs a command in-process (tests/reliability/conftest.py) and asserts a non-zero exit,
 one error line holding a stable fragment (no traceback), inputs byte-identical afterwards and no

@@ -1,4 +1,4 @@
-"""Bad-input catalogue, part 1 and 5 of issue 9: output folders and the one error policy.
+"""Bad-input catalogue, parts 1 and 5 of docs/reliability.md: output folders and the one error policy.
 
 Every case runs a real command in-process (tests/reliability/conftest.py) with cwd = a fresh tmp
 folder and asserts the exit code, ONE 'error:' line holding a stable fragment (no traceback), that
