@@ -242,10 +242,6 @@ def _write(states, genes, gene_ids, out: Path, config: BuildConfig, bar: tqdm) -
     return stats
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    atomic_write_text(path, text)
-
-
 def build_corpus(sources: list[str | os.PathLike], out: str | os.PathLike, config: BuildConfig = BuildConfig(),
                  gene_table="default", log=print) -> dict:
     """Build a corpus at ``out`` from files/folders ``sources``; returns the report dict (also saved).
@@ -286,8 +282,8 @@ def _build_into(work: Path, out: Path, sources, config: BuildConfig, gene_table,
     with tqdm(total=total, desc="pass 2/2: writing", unit="samples", disable=None) as bar:
         stats = _write(states, genes, gene_ids, work, replace(config, overwrite=True), bar)
     report = _report(states, stats, genes, n_dropped, out, config, gene_table, t0, t1)
-    _atomic_write(work / "report.json", json.dumps(report, indent=1, default=str))
-    _atomic_write(work / "report.md", render_markdown(report))
+    atomic_write_text(work / "report.json", json.dumps(report, indent=1, default=str))
+    atomic_write_text(work / "report.md", render_markdown(report))
     log(render_markdown(report, brief=True))
     return report
 

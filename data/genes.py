@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from data import reference_tables as refs
+from common.atomic import atomic_write_text, sha256_file
 from data import registry
 
 GENE_COLUMNS = ["symbol", "ensembl_id", "entrez_id", "name", "aliases", "previous_symbols"]
@@ -243,7 +244,7 @@ def _check_against_manifest(cache_dir: str | Path, path: Path) -> None:
     except (FileNotFoundError, ValueError):
         return
     entry = next((t for t in entries if t["name"] == "genes"), {})
-    if entry.get("sha256") and registry.sha256_file(path) != entry["sha256"]:
+    if entry.get("sha256") and sha256_file(path) != entry["sha256"]:
         raise ValueError(f"{path}: differs from the table recorded in {Path(cache_dir) / 'manifest.json'} (sha256 "
                          f"mismatch: edited, truncated or damaged); rebuild it with "
                          f"`python -m data fetch-references --force`")
@@ -377,16 +378,16 @@ def build_gene_table(cache_dir: str | Path = "cache/references",
     frame = genes_from_orgdb(files[ORGDB_SQLITE], exclude_types)
     meta = sqlite_metadata(files[ORGDB_SQLITE])
     out = Path(dest_dir or cache_dir) / "genes" / "genes.tsv"
-    registry.atomic_write_text(out, frame.to_csv(sep="\t", index=False))
+    atomic_write_text(out, frame.to_csv(sep="\t", index=False))
     entry = {
         "name": "genes", "kind": "genes", "file": "genes/genes.tsv",
         "source_package": ORGDB_PACKAGE, "version": registry.deb_info(deb)["Version"],
         "licence": registry.r_description_licence(files[ORGDB_DESCRIPTION])
         + " (License field of org.Hs.eg.db's DESCRIPTION)",
         "n_records": int(len(frame)), "n_genes": int(frame["symbol"].nunique()),
-        "sha256": registry.sha256_file(out),
+        "sha256": sha256_file(out),
         "source_file": ORGDB_SQLITE, "package_file": deb.name,
-        "package_sha256": registry.sha256_file(deb),
+        "package_sha256": sha256_file(deb),
         "params": _build_params(exclude_types),
         "source_dates": {k: meta.get(k, "") for k in ("EGSOURCEDATE", "ENSOURCEDATE")},
         "notes": "NCBI Gene with NCBI/Ensembl gene links; previous symbols are listed among "

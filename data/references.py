@@ -24,7 +24,8 @@ import pandas as pd
 from data import gene_sets as gs
 from data import registry
 from data.reference_tables import canonical_pairs, load_manifest, write_gmt, write_manifest, write_pairs
-from data.registry import RegistryError, atomic_write_text, sha256_file  # noqa: F401 (re-exported)
+from common.atomic import atomic_write_text, sha256_file
+from data.registry import RegistryError
 
 BUILDER_VERSION_REFS = 1  # bump when a table builder changes its output, so caches rebuild
 EFAAR = ("efaar-benchmarking", "1.0")
@@ -248,5 +249,5 @@ def _build_go(out: Path, stage: Path, table, params: dict, log) -> dict:
                   len(sets), len({g for s in sets.values() for g in s}),
                   source_file=f"{gs.GODB_SQLITE} + {ORGDB_SQLITE}",
                   package_file=f"{go_deb.name} + {org_deb.name}",
-                  package_sha256=f"{registry.sha256_file(go_deb)} + {registry.sha256_file(org_deb)}",
+                  package_sha256=f"{sha256_file(go_deb)} + {sha256_file(org_deb)}",
                   go_stats=stats)

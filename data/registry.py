@@ -16,8 +16,6 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
-from common.atomic import atomic_write_text as _common_write_text
-from common.atomic import sha256_file  # noqa: F401 (re-exported: data.references uses registry.sha256_file)
 
 
 class RegistryError(RuntimeError):
@@ -25,11 +23,6 @@ class RegistryError(RuntimeError):
 
 
 # ---------------------------------------------------------------------- small file helpers
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write `text` to a temp file beside `path`, then rename it over `path` (common.atomic)."""
-    return _common_write_text(path, text)
-
-
 def _run(cmd: list[str], what: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     try:
         proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)

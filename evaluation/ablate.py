@@ -21,10 +21,11 @@ from tqdm.auto import tqdm
 from .checkpoint_scores import RecallSettings, gene_subset, perturbation_scores, recall_scores
 from .grid import Budget, configs, find_screen, parse_grid, train_variant, variant_name, variants
 from .perturbation import PerturbationParams, params_dict
+from common.atomic import atomic_write_text
 from common.errors import UserError
 from common.outputs import check_output_target
 
-from .report import atomic_write_text, is_ablation_folder, markdown_table, write_csv, write_json
+from .report import is_ablation_folder, markdown_table, write_csv, write_json
 
 SCORES = ["final_loss", "val_loss", "recall_codebook", "rank_codebook", "recall_decoder", "rank_decoder",
           "pert_consistency", "pert_consistency_p10", "pert_loo_cosine", "pert_knn_top1", "pert_knn_top5",

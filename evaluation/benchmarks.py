@@ -15,9 +15,10 @@ from . import embeddings as emb
 from .celltype import CellTypeParams, evaluate_celltypes
 from .inputs import LabelledCounts, read_input, references_gene_table
 from .perturbation import PerturbationParams, evaluate_embedding, params_dict
+from common.atomic import atomic_write_text
 from common.outputs import check_output_target, staged_output
 
-from .report import atomic_write_text, markdown_table, result_folder_test, write_csv, write_json
+from .report import markdown_table, result_folder_test, write_csv, write_json
 
 
 def check_options(max_cells=None, max_genes=None, batch_size=256, dataset_pca=0) -> None:

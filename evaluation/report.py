@@ -13,12 +13,7 @@ from typing import Callable
 
 import pandas as pd
 
-from common.atomic import atomic_write_text as _atomic_write_text
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write text to a temp file beside ``path`` and rename it into place."""
-    return _atomic_write_text(path, text)
+from common.atomic import atomic_write_text
 
 
 def result_folder_test(marker: str) -> Callable[[Path], bool]:
