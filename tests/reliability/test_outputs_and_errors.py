@@ -318,7 +318,7 @@ def test_disk_full_precompute_keeps_previous_bundle(cli, W, tmp_path, monkeypatc
 def test_disk_full_build_corpus_keeps_previous_corpus(cli, W, tmp_path, monkeypatch, unchanged):
     import data.corpus_build as cb
     c = copy(W / "built", tmp_path / "c")
-    monkeypatch.setattr(cb, "_atomic_write", _enospc)     # the report, written last
+    monkeypatch.setattr(cb, "atomic_write_text", _enospc)  # the report, written last
     with unchanged(c):
         assert_refused(cli("data", *_build(W, c, "--overwrite")), "disk is full", 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
