@@ -67,11 +67,11 @@ results: venv references ## train on ../shared/data (~30 min CPU), precompute Tx
 	test -f $(RESULTS_CORPUS)/manifest.json || $(PY) -m data build-corpus --source $(SHARED_DATA) --out $(RESULTS_CORPUS)
 	test -f $(RESULTS_RUN)/last.pt || $(PY) -m txfm train --corpus $(RESULTS_CORPUS) --out $(RESULTS_RUN) $(RESULTS_TRAIN)
 	test -f $(RESULTS_RUN)-pca/pca.pt || $(PY) -m txfm baseline-pca --corpus $(RESULTS_CORPUS) --out $(RESULTS_RUN)-pca/pca.pt
-	$(PY) -m precompute results --run $(RESULTS_RUN) --pca $(RESULTS_RUN)-pca/pca.pt --references $(REFERENCES) --doc docs/results.md
+	$(PY) -m evaluation results --run $(RESULTS_RUN) --pca $(RESULTS_RUN)-pca/pca.pt --references $(REFERENCES) --doc docs/results.md
 	$(PY) -m precompute run --checkpoint $(RESULTS_RUN)/last.pt --references $(REFERENCES) --out bundles/shared --overwrite
 	$(PY) -m precompute run --checkpoint $(RESULTS_RUN)-pca/pca.pt --baseline pca --references $(REFERENCES) --out bundles/shared-pca --overwrite
 	$(PY) -m evaluation curves --run $(RESULTS_RUN) --pca $(RESULTS_RUN)-pca/pca.pt --references $(REFERENCES) --out results/curves --overwrite
-	$(PY) -m precompute crosscheck --data $(SHARED_DATA) --references $(REFERENCES) --project-baseline $(RESULTS_RUN)-crosscheck
+	$(PY) -m evaluation crosscheck --data $(SHARED_DATA) --references $(REFERENCES) --project-baseline $(RESULTS_RUN)-crosscheck
 
 eval: venv references ## perturbation (Papalexi) and cell-type benchmarks of the make-results run, and the ablation grid -> results/, runs/ablation
 	$(PY) -m evaluation perturbation --input $(SHARED_DATA)/papalexi2021_thp1_crispr.h5ad --label-column grna_target --batch-column bio_rep --checkpoint $(RESULTS_RUN)/last.pt --pca $(RESULTS_RUN)-pca/pca.pt --out results/eval-perturbation --overwrite

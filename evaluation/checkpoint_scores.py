@@ -32,21 +32,22 @@ def gene_subset(detected: np.ndarray, min_samples: int) -> np.ndarray:
 
 
 def best_rank_recall(matrix: np.ndarray, pairs: dict[str, np.ndarray], settings: RecallSettings) -> dict:
-    """Recall sweep of a (G, D) gene matrix; the rank with the best combined recall.
+    """Recall sweep of a (G, D) gene matrix at its best rank (``precompute.recall.best_rank``: the
+    mean of the per-source recalls, as bundles and docs/results.md choose it).
 
-    Returns {"recall": best combined recall, "rank": its rank, "chance": chance at that rank,
-    "n_pairs": pairs scored}.
+    Returns {"recall": mean-of-sources recall at that rank, "rank": the rank, "chance": chance at that
+    rank, "n_pairs": known pairs scored (all sources)}.
     """
-    from precompute.recall import recall_sweep
+    from precompute.recall import best_rank, recall_sweep
     from precompute.subspaces import pca_scores, rank_sweep
 
     sub, _ = pca_scores(matrix)
-    table = recall_sweep(sub, {"combined": pairs["combined"]}, rank_sweep(sub.shape[1]), n_nulls=settings.n_nulls,
+    sources = {k: v for k, v in pairs.items() if k != "combined"}
+    table = recall_sweep(sub, sources, rank_sweep(sub.shape[1]), n_nulls=settings.n_nulls,
                          null_size=settings.null_size, seed=settings.seed)
-    table = table.dropna(subset=["recall_mean"])
-    if table.empty:
+    best = best_rank(table)
+    if best is None:
         return {"recall": float("nan"), "rank": 0, "chance": float("nan"), "n_pairs": 0}
-    best = table.loc[table["recall_mean"].idxmax()]
     return {"recall": float(best["recall_mean"]), "rank": int(best["rank"]), "chance": float(best["chance"]),
             "n_pairs": int(best["n_pairs"])}
 

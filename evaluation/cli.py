@@ -1,4 +1,4 @@
-"""Command line: python -m evaluation {perturbation,celltype,curves,time-to-quality,stream-mix,cls-anatomy,ablate} --help"""
+"""Command line: python -m evaluation {perturbation,celltype,curves,results,crosscheck,time-to-quality,stream-mix,cls-anatomy,ablate} --help"""
 from __future__ import annotations
 
 import argparse
@@ -70,6 +70,24 @@ def _stream_mix(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _readable_ttq(t):
+    """The time-to-quality table as a reader wants it: yes/no, blanks for what does not apply, 3 decimals."""
+    import pandas as pd
+
+    def fmt(v, digits=3):
+        return "-" if v is None or (isinstance(v, float) and pd.isna(v)) else (
+            f"{v:,.{digits}f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v))
+
+    return pd.DataFrame({
+        "matrix": t.matrix, "PCA recall": [fmt(v) for v in t.pca_recall],
+        "final recall (step)": [f"{fmt(r)} ({s:,})" for r, s in zip(t.final_recall, t.final_step)],
+        "final train min": [fmt(v, 1) for v in t.final_minutes],
+        "reached PCA": ["yes" if r else "no" for r in t.reached],
+        "at step": [fmt(None if pd.isna(v) else int(v)) for v in t.step],
+        "samples seen": [fmt(None if pd.isna(v) else int(v)) for v in t.samples_seen],
+        "train min to PCA": [fmt(v, 1) for v in t.minutes], "how": t.estimate})
+
+
 def _time_to_quality(ns: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -92,10 +110,52 @@ def _time_to_quality(ns: argparse.Namespace) -> int:
         f"Training minutes (wall time of `txfm train` on this machine, from the run's metrics) until each TxFM "
         f"matrix's honest recall reaches the PCA baseline's, read from `{ns.curves}` (`make results`). "
         "Where no checkpoint reaches it, the minutes are the slope of the last half of the run extrapolated.", "",
-        markdown_table(t.round(3)), ""])
+        markdown_table(_readable_ttq(t)), ""])
     if ns.doc:
         atomic_write_text(ns.doc, text)
     print(text)
+    return 0
+
+
+def _crosscheck(a: argparse.Namespace) -> int:
+    from common.spreadsheet import safe_frame
+    from .crosscheck import crosscheck
+    if a.project_baseline:
+        from .crosscheck import project_baseline_recall
+        table, info = project_baseline_recall(a.data, a.references, a.project_baseline,
+                                              n_components=a.components, seed=a.seed)
+        info["library_over"] = "corpus vocabulary (txfm preprocessing)"
+    else:
+        table, info = crosscheck(a.data, a.references, n_components=a.components, library_over=a.library_over,
+                                 seed=a.seed)
+    print(f"{info['cells']:,} cells x {info['genes']:,} genes, {info['components']} components, "
+          f"library size over {info['library_over']} genes")
+    piv = table.pivot(index="source", columns="variant", values="recall_mean")
+    piv["n_pairs"] = table.groupby("source").n_pairs.first()
+    piv.loc["chance"] = [table[table.variant == v].chance.iloc[0] for v in piv.columns[:-1]] + [0]
+    print(piv.round(3).to_string())
+    if a.out:
+        from common.atomic import atomic_write_text
+        atomic_write_text(a.out, safe_frame(table.assign(**{k: v for k, v in info.items()})).to_csv(index=False))
+    return 0
+
+
+def _results(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from common.spreadsheet import safe_frame
+    from .results import evaluate, write_results_doc
+    table, info = evaluate(Path(a.run), Path(a.pca), Path(a.references), n_nulls=a.n_nulls,
+                           null_size=a.null_size, seed=a.seed)
+    pair_table, pair_info = evaluate(Path(a.run), Path(a.pca), Path(a.references), n_nulls=a.n_nulls,
+                                     null_size=a.null_size, seed=a.seed, whole_vocabulary=True, final_only=True)
+    cmd = (f"python -m evaluation results --run {a.run} --pca {a.pca} --references {a.references} "
+           f"--doc {a.doc}")
+    write_results_doc(Path(a.doc), table, info, cmd, pair_table, pair_info)
+    if a.table:
+        from common.atomic import atomic_write_text
+        atomic_write_text(a.table, safe_frame(table).to_csv(index=False))
+    print(f"written {a.doc}")
     return 0
 
 
@@ -239,6 +299,30 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--label-column", default=CELLTYPE_COLUMN, help="obs column with the labels")
     c.add_argument("--seed", type=int, default=0, help="reveal seed (the stability uses seed and seed + 1)")
     c.set_defaults(func=_cls_anatomy)
+
+    x = sub.add_parser("crosscheck", help="independent PCA recall on the five PBMC sets of ../shared/data")
+    x.add_argument("--data", default="../shared/data", help="real data folder (default ../shared/data)")
+    x.add_argument("--references", default="cache/references", help="reference folder (default cache/references)")
+    x.add_argument("--components", type=int, default=256, help="PCA components (default 256)")
+    x.add_argument("--library-over", choices=["all", "common"], default="all",
+                   help="library size over all genes of a cell, or only the kept common genes")
+    x.add_argument("--seed", type=int, default=0, help="seed of the nulls (default 0)")
+    x.add_argument("--out", default=None, help="also write the full table as CSV here")
+    x.add_argument("--project-baseline", default=None, metavar="WORK_DIR",
+                   help="instead, run the project's path on the same input (data build-corpus -> txfm "
+                        "baseline-pca -> recall) with its files in WORK_DIR")
+    x.set_defaults(func=_crosscheck)
+
+    r = sub.add_parser("results", help="recall of a run's checkpoints vs the PCA baseline -> docs/results.md")
+    r.add_argument("--run", required=True, help="run folder with step checkpoints and last.pt")
+    r.add_argument("--pca", required=True, help="PCA baseline file fit on the same corpus")
+    r.add_argument("--references", default="cache/references", help="reference folder (default cache/references)")
+    r.add_argument("--doc", default="docs/results.md", help="markdown file to write (PNGs go beside it)")
+    r.add_argument("--table", default=None, help="also write the full recall table as CSV here")
+    r.add_argument("--n-nulls", type=int, default=3, help="nulls per recall (default 3)")
+    r.add_argument("--null-size", type=int, default=5000, help="genes per null sample (default 5000)")
+    r.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    r.set_defaults(func=_results)
 
     a = sub.add_parser("ablate", forward=True, add_help=False,
                        help="ablation grid: train variants, score recall and perturbations (ablate --help)")

@@ -38,13 +38,14 @@ def hubness(x: np.ndarray, k: int = HUB_K) -> tuple[int, float]:
 
 def matrix_scores(m: np.ndarray, pairs: dict, standardise: bool, seed: int = 0, n_nulls: int = 2) -> dict:
     """Best-rank recall (mean of sources) and hubness at that rank of a (G, D) matrix (rows = population)."""
-    from precompute.recall import MEAN_OF_SOURCES, recall_sweep
+    from precompute.recall import best_rank, recall_sweep
     from precompute.subspaces import pca_scores, rank_sweep
 
     sub, _ = pca_scores(m, standardise=standardise)
     table = recall_sweep(sub, pairs, rank_sweep(sub.shape[1]), n_nulls=n_nulls, seed=seed)
-    rows = table[table.source == MEAN_OF_SOURCES].dropna(subset=["recall_mean"])
-    best = rows.loc[rows.recall_mean.idxmax()]
+    best = best_rank(table)
+    if best is None:
+        raise ValueError("no known pair has both genes in the recall population; check --references")
     r = int(best["rank"])
     hub_max, hub_skew = hubness(sub[:, :r])
     return {"recall": float(best.recall_mean), "rank": r, "chance": float(best.chance), "hub_max": hub_max,
@@ -62,7 +63,7 @@ def run_curves(run_dir: str | Path, references: str | Path, pca: str | Path | No
     from precompute.pipeline import BundleParams
     from precompute.recall import recall_population
     from precompute.references import load_pairs, pairs_to_indices
-    from precompute.results import run_checkpoints
+    from evaluation.results import run_checkpoints
     from txfm.inference import gene_matrices
 
     run_dir = Path(run_dir)

@@ -1,4 +1,4 @@
-"""`python -m precompute results`: recall of TxFM checkpoints along a run vs the PCA baseline.
+"""`python -m evaluation results`: recall of TxFM checkpoints along a run vs the PCA baseline.
 
 Given a run folder (step checkpoints + last.pt) and a PCA baseline file on the same corpus,
 computes relationship recall over the rank sweep for every matrix, restricted to the genes
@@ -21,8 +21,8 @@ SOURCES = ["CORUM", "huMAP", "Reactome", "SIGNOR", "StringDB", "combined", "mean
 
 def _sweep_recall(mat: np.ndarray, pairs: dict, ranks: list[int] | None, n_nulls: int, null_size: int,
                   seed: int, standardise: bool = True) -> pd.DataFrame:
-    from .recall import recall_sweep
-    from .subspaces import pca_scores, rank_sweep
+    from precompute.recall import recall_sweep
+    from precompute.subspaces import pca_scores, rank_sweep
     sub, _ = pca_scores(mat, standardise=standardise)
     rs = rank_sweep(sub.shape[1]) if ranks is None else sorted({min(r, sub.shape[1]) for r in ranks})
     return recall_sweep(sub, pairs, rs, n_nulls=n_nulls, null_size=null_size, seed=seed)
@@ -53,9 +53,9 @@ def evaluate(run_dir: Path, pca_path: Path, references_dir: Path, ranks: list[in
     ``final_only`` skips the intermediate checkpoints (no learning curve).
     """
     from txfm.inference import gene_matrices
-    from .pipeline import BundleParams
-    from .recall import POPULATION_ALL, recall_population
-    from .references import load_pairs, pairs_to_indices
+    from precompute.pipeline import BundleParams
+    from precompute.recall import POPULATION_ALL, recall_population
+    from precompute.references import load_pairs, pairs_to_indices
 
     cks = run_checkpoints(run_dir)
     pca_m, pca_genes, pca_meta = gene_matrices(pca_path)
@@ -93,12 +93,15 @@ def evaluate(run_dir: Path, pca_path: Path, references_dir: Path, ranks: list[in
 
 
 def best_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Per matrix (final checkpoint/PCA), recall per source at the rank with the best mean_of_sources."""
+    """Per matrix (final checkpoint/PCA), recall per source at its best rank (``precompute.recall.best_rank``)."""
+    from precompute.recall import best_rank
     fin = table[table.final]
     rows = []
     for name, g in fin.groupby("matrix"):
-        comb = g[g.source == "mean_of_sources"]
-        r = int(comb.loc[comb.recall_mean.idxmax(), "rank"])
+        best = best_rank(g)
+        if best is None:
+            continue
+        r = int(best["rank"])
         at = g[g["rank"] == r].set_index("source")
         rows.append({"matrix": name, "rank": r, **{s: at.recall_mean.get(s, np.nan) for s in SOURCES},
                      "chance": float(at.chance.iloc[0])})

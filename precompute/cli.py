@@ -1,4 +1,4 @@
-"""Command line: run, compare, validate, synthetic, bench, crosscheck, results."""
+"""Command line: run, compare, validate, synthetic, bench (results and crosscheck live in `python -m evaluation`)."""
 from __future__ import annotations
 
 import argparse

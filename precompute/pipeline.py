@@ -40,7 +40,6 @@ PAPER_RANKS = {"codebook": 32, "decoder": 256, "pca": 1024, "contextual": 256}
 DEFAULT_STANDARDISE = (("pca", False),)
 # The best rank maximises the unweighted mean of the per-source recalls (every source counts
 # once, as the "combined mean recall"); the pooled 'combined' row is also stored.
-BEST_BY = "mean_of_sources"
 # The files each step writes, in step order (a recomputed step and all later ones start clean).
 STEP_FILES_ORDER = (("matrices", ("genes.parquet", "matrices")), ("references", ("references",)),
                     ("subspaces", ("subspaces",)), ("recall", ("recall",)), ("knn", ("knn",)),
@@ -213,7 +212,7 @@ def _sweep(ctx: _Ctx, width: int) -> list[int]:
 
 
 def _step_recall(ctx: _Ctx) -> dict[str, Any]:
-    from .recall import recall_population, recall_sweep, restrict_pairs
+    from .recall import BEST_BY, best_rank, recall_population, recall_sweep, restrict_pairs
     p = ctx.params
     genes = pd.read_parquet(ctx.work / "genes.parquet")
     symbols = genes["symbol"].to_numpy()
@@ -232,9 +231,8 @@ def _step_recall(ctx: _Ctx) -> dict[str, Any]:
     table["population"], table["n_genes"] = label, int(pop.size)
     save_parquet(ctx.work / "recall" / "recall.parquet", table)
     for name in ctx.names:
-        comb = table[(table.matrix == name) & (table.source == BEST_BY)].dropna(subset=["recall_mean"])
-        if len(comb):
-            row = comb.loc[comb.recall_mean.idxmax()]
+        row = best_rank(table[table.matrix == name])
+        if row is not None:
             best[name] = {"rank": int(row["rank"]), "recall": float(row.recall_mean), "source": BEST_BY,
                           "population": label, "n_genes": int(pop.size)}
         else:

@@ -13,6 +13,7 @@ import torch
 from .knn import normalise_rows
 
 MEAN_OF_SOURCES = "mean_of_sources"   # unweighted mean of the per-source recalls (not the pooled 'combined')
+BEST_BY = MEAN_OF_SOURCES             # the one "best rank" rule of every room (bundles, results, curves, ablations)
 
 # The honest recall population: genes measured well (detected in >= max(10, 1%) of a dataset's
 # samples, txfm.dataset.gene_support) in at least MIN_SUPPORT datasets. Rarely measured genes keep
@@ -274,3 +275,13 @@ def relationship_recall(x: np.ndarray, pairs: dict[str, np.ndarray], n_nulls: in
     df = recall_sweep(x, pairs, [x.shape[1]], n_nulls, null_size, lower, upper, full_null,
                       n_chance_pairs, seed)
     return df.drop(columns="rank")
+
+
+def best_rank(table: pd.DataFrame) -> pd.Series | None:
+    """The row of a ``recall_sweep`` table (one matrix) at the best rank, or None when no rank has a recall.
+
+    The project's one rule: the rank with the highest ``mean_of_sources`` recall (every source weighs
+    the same; the pooled 'combined' would let the largest sources choose). Ties go to the lowest rank.
+    """
+    rows = table[table.source == BEST_BY].dropna(subset=["recall_mean"]).sort_values("rank", kind="stable")
+    return None if rows.empty else rows.loc[rows.recall_mean.idxmax()]

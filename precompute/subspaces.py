@@ -19,7 +19,7 @@ def pca_scores(m: np.ndarray, standardise: bool = True,
             then projected onto those axes. The bundle fits on the honest recall population
             (``precompute.recall.recall_population``), so rarely measured genes, whose rows stay
             near initialisation, do not shape the subspace, and the population's scores equal a
-            fit on the population alone (what ``evaluation curves`` and ``precompute results`` do).
+            fit on the population alone (what ``evaluation curves`` and ``evaluation results`` do).
             None: all rows.
     Returns:
         scores: (G, W) float32 with W = min(G, D), columns by decreasing variance

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from precompute.crosscheck import load_pbmc_matrix
+from evaluation.crosscheck import load_pbmc_matrix
 
 REFERENCES = Path(__file__).resolve().parents[2] / "cache" / "references"
 
@@ -26,7 +26,7 @@ def test_pbmc_input_has_the_issue_shape(shared_data):
 def test_pca_recall_matches_the_issue(shared_data):
     if not (REFERENCES / "pairs").is_dir():
         pytest.skip(f"{REFERENCES} is absent; run `python -m data fetch-references` first")
-    from precompute.crosscheck import crosscheck
+    from evaluation.crosscheck import crosscheck
 
     table, info = crosscheck(shared_data, REFERENCES)
     w = table[table.variant == "weighted"].set_index("source")

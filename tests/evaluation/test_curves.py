@@ -85,3 +85,23 @@ def test_time_to_quality_measured_extrapolated_or_none():
     assert not ext.reached and abs(ext.minutes - 6.0) < 1e-9 and ext.estimate.startswith("linear")
     flat = time_to_quality(_curves([0.3, 0.35, 0.35, 0.34], [1.0, 2.0, 3.0, 4.0])).iloc[0]
     assert not flat.reached and np.isnan(flat.minutes) and flat.estimate.startswith("none")
+
+
+def test_time_to_quality_command_writes_a_readable_table(tmp_path):
+    import subprocess
+    import sys
+
+    csv, doc = tmp_path / "curves.csv", tmp_path / "ttq.md"
+    _curves([0.2, 0.41, 0.45], [1.0, 2.0, 3.0]).to_csv(csv, index=False)
+    r = subprocess.run([sys.executable, "-m", "evaluation", "time-to-quality", "--curves", str(csv), "--doc", str(doc)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    row = next(line for line in doc.read_text().splitlines() if line.startswith("| decoder"))
+    # reached at step 200 (6,400 samples, 2.0 minutes); no Python None/True leaks into the table
+    assert row.split(" | ")[1:8] == ["0.400", "0.450 (300)", "3.0", "yes", "200", "6,400", "2.0"]
+    assert "None" not in doc.read_text() and "True" not in doc.read_text()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    r = subprocess.run([sys.executable, "-m", "evaluation", "time-to-quality", "--curves", str(bad)],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "not a learning-curve table" in r.stderr

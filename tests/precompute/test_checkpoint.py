@@ -75,7 +75,7 @@ def test_bundle_from_pca_baseline_file(trained, tmp_path):
 
 
 def test_results_along_a_run_vs_pca(trained, tmp_path):
-    from precompute.results import best_table, evaluate, write_results_doc
+    from evaluation.results import best_table, evaluate, write_results_doc
 
     root, ck, ref = trained
     _numpy_pca_file(tmp_path / "pca.pt", seed=2)
@@ -99,3 +99,16 @@ def test_results_along_a_run_vs_pca(trained, tmp_path):
     assert "| pca |" in text and "results-learning-curve.png" in text
     assert f"over the {120:,} genes of the whole shared vocabulary" in text
     assert (tmp_path / "results-recall-vs-rank.png").stat().st_size > 1000
+    # the command (python -m evaluation results) writes the same table
+    import subprocess
+    import sys
+    cli_doc = tmp_path / "cli" / "results.md"
+    cli_doc.parent.mkdir()
+    r = subprocess.run([sys.executable, "-m", "evaluation", "results", "--run", str(ck.parent), "--pca",
+                        str(tmp_path / "pca.pt"), "--references", str(ref), "--doc", str(cli_doc), "--n-nulls", "2",
+                        "--null-size", "50"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    cli_text = cli_doc.read_text()
+    assert "python -m evaluation results --run" in cli_text
+    assert [ln for ln in cli_text.splitlines() if ln.startswith("| pca |")] == \
+        [ln for ln in text.splitlines() if ln.startswith("| pca |")]

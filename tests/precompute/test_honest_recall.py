@@ -83,7 +83,7 @@ def test_bundle_recall_is_on_the_honest_population(tmp_path):
     assert set(rec.population) == {POPULATION_SUPPORTED} and set(rec.n_genes) == {300}
     assert pd.read_parquet(out / "genes.parquet")["support"].tolist() == genes.support.tolist()
     # the subspace is fitted on the population and every gene projected: the population's scores are
-    # those of a fit on the population alone (what `evaluation curves` and `precompute results` score),
+    # those of a fit on the population alone (what `evaluation curves` and `evaluation results` score),
     # so a bundle and the learning curves give one recall figure for one matrix
     sub = np.load(out / "subspaces" / "decoder.npy")
     alone, _ = pca_scores(m[:300])

@@ -87,3 +87,17 @@ def test_source_without_pairs_gives_nan():
     x = np.random.default_rng(0).standard_normal((100, 3))
     res = relationship_recall(x, {"empty": np.zeros((0, 2), int)}, n_nulls=1, null_size=50)
     assert res.n_pairs.iloc[0] == 0 and np.isnan(res.recall_mean.iloc[0])
+
+
+def test_best_rank_is_the_mean_of_sources_rule_with_ties_to_the_lower_rank():
+    import pandas as pd
+
+    from precompute.recall import best_rank
+
+    rows = [(32, "mean_of_sources", 0.30), (8, "mean_of_sources", 0.20), (16, "mean_of_sources", 0.30),
+            (64, "mean_of_sources", float("nan")), (8, "combined", 0.90), (32, "CORUM", 0.80)]
+    t = pd.DataFrame(rows, columns=["rank", "source", "recall_mean"])
+    # the pooled 'combined' (0.90 at rank 8) and a single source do not choose; 16 and 32 tie at 0.30
+    assert int(best_rank(t)["rank"]) == 16
+    assert best_rank(t[t.source != "mean_of_sources"]) is None
+    assert best_rank(t[(t.source == "mean_of_sources") & (t["rank"] == 64)]) is None
