@@ -7,18 +7,17 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-
-def _strip_version(token: str) -> str:
-    """ENSG00000141510.16 -> ENSG00000141510 (Ensembl versions are not part of the identity)."""
-    return token.split(".", 1)[0] if token.upper().startswith("ENS") else token
+from common.gene_ids import IdentifierIndex, ensembl_gene_id
 
 
 @dataclass
 class GeneIndex:
-    """Case-insensitive lookup over one bundle's gene table.
+    """Gene search over one bundle's gene table: the project's identifier resolver
+    (``common.gene_ids.IdentifierIndex``: symbol, Ensembl id with any version, case-insensitive
+    symbol, alias; an alias shared by several genes maps to the first in row order) plus
+    autocomplete labels.
 
-    Build with :meth:`from_genes`. Exact symbol matches win over Ensembl ids, which win over
-    aliases (an alias shared by several genes maps to the first in row order).
+    Build with :meth:`from_genes`.
     """
 
     symbols: np.ndarray           # (G,) str, row order
@@ -27,6 +26,7 @@ class GeneIndex:
     display: list[str]            # autocomplete labels, one per searchable token
     display_rows: np.ndarray      # (n_labels,) int, row of each label
     display_upper: np.ndarray     # (n_labels,) unicode, upper-case token of each label
+    ids: IdentifierIndex          # the resolver behind lookup()
 
     @classmethod
     def from_genes(cls, genes: pd.DataFrame) -> "GeneIndex":
@@ -40,7 +40,7 @@ class GeneIndex:
             tokens.append(sym.strip()); rows.append(i); kinds.append("symbol"); labels.append(sym)  # noqa: E702
         for i, e in enumerate(ens):
             if e.strip():
-                tokens.append(_strip_version(e.strip())); rows.append(i); kinds.append("ensembl")  # noqa: E702
+                tokens.append(ensembl_gene_id(e) or e.strip()); rows.append(i); kinds.append("ensembl")  # noqa: E702
                 labels.append(f"{e.strip()} ({symbols[i]})")
         for i, a in enumerate(ali):
             if a:
@@ -57,11 +57,11 @@ class GeneIndex:
         keys = {upper[i]: rows[i] for i in keep}
         kind = {upper[i]: kinds[i] for i in keep}
         return cls(symbols, keys, kind, [labels[i] for i in keep], np.asarray([rows[i] for i in keep], dtype=np.int64),
-                   np.asarray([upper[i] for i in keep], dtype=str))
+                   np.asarray([upper[i] for i in keep], dtype=str), IdentifierIndex(symbols.tolist(), ens, aliases=ali))
 
     def lookup(self, query: str) -> int | None:
-        """Row of an exact (case-insensitive) symbol, Ensembl id (version ignored) or alias; None if absent."""
-        return self.keys.get(_strip_version(query.strip()).upper())
+        """Row of a symbol (any case), Ensembl id (version ignored) or alias; None if absent."""
+        return self.ids.first(query)
 
     def label_to_row(self, label: str) -> int | None:
         """Row for an autocomplete label ("TP53", "ENSG... (TP53)", "p53 (alias of TP53)") or a raw token."""

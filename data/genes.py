@@ -24,6 +24,7 @@ import pandas as pd
 
 from data import reference_tables as refs
 from common.atomic import atomic_write_text, sha256_file
+from common.gene_ids import LEVELS, IdentifierIndex, human_ensembl_id
 from data import registry
 
 GENE_COLUMNS = ["symbol", "ensembl_id", "entrez_id", "name", "aliases", "previous_symbols"]
@@ -36,21 +37,12 @@ ORGDB_DESCRIPTION = "org.Hs.eg.db/DESCRIPTION"
 # delta) and regulatory/structural regions ("biological-region").
 DEFAULT_EXCLUDED_TYPES = ("biological-region", "unknown")
 BUILDER_VERSION = 2  # bump when genes_from_orgdb changes its output, so cached tables rebuild
-HOW_LEVELS = ("symbol", "ensembl", "entrez", "case", "previous_symbol", "alias")
-_ENSEMBL = re.compile(r"^(ENSG\d{11})(?:\.\d+)?(?:_PAR_Y)?$", re.IGNORECASE)
+HOW_LEVELS = LEVELS  # the levels of common.gene_ids, in order of precedence
 _ENTREZ = re.compile(r"^\d+$")
 MIN_TABLE_GENES = 10_000  # a complete human table has ~60,000 rows; fewer means a truncated file
 # mouse-style symbols: capital + lower-case letter then letters/digits (Cd74, Actb, Gm12345); human
 # symbols are upper case except open reading frames (C1orf112), whose second character is a digit
 MOUSE_SYMBOL = re.compile(r"^(?:[A-Z][a-z][a-z0-9]*|mt-[A-Za-z0-9]+)$")
-# Ensembl gene ids of other species: ENS + species code + G (ENSMUSG mouse, ENSRNOG rat, ENSDARG zebrafish)
-OTHER_ENSEMBL = re.compile(r"^ENS([A-Z]{3,4})G\d{11}(?:\.\d+)?$")
-
-
-def normalise_ensembl(identifier: str) -> str | None:
-    """'ENSG00000141510.17' -> 'ENSG00000141510'; None when it is not a human Ensembl gene id."""
-    m = _ENSEMBL.match(identifier.strip())
-    return m.group(1).upper() if m else None
 
 
 def _split(cell: str) -> list[str]:
@@ -62,30 +54,10 @@ class GeneTable:
 
     def __init__(self, frame: pd.DataFrame):
         self.frame = frame.reset_index(drop=True)
-        self._index: dict[str, dict[str, list[int]]] = {level: {} for level in HOW_LEVELS}
-        self._other_ensembl: dict[str, list[int]] = {}
-
-        def add(level: str, key: str, row: int) -> None:
-            rows = self._index[level].setdefault(key, [])
-            if row not in rows:
-                rows.append(row)
-
         f = self.frame
-        for row, (sym, ens, ent, alias, prev, other) in enumerate(zip(
-                f["symbol"], f["ensembl_id"], f["entrez_id"], f["aliases"],
-                f["previous_symbols"], f["other_ensembl_ids"])):
-            add("symbol", sym, row)
-            add("case", sym.upper(), row)
-            if ens:
-                add("ensembl", ens, row)
-            if ent:
-                add("entrez", ent, row)
-            for p in _split(prev):
-                add("previous_symbol", p.upper(), row)
-            for a in _split(alias):
-                add("alias", a.upper(), row)
-            for o in _split(other):
-                self._other_ensembl.setdefault(o, []).append(row)
+        self._ids = IdentifierIndex(f["symbol"].tolist(), f["ensembl_id"].tolist(), f["entrez_id"].tolist(),
+                                    f["previous_symbols"].tolist(), f["aliases"].tolist(),
+                                    f["other_ensembl_ids"].tolist())
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -106,12 +78,12 @@ class GeneTable:
             raise ValueError(f"{source}: {int(empty.sum())} rows have an empty symbol "
                              f"(first at row {int(empty.idxmax())}); every gene needs a symbol")
         for col in ("ensembl_id",):
-            bad = [x for x in f[col] if x and normalise_ensembl(x) is None]
+            bad = [x for x in f[col] if x and human_ensembl_id(x) is None]
             if bad:
                 raise ValueError(f"{source}: column {col} has values that are not Ensembl gene "
                                  f"ids, e.g. {bad[:3]}; expected 'ENSG' + 11 digits")
-            f[col] = [normalise_ensembl(x) or "" for x in f[col]]
-        f["other_ensembl_ids"] = ["|".join(normalise_ensembl(x) or x for x in _split(c))
+            f[col] = [human_ensembl_id(x) or "" for x in f[col]]
+        f["other_ensembl_ids"] = ["|".join(human_ensembl_id(x) or x for x in _split(c))
                                   for c in f["other_ensembl_ids"]]
         bad = [x for x in f["entrez_id"] if x and not _ENTREZ.match(x)]
         if bad:
@@ -184,24 +156,7 @@ class GeneTable:
     # ------------------------------------------------------------------ mapping
     def _lookup(self, identifier: str) -> tuple[str, list[int]]:
         """(how, rows) at the best level with any hit; ("", []) when nothing matches."""
-        s = identifier.strip()
-        if not s:
-            return "", []
-        if s in self._index["symbol"]:
-            return "symbol", self._index["symbol"][s]
-        ens = normalise_ensembl(s)
-        if ens is not None:
-            rows = self._index["ensembl"].get(ens) or self._other_ensembl.get(ens, [])
-            return ("ensembl", rows) if rows else ("", [])
-        if _ENTREZ.match(s):
-            rows = self._index["entrez"].get(s.lstrip("0") or "0", [])
-            return ("entrez", rows) if rows else ("", [])
-        up = s.upper()
-        for level in ("case", "previous_symbol", "alias"):
-            rows = self._index[level].get(up)
-            if rows:
-                return level, rows
-        return "", []
+        return self._ids.resolve(identifier)
 
     def _candidates(self, rows: list[int]) -> str:
         """'|'-joined sorted symbols; a symbol shared by several rows gets [entrez id]."""

@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from common.gene_ids import ensembl_species_code, human_ensembl_id
+
 STANDARD_COLUMNS = ("batch", "cell_type", "condition", "perturbation")
 # source column names recognised per standard column, in priority order (matched case-insensitively)
 KNOWN_COLUMNS = {
@@ -28,7 +30,6 @@ KNOWN_COLUMNS = {
     "condition": ("condition", "stim", "treatment", "stimulation"),
     "perturbation": ("perturbation", "grna_target", "target_gene", "gene_target", "guide_target", "target"),
 }
-_ENSEMBL = re.compile(r"^(ENSG\d{11})(\.\d+)?$", re.IGNORECASE)
 _SPIKE = re.compile(r"^ERCC-\d+$", re.IGNORECASE)
 
 
@@ -50,7 +51,7 @@ class GeneMapping:
 
 def _identity_map(ids: list[str]) -> pd.DataFrame:
     """The ``--gene-table none`` mapping: every id is its own gene."""
-    ens = [(_ENSEMBL.match(i).group(1).upper() if _ENSEMBL.match(i) else "") for i in ids]
+    ens = [human_ensembl_id(i) or "" for i in ids]
     return pd.DataFrame({"input": ids, "symbol": ids, "ensembl_id": ens, "status": "mapped", "how": "as given",
                          "candidates": ""})
 
@@ -71,8 +72,7 @@ def map_genes(ids, table=None, unmapped: str = "keep", drop_spike_ins: bool = Tr
             continue
         key = sym if st == "mapped" else orig
         if st != "mapped":
-            m = _ENSEMBL.match(orig)
-            ens = m.group(1).upper() if m else ""
+            ens = human_ensembl_id(orig) or ""
         keys.append(key)
         if ens and not ens_of.get(key):
             ens_of[key] = ens
@@ -121,17 +121,17 @@ def _recognised(table, ids) -> float:
 def _species_of_ids(ids) -> tuple[str | None, float, list[str]]:
     """(species, fraction, examples) when the ids look like another species' (mouse-case symbols,
     ENSMUSG and other non-human Ensembl ids); (None, 0, []) otherwise."""
-    from data.genes import MOUSE_SYMBOL, OTHER_ENSEMBL
+    from data.genes import MOUSE_SYMBOL
     ids = [str(i).strip() for i in ids][:_PROBE]
     if not ids:
         return None, 0.0, []
-    codes = [OTHER_ENSEMBL.match(i) for i in ids]
-    ens = [m.group(1) for m in codes if m and m.group(1) != ""]
+    codes = [ensembl_species_code(i) for i in ids]           # '' human, 'MUS' mouse, None not an Ensembl id
+    ens = [c for c in codes if c]
     mouse_sym = [i for i in ids if MOUSE_SYMBOL.match(i)]
     if len(ens) / len(ids) >= 0.5:
         code = pd.Series(ens).value_counts().index[0]
         species = {"MUS": "mouse", "RNO": "rat", "DAR": "zebrafish", "MMU": "macaque"}.get(code, f"ENS{code}G")
-        return species, len(ens) / len(ids), [i for i, m in zip(ids, codes) if m][:3]
+        return species, len(ens) / len(ids), [i for i, c in zip(ids, codes) if c][:3]
     if len(mouse_sym) / len(ids) >= 0.5:
         return "mouse", len(mouse_sym) / len(ids), mouse_sym[:3]
     return None, 0.0, []

@@ -12,6 +12,8 @@ import scipy.sparse as sp
 import torch
 from tqdm import tqdm
 
+from common.gene_ids import IdentifierIndex
+
 from .checkpoint import load_file, load_model, CheckpointError
 from .dataset import BatchSpec, collate, encoder_inputs, library_targets, sample_rng
 from .model import TxFM
@@ -19,8 +21,8 @@ from .preprocessing import preprocess
 
 
 @dataclass
-class GeneMapping:
-    """How a query's genes map onto a vocabulary."""
+class VocabularyMapping:
+    """How a query's genes map onto a checkpoint's vocabulary (``map_to_vocabulary``)."""
 
     index: np.ndarray  # (g,) vocabulary index per query gene, -1 when unknown
     unknown: list[str] = field(default_factory=list)
@@ -39,22 +41,14 @@ class GeneMapping:
         return s
 
 
-def map_to_vocabulary(query: Sequence[str], genes: Sequence[str], gene_ids: Sequence[str] | None = None) -> GeneMapping:
-    """Map query identifiers to vocabulary indices: exact symbol, Ensembl id (version stripped), then
-    case-insensitive symbol. Harmonise ids with ``python -m data`` first for aliases and old symbols."""
-    exact = {g: i for i, g in enumerate(genes)}
-    upper: dict[str, int] = {}
-    for i, g in enumerate(genes):
-        upper.setdefault(g.upper(), i)
-    ens = {e.split(".")[0]: i for i, e in enumerate(gene_ids or []) if e}
-    idx = np.full(len(query), -1, dtype=np.int64)
-    for j, q in enumerate(map(str, query)):
-        if q in exact:
-            idx[j] = exact[q]
-        elif q.split(".")[0] in ens:
-            idx[j] = ens[q.split(".")[0]]
-        elif q.upper() in upper:
-            idx[j] = upper[q.upper()]
+def map_to_vocabulary(query: Sequence[str], genes: Sequence[str], gene_ids: Sequence[str] | None = None
+                      ) -> VocabularyMapping:
+    """Map query identifiers to vocabulary indices with the project's one resolver
+    (``common.gene_ids.IdentifierIndex``: exact symbol, Ensembl id with any version, then
+    case-insensitive symbol; the first vocabulary gene wins a tie). A count file's aliases and
+    previous symbols are resolved before this, by ``python -m data embed`` (the gene table)."""
+    index = IdentifierIndex(list(genes), list(gene_ids) if gene_ids is not None else None)
+    idx = np.asarray(index.first_rows(map(str, query)), dtype=np.int64)
     unknown = [str(q) for q, i in zip(query, idx) if i < 0]
     seen, dups = set(), []
     for q, i in zip(query, idx):
@@ -62,10 +56,10 @@ def map_to_vocabulary(query: Sequence[str], genes: Sequence[str], gene_ids: Sequ
             if i in seen:
                 dups.append(str(q))
             seen.add(int(i))
-    return GeneMapping(idx, unknown, dups)
+    return VocabularyMapping(idx, unknown, dups)
 
 
-def project_counts(counts, mapping: GeneMapping, n_genes: int) -> sp.csr_matrix:
+def project_counts(counts, mapping: VocabularyMapping, n_genes: int) -> sp.csr_matrix:
     """(n, g) counts in query order -> (n, G) CSR in vocabulary order (unknown genes dropped, duplicates summed)."""
     x = sp.csr_matrix(counts)
     keep = np.flatnonzero(mapping.index >= 0)
@@ -77,7 +71,7 @@ def project_counts(counts, mapping: GeneMapping, n_genes: int) -> sp.csr_matrix:
 class Embeddings:
     cls: np.ndarray  # (n, d) final CLS embeddings
     layers: np.ndarray | None  # (n, depth, d) CLS state after each block, when requested
-    mapping: GeneMapping
+    mapping: VocabularyMapping
 
 
 @torch.no_grad()
@@ -235,5 +229,5 @@ def gene_matrices(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], pd.Da
     return mats, gene_table(ck["genes"], ck.get("gene_ids"), meta["corpus"].get("gene_support")), meta
 
 
-__all__ = ["embed", "gene_matrices", "contextual_gene_embeddings", "map_to_vocabulary", "project_counts", "GeneMapping", "Embeddings",
+__all__ = ["embed", "gene_matrices", "contextual_gene_embeddings", "map_to_vocabulary", "project_counts", "VocabularyMapping", "Embeddings",
            "CheckpointError"]

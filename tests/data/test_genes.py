@@ -6,8 +6,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from data.genes import (GeneTable, genes_from_orgdb, hgnc_mito_symbol, mapping_summary,
-                        normalise_ensembl)
+from common.gene_ids import human_ensembl_id
+from data.genes import GeneTable, genes_from_orgdb, hgnc_mito_symbol, mapping_summary
 from data.registry import RegistryError
 
 from tests.data.orgdb_schema import ORGDB_GENE_TABLES
@@ -94,11 +94,11 @@ def test_from_frame_rejects_bad_tables(frame, message):
         GeneTable.from_frame(frame, source="my_table.tsv")
 
 
-def test_normalise_ensembl():
-    assert normalise_ensembl("ENSG00000141510.17") == "ENSG00000141510"
-    assert normalise_ensembl("ENSG00000002586.20_PAR_Y") == "ENSG00000002586"
-    assert normalise_ensembl("ENST00000269305") is None
-    assert normalise_ensembl("TP53") is None
+def test_human_ensembl_id():
+    assert human_ensembl_id("ENSG00000141510.17") == "ENSG00000141510"
+    assert human_ensembl_id("ENSG00000002586.20_PAR_Y") == "ENSG00000002586"
+    assert human_ensembl_id("ENST00000269305") is None
+    assert human_ensembl_id("TP53") is None
 
 
 def test_hgnc_mito_symbol():
