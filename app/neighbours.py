@@ -118,33 +118,3 @@ def neighbour_table(symbols: np.ndarray, rows: np.ndarray, sims: np.ndarray,
     })
 
 
-def neighbour_overlap(knn_a: np.ndarray, knn_b: np.ndarray, b_to_a: np.ndarray, k: int,
-                      a_shared: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-gene Jaccard overlap of two top-k neighbour lists, restricted to genes both bundles have.
-
-    Same definition as ``precompute.compare``: each neighbour set keeps only genes present in
-    both bundles, then Jaccard = |A ∩ B| / |A ∪ B| (NaN when both restricted sets are empty).
-
-    Args:
-        knn_a: (n, >=k) neighbour rows in bundle A, one row per compared gene.
-        knn_b: (n, >=k) neighbour rows in bundle B for the SAME genes (row i of knn_b is the
-            gene of row i of knn_a), in B's row space.
-        b_to_a: (G_b,) map from B's rows to A's rows, -1 for genes A lacks.
-        k: list length compared.
-        a_shared: (G_a,) bool, A's genes that B has (default: all of them).
-    Returns:
-        (jaccard float64 (n,), intersection size int64 (n,)).
-    """
-    a = np.asarray(knn_a[:, :k], dtype=np.int64)
-    b = b_to_a[np.asarray(knn_b[:, :k], dtype=np.int64)]
-    valid_a = np.ones_like(a, dtype=bool) if a_shared is None else np.asarray(a_shared)[a]
-    valid_b = b >= 0
-    # Dropped neighbours get unique negative ids so they never match anything.
-    a = np.where(valid_a, a, -1 - np.arange(a.size).reshape(a.shape))
-    b = np.where(valid_b, b, -1 - a.size - np.arange(b.size).reshape(b.shape))
-    both = np.sort(np.concatenate([a, b], axis=1), axis=1)
-    inter = (both[:, 1:] == both[:, :-1]).sum(axis=1)
-    union = valid_a.sum(axis=1) + valid_b.sum(axis=1) - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        jac = np.where(union > 0, inter / np.maximum(union, 1), np.nan)
-    return jac, inter.astype(np.int64)

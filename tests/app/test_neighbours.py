@@ -3,7 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.neighbours import PairIndex, neighbour_overlap, neighbour_table, top_k, top_k_precomputed, unit_rows
+from app.neighbours import PairIndex, neighbour_table, top_k, top_k_precomputed, unit_rows
+from precompute.compare import neighbour_overlap
 
 # Rows at angles 0, 30, 90, 180 degrees in the first two columns; the third column is noise that
 # rank 2 ignores.

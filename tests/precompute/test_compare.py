@@ -1,18 +1,12 @@
-"""Comparison of two bundles: Jaccard by hand, Procrustes recovers a known rotation, CLI output."""
+"""Comparison of two bundles: the alignment recovers a known rotation, the comparison folder."""
 import json
 
 import numpy as np
 import pandas as pd
-import pytest
 
-from precompute.compare import compare_bundles, neighbour_jaccard, procrustes_align
+from precompute.compare import align_layout, compare_bundles
 from precompute.pipeline import BundleParams
 from precompute.synthetic import make_synthetic_bundle
-
-
-def test_neighbour_jaccard_by_hand():
-    j = neighbour_jaccard([{"a", "b", "c"}, {"x"}, set()], [{"b", "c", "d"}, {"y"}, set()])
-    assert j[0] == pytest.approx(2 / 4) and j[1] == 0 and np.isnan(j[2])
 
 
 def test_procrustes_recovers_rotation_scale_shift():
@@ -21,7 +15,7 @@ def test_procrustes_recovers_rotation_scale_shift():
     th = 0.7
     rot = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
     mov = (ref @ rot) * 3.0 + np.array([5.0, -2.0])
-    np.testing.assert_allclose(procrustes_align(ref, mov), ref, atol=1e-9)
+    np.testing.assert_allclose(align_layout(ref, mov, np.arange(50)), ref, atol=1e-9)
 
 
 def test_compare_two_bundles(tmp_path):
@@ -39,3 +33,10 @@ def test_compare_two_bundles(tmp_path):
     # different seeds plant different blocks: neighbourhoods barely overlap
     assert c2["summary"]["decoder__decoder"]["median_jaccard"] < 0.2
     assert set(pd.read_parquet(out2 / "recall.parquet").bundle) == {"a", "b"}
+    # the app's Compare page and this folder give the same per-gene overlap (one comparison)
+    from app.bundle import open_bundle
+    from precompute.compare import neighbourhood_change
+    ba, bb = open_bundle(a), open_bundle(b)
+    page = neighbourhood_change(ba.symbols, ba.knn("decoder")[0], bb.symbols, bb.knn("decoder")[0], 8)
+    folder = pd.read_parquet(out2 / "overlap" / "decoder__decoder.parquet")
+    np.testing.assert_allclose(page.set_index("gene").loc[folder.symbol, "jaccard"].to_numpy(), folder.jaccard)
