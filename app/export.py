@@ -43,24 +43,6 @@ def gmt_bytes(sets: dict[str, list[str]], descriptions: dict[str, str] | None = 
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
-def read_gmt(text: str, strict: bool = False) -> dict[str, list[str]]:
-    """Parse GMT text into {set name: [gene, ...]} (description dropped, empty genes skipped).
-
-    With ``strict``, a line that is not ``name<TAB>description[<TAB>gene...]`` (or contains NUL or
-    other control characters, as a binary file would) raises ValueError naming the line.
-    """
-    out: dict[str, list[str]] = {}
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.rstrip("\n").split("\t")
-        if strict and (len(parts) < 2 or not parts[0].strip()
-                       or any(ord(ch) < 32 and ch != "\t" for ch in line)):
-            raise ValueError(f"line {n} is not 'name<TAB>description<TAB>genes...'")
-        out[parts[0]] = [g for g in parts[2:] if g]
-    return out
-
-
 def _scalar(v):
     """GraphML only carries scalars: numpy scalars -> Python, lists -> '|'-joined strings, None -> ''."""
     if isinstance(v, np.generic):

@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from app.bundle import Bundle, BundleError, discover_bundles, open_bundle, validate
-from app.export import read_gmt
+from common.gmt import gmt_sets
 from app.neighbours import PairIndex, top_k, top_k_precomputed, unit_rows
 from app.search import GeneIndex
 from app.text import plain
@@ -184,7 +184,7 @@ def _library(path: str, mtime: float) -> dict[str, dict[str, list[str]]]:
     for lib in b.gmt_libraries():
         p = b.gmt_path(lib)
         try:
-            out[lib] = read_gmt(p.read_text(encoding="utf-8"), strict=True)
+            out[lib] = gmt_sets(p.read_text(encoding="utf-8"), str(p))
         except (UnicodeDecodeError, ValueError) as e:
             raise BundleError(f"{p}: not a GMT gene-set file ({ui_reason(e)}); rebuild the bundle") from e
     return out

@@ -41,7 +41,7 @@ def read_pegasus_wheel(wheel: str | Path) -> dict:
     "licence": first line of the wheel's licence file}. The c2.cp file is split by collection
     prefix (CP_PREFIXES; the rest goes to CP_OTHER).
     """
-    from data.reference_tables import read_gmt_text
+    from common.gmt import read_gmt_text
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
 

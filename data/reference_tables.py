@@ -16,6 +16,7 @@ from typing import Iterable
 import pandas as pd
 
 from common.atomic import atomic_write_text
+from common.gmt import gmt_sets
 
 FORMAT, FORMAT_VERSION = "txfm-references", 1
 
@@ -109,25 +110,10 @@ def write_gmt(path: str | Path, sets: dict[str, list[str]],
     return atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
 
 
-def read_gmt_text(text: str, source: str = "GMT") -> list[tuple[str, str, list[str]]]:
-    """Parse GMT text into [(name, description, genes)], genes de-duplicated in order."""
-    out = []
-    for i, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        fields = line.rstrip("\r\n").split("\t")
-        if len(fields) < 3:
-            raise ValueError(f"{source}: line {i} has {len(fields)} tab-separated fields; a GMT "
-                             f"line needs name, description and at least one gene")
-        genes = list(dict.fromkeys(g.strip() for g in fields[2:] if g.strip()))
-        out.append((fields[0], fields[1], genes))
-    return out
-
-
 def load_gmt(path: str | Path) -> dict[str, list[str]]:
     """GMT file -> {set name: [genes]} (file order)."""
     path = Path(path)
-    return {n: g for n, _, g in read_gmt_text(path.read_text(encoding="utf-8"), str(path))}
+    return gmt_sets(path.read_text(encoding="utf-8"), str(path))
 
 
 def write_manifest(directory: str | Path, tables: list[dict], params: dict) -> dict:

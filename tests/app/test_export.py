@@ -6,7 +6,8 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
-from app.export import gmt_bytes, graphml_bytes, read_gmt, table_csv, view_json
+from app.export import gmt_bytes, graphml_bytes, table_csv, view_json
+from common.gmt import gmt_sets
 from app.network import similarity_graph
 from app.neighbours import PairIndex, unit_rows
 
@@ -17,7 +18,7 @@ def test_gmt_round_trip_and_format():
     lines = data.decode().splitlines()
     assert lines[0] == "module 1\tp53 core\tTP53\tMDM2"
     assert lines[1] == "odd name\tTxFM export\tA\tB C"          # whitespace inside fields collapsed
-    assert read_gmt(data.decode()) == {"module 1": ["TP53", "MDM2"], "odd name": ["A", "B C"]}
+    assert gmt_sets(data.decode()) == {"module 1": ["TP53", "MDM2"], "odd name": ["A", "B C"]}
 
 
 def test_graphml_opens_in_networkx_with_scalar_attributes():

@@ -115,6 +115,15 @@ def test_gmt_round_trip(tmp_path):
     (tmp_path / "short.gmt").write_text("only\tdescription\n")
     with pytest.raises(ValueError, match=r"short.gmt: line 1 has 2"):
         tables.load_gmt(tmp_path / "short.gmt")
+    (tmp_path / "binary.gmt").write_bytes(b"ok\td\tA\n\x00\x01\x02\tx\ty\n")
+    with pytest.raises(ValueError, match=r"binary.gmt: line 2 contains control characters"):
+        tables.load_gmt(tmp_path / "binary.gmt")
+    (tmp_path / "nameless.gmt").write_text(" \td\tA\n")
+    with pytest.raises(ValueError, match=r"nameless.gmt: line 1 .*no name"):
+        tables.load_gmt(tmp_path / "nameless.gmt")
+    # blank lines and Windows line ends are fine; repeated genes are kept once, in order
+    from common.gmt import gmt_sets
+    assert gmt_sets("a\td\tX\tY\tX\r\n\r\nb\td\tZ\r\n") == {"a": ["X", "Y"], "b": ["Z"]}
 
 
 def test_load_pairs_reads_sources(tmp_path):

@@ -1,0 +1,35 @@
+"""GMT gene-set text (name TAB description TAB gene...): the project's one reader.
+
+Used for the reference libraries (``data.reference_tables.load_gmt``), a bundle's
+``references/gmt`` (the app) and the app's own GMT exports read back. Standard library only.
+"""
+from __future__ import annotations
+
+
+def read_gmt_text(text: str, source: str = "GMT") -> list[tuple[str, str, list[str]]]:
+    """Parse GMT text into [(name, description, genes)], genes de-duplicated in order.
+
+    The project's one GMT reader (reference libraries, bundles, the app's exports read back). A
+    line must be ``name<TAB>description<TAB>gene...`` with a name and at least one gene; control
+    characters other than tabs (a binary file) are refused. ``source`` names the file in errors.
+    """
+    out = []
+    for i, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        line = line.rstrip("\r\n")
+        if any(ord(ch) < 32 and ch != "\t" for ch in line):
+            raise ValueError(f"{source}: line {i} contains control characters; not a GMT text file")
+        fields = line.split("\t")
+        if len(fields) < 3 or not fields[0].strip():
+            raise ValueError(f"{source}: line {i} has {len(fields)} tab-separated fields"
+                             f"{' and no name' if len(fields) >= 3 else ''}; a GMT line needs name, "
+                             f"description and at least one gene")
+        genes = list(dict.fromkeys(g.strip() for g in fields[2:] if g.strip()))
+        out.append((fields[0], fields[1], genes))
+    return out
+
+
+def gmt_sets(text: str, source: str = "GMT") -> dict[str, list[str]]:
+    """GMT text -> {set name: [genes]} (file order; see ``read_gmt_text``)."""
+    return {n: g for n, _, g in read_gmt_text(text, source)}
