@@ -86,7 +86,7 @@ def run_embed(args: argparse.Namespace) -> int:
     from common.outputs import check_output_file
     from txfm.inference import embed, is_embeddings_file
 
-    check_range("batch_size", args.batch_size, lo=1, integer=True, what="samples per forward pass")
+    check_range("batch_size", args.batch_size, lo=1, integer=True, none_ok=True, what="samples per forward pass")
     check_range("max_genes", args.max_genes, lo=1, integer=True, none_ok=True, what="genes shown to the encoder")
     out = Path(args.out)
     check_output_file(out, "TxFM embeddings file (.npz written by txfm embed)", is_embeddings_file, args.overwrite,
@@ -122,7 +122,8 @@ def register_embed(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing embeddings file at --out")
     p.add_argument("--max-genes", type=int, default=None, help="cap on genes shown to the encoder (default: training K)")
     p.add_argument("--all-layers", action="store_true", help="also save the CLS state after each block")
-    p.add_argument("--batch-size", type=int, default=256, help="samples per forward pass (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="samples per forward pass (default: 16 on CPU, 256 on GPU)")
     p.add_argument("--seed", type=int, default=0, help="seed of the gene selection when capped (default: 0)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default: cpu)")
     g = p.add_argument_group("reading (as build-corpus)")

@@ -21,12 +21,12 @@ from common.outputs import check_output_target, staged_output
 from .report import markdown_table, result_folder_test, write_csv, write_json
 
 
-def check_options(max_cells=None, max_genes=None, batch_size=256, dataset_pca=0) -> None:
+def check_options(max_cells=None, max_genes=None, batch_size=None, dataset_pca=0) -> None:
     """Ranges of the options shared by the benchmarks (before any file is read)."""
     from common.options import check_range
     check_range("max_cells", max_cells, lo=2, integer=True, none_ok=True, what="cells subsampled")
     check_range("max_genes", max_genes, lo=1, integer=True, none_ok=True, what="genes revealed to TxFM")
-    check_range("batch_size", batch_size, lo=1, integer=True, what="cells per forward pass")
+    check_range("batch_size", batch_size, lo=1, integer=True, none_ok=True, what="cells per forward pass")
     check_range("dataset_pca", dataset_pca, lo=0, integer=True, what="0 = skip")
 
 
@@ -58,7 +58,7 @@ def run_perturbation(input_path: str, out_dir: str | os.PathLike, checkpoint: st
                      pca: str | None = None, references: str | None = None, dataset: str | None = None,
                      layer: str | None = None, label_column: str = "perturbation", batch_column: str = "batch",
                      params: PerturbationParams = PerturbationParams(), log1p: bool = True, shuffled: bool = True,
-                     max_cells: int | None = None, max_genes: int | None = None, batch_size: int = 256,
+                     max_cells: int | None = None, max_genes: int | None = None, batch_size: int | None = None,
                      device: str = "cpu", overwrite: bool = False) -> pd.DataFrame:
     """Perturbation benchmark on one screen; writes perturbation.{csv,md}, consistency.csv,
     mean_recall.csv and run.json into ``out_dir`` (an existing result folder is replaced only with
@@ -132,7 +132,7 @@ def parse_labelled_input(spec: str) -> tuple[str, str]:
 
 def run_celltype(inputs: list[str], out_dir: str | os.PathLike, checkpoint: str | None = None,
                  pca: str | None = None, params: CellTypeParams = CellTypeParams(), dataset_pca: int = 50,
-                 shuffled: bool = True, max_genes: int | None = None, batch_size: int = 256,
+                 shuffled: bool = True, max_genes: int | None = None, batch_size: int | None = None,
                  device: str = "cpu", max_cells: int | None = None, overwrite: bool = False) -> pd.DataFrame:
     """Cell-type benchmark on labelled datasets ('PATH:COLUMN'); writes celltype.{csv,md} and run.json
     (an existing result folder is replaced only with ``overwrite``; any other folder is refused).

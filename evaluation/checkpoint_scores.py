@@ -74,7 +74,7 @@ def recall_scores(checkpoint: str | os.PathLike, pairs: pd.DataFrame, genes_kept
 
 def perturbation_scores(checkpoint: str | os.PathLike, screen: LabelledCounts, labels: np.ndarray,
                         batch: np.ndarray, params: PerturbationParams, pairs: pd.DataFrame | None = None,
-                        batch_size: int = 256) -> dict[str, float]:
+                        batch_size: int | None = None) -> dict[str, float]:
     """Perturbation metrics of the checkpoint's CLS embeddings of the screen's cells
     (with ``pairs``, also the recall of perturbation mean embeddings)."""
     from .embeddings import txfm_embedding

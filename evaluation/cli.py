@@ -182,7 +182,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    "is replaced only with --overwrite, any other existing folder is refused")
     p.add_argument("--overwrite", action="store_true", help="replace an existing result folder of this benchmark")
     p.add_argument("--max-genes", type=int, default=None, help="genes revealed to TxFM per cell (default: training K)")
-    p.add_argument("--batch-size", type=int, default=256, help="cells per TxFM forward pass")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="cells per TxFM forward pass (default: 16 on CPU, 256 on GPU)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--seed", type=int, default=0, help="seed of nulls, subsampling, probes, Leiden")
     p.add_argument("--no-shuffled", dest="shuffled", action="store_false",

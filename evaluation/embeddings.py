@@ -12,7 +12,7 @@ from .inputs import LabelledCounts
 
 
 def txfm_embedding(checkpoint: str | os.PathLike, data: LabelledCounts, max_genes: int | None = None,
-                   batch_size: int = 256, seed: int = 0, device: str = "cpu",
+                   batch_size: int | None = None, seed: int = 0, device: str = "cpu",
                    progress: bool = True) -> tuple[np.ndarray, dict]:
     """(n, d) final CLS embeddings from ``txfm.inference.embed``.
 

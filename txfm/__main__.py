@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(any other existing file is refused)")
     e.add_argument("--max-genes", type=int, default=None, help="cap on genes shown to the encoder (default: training K)")
     e.add_argument("--all-layers", action="store_true", help="also save the CLS state after each block")
-    e.add_argument("--batch-size", type=int, default=256, help="samples per forward pass (default: 256)")
+    e.add_argument("--batch-size", type=int, default=None,
+                   help="samples per forward pass (default: 16 on CPU, 256 on GPU)")
     e.add_argument("--seed", type=int, default=0, help="seed of the gene selection when capped (default: 0)")
     e.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default: cpu)")
     e.set_defaults(func=_embed)

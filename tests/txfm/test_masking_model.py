@@ -143,3 +143,24 @@ def test_collate_reveals_detected_genes_of_each_row():
     for i, nz in enumerate([np.arange(6) * 7, np.arange(6) * 11]):
         assert np.isin(nz, b["gene_idx"][i].numpy()).all()  # 6 non-zero <= 10 = half of K: all shown
         assert (b["values"][i] > 0).sum() == 6
+
+
+def test_embedding_does_not_depend_on_the_batch_a_sample_is_in():
+    """encode_counts pads each batch to its longest revealed set; a sample's CLS must not change
+    with the batch size (the CPU default of 16 and the GPU default of 256 give the same numbers)."""
+    import scipy.sparse as sp
+
+    from txfm.dataset import BatchSpec
+    from txfm.inference import default_batch_size, encode_counts
+
+    torch.manual_seed(0)
+    model = TxFM(ModelConfig(n_genes=300, dim=32, depth=2, heads=4)).eval()
+    rng = np.random.default_rng(0)
+    x = sp.random(40, 300, density=0.1, format="csr", random_state=1, data_rvs=lambda m: rng.integers(1, 20, m))
+    measured = np.ones((1, 300), dtype=bool)
+    spec = BatchSpec(reveal=24)
+    ref, _ = encode_counts(model, x, measured, spec, batch_size=40, progress=False)
+    for bs in (1, 7, None):
+        z, _ = encode_counts(model, x, measured, spec, batch_size=bs, progress=False)
+        np.testing.assert_allclose(z, ref, atol=1e-5)
+    assert default_batch_size("cpu") == 16 and default_batch_size("cuda:0") == 256
