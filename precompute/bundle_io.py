@@ -22,6 +22,59 @@ MANIFEST = "manifest.json"
 PARTIAL_SUFFIX = ".partial"
 
 
+# ---------------------------------------------------------------------- the layout
+# Every path of a bundle, relative to its root (docs/formats.md "Bundle"). Writers (precompute),
+# readers (the app, comparison, evaluation) and the validator spell paths only through these.
+GENES = "genes.parquet"                          # one row per gene, matrix row order
+SPECTRUM = "subspaces/spectrum.parquet"          # explained variance per matrix and component
+RECALL = "recall/recall.parquet"                 # the recall sweep of every matrix
+BEST = "recall/best.json"                        # {matrix: best rank and recall} (precompute.recall.best_rank)
+PAIRS = "references/pairs.parquet"               # known pairs restricted to the bundle's genes
+GMT_DIR = "references/gmt"                       # gene-set libraries, LIBRARY.gmt
+METRICS = "training/metrics.parquet"             # training metrics of the checkpoint, when known
+
+
+# The top-level entries each precompute step writes, in step order (a rerun of a step replaces exactly these).
+STEP_FILES = (("matrices", (GENES, "matrices")), ("references", ("references",)), ("subspaces", ("subspaces",)),
+              ("recall", ("recall",)), ("knn", ("knn",)), ("umap", ("umap",)), ("modules", ("modules",)),
+              ("enrichment", ("enrichment",)), ("training", ("training",)))
+
+
+def matrix_file(name: str) -> str:
+    """(G, D) float32 gene matrix."""
+    return f"matrices/{name}.npy"
+
+
+def subspace_file(name: str) -> str:
+    """(G, W) float32 PCA scores of the matrix (columns by decreasing variance)."""
+    return f"subspaces/{name}.npy"
+
+
+def knn_files(name: str) -> tuple[str, str]:
+    """(indices (G, k) int32, cosine similarities (G, k) float32, descending per row)."""
+    return f"knn/{name}.indices.npy", f"knn/{name}.sims.npy"
+
+
+def umap_file(name: str) -> str:
+    """gene, x, y."""
+    return f"umap/{name}.parquet"
+
+
+def modules_file(name: str) -> str:
+    """gene and one Leiden column per resolution (res_R)."""
+    return f"modules/{name}.parquet"
+
+
+def enrichment_file(name: str) -> str:
+    """Module enrichment table (hypergeometric p, BH q)."""
+    return f"enrichment/{name}.parquet"
+
+
+def gmt_file(library: str) -> str:
+    """One gene-set library of the bundle."""
+    return f"{GMT_DIR}/{library}.gmt"
+
+
 class BundleError(ValueError):
     """A bundle is missing, incomplete, tampered with or of an unknown format."""
 

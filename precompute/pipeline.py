@@ -30,6 +30,7 @@ from common.atomic import atomic_path
 from common.errors import UserError
 from common.outputs import check_output_target, is_empty_dir, remove_stale_staging, stage_dir
 
+from . import bundle_io
 from .bundle_io import (BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, MANIFEST, finalise, is_bundle, now_iso,
                         partial_dir, save_npy, save_parquet, write_json_atomic)
 
@@ -38,13 +39,8 @@ PAPER_RANKS = {"codebook": 32, "decoder": 256, "pca": 1024, "contextual": 256}
 # eigenvalue weighting; z-scoring their columns would whiten them (recall on the PBMC
 # cross-check drops from 0.24 to 0.17, docs/precompute.md), so they are only centred.
 DEFAULT_STANDARDISE = (("pca", False),)
-# The best rank maximises the unweighted mean of the per-source recalls (every source counts
-# once, as the "combined mean recall"); the pooled 'combined' row is also stored.
-# The files each step writes, in step order (a recomputed step and all later ones start clean).
-STEP_FILES_ORDER = (("matrices", ("genes.parquet", "matrices")), ("references", ("references",)),
-                    ("subspaces", ("subspaces",)), ("recall", ("recall",)), ("knn", ("knn",)),
-                    ("umap", ("umap",)), ("modules", ("modules",)), ("enrichment", ("enrichment",)),
-                    ("training", ("training",)))
+# The best rank: precompute.recall.best_rank (the unweighted mean of the per-source recalls; the
+# pooled 'combined' row is also stored). The files each step writes: bundle_io.STEP_FILES.
 
 
 @dataclass(frozen=True)
@@ -172,7 +168,7 @@ def _genes_table(genes: pd.DataFrame, ref_dir: Path | None) -> pd.DataFrame:
 # ---- steps: each returns (params recorded, summary) and writes its files into ctx.work ----
 
 def _step_references(ctx: _Ctx) -> dict[str, Any]:
-    symbols = pd.read_parquet(ctx.work / "genes.parquet")["symbol"]
+    symbols = pd.read_parquet(ctx.work / bundle_io.GENES)["symbol"]
     if ctx.references_dir is None:
         pairs = pd.DataFrame({"source": [], "gene_a": [], "gene_b": []}, dtype=str)
         libs: dict[str, Path] = {}
@@ -180,11 +176,11 @@ def _step_references(ctx: _Ctx) -> dict[str, Any]:
         pairs = refs.load_pairs(ctx.references_dir)
         libs = refs.gmt_files(ctx.references_dir)
     keep = pairs["gene_a"].isin(symbols) & pairs["gene_b"].isin(symbols)
-    save_parquet(ctx.work / "references" / "pairs.parquet", pairs[keep].reset_index(drop=True))
-    (ctx.work / "references" / "gmt").mkdir(parents=True, exist_ok=True)
+    save_parquet(ctx.work / bundle_io.PAIRS, pairs[keep].reset_index(drop=True))
+    (ctx.work / bundle_io.GMT_DIR).mkdir(parents=True, exist_ok=True)
     for name, path in libs.items():
         # a fresh file, never written through: the folder may hold hard links into an existing bundle
-        with atomic_path(ctx.work / "references" / "gmt" / f"{name}.gmt") as tmp:
+        with atomic_path(ctx.work / bundle_io.gmt_file(name)) as tmp:
             shutil.copyfile(path, tmp)
     return {"n_pairs": pairs[keep].groupby("source").size().astype(int).to_dict(),
             "libraries": sorted(libs)}
@@ -193,14 +189,14 @@ def _step_references(ctx: _Ctx) -> dict[str, Any]:
 def _step_subspaces(ctx: _Ctx) -> dict[str, Any]:
     from .recall import recall_population
     from .subspaces import pca_scores, spectrum_table
-    pop, label = recall_population(pd.read_parquet(ctx.work / "genes.parquet"))
+    pop, label = recall_population(pd.read_parquet(ctx.work / bundle_io.GENES))
     tables = []
     for name in tqdm(ctx.names, desc="subspaces", disable=not ctx.progress, leave=False):
-        scores, ev = pca_scores(ctx.load(f"matrices/{name}.npy"), standardise=ctx.params.standardises(name),
+        scores, ev = pca_scores(ctx.load(bundle_io.matrix_file(name)), standardise=ctx.params.standardises(name),
                                 fit_rows=pop)
-        save_npy(ctx.work / "subspaces" / f"{name}.npy", scores)
+        save_npy(ctx.work / bundle_io.subspace_file(name), scores)
         tables.append(spectrum_table(name, ev))
-    save_parquet(ctx.work / "subspaces" / "spectrum.parquet", pd.concat(tables, ignore_index=True))
+    save_parquet(ctx.work / bundle_io.SPECTRUM, pd.concat(tables, ignore_index=True))
     return {"fitted_on": label, "n_fit_genes": int(pop.size)}
 
 
@@ -214,14 +210,14 @@ def _sweep(ctx: _Ctx, width: int) -> list[int]:
 def _step_recall(ctx: _Ctx) -> dict[str, Any]:
     from .recall import BEST_BY, best_rank, recall_population, recall_sweep, restrict_pairs
     p = ctx.params
-    genes = pd.read_parquet(ctx.work / "genes.parquet")
+    genes = pd.read_parquet(ctx.work / bundle_io.GENES)
     symbols = genes["symbol"].to_numpy()
     pop, label = recall_population(genes)
-    pairs = restrict_pairs(refs.pairs_to_indices(pd.read_parquet(ctx.work / "references" / "pairs.parquet"),
+    pairs = restrict_pairs(refs.pairs_to_indices(pd.read_parquet(ctx.work / bundle_io.PAIRS),
                                                  symbols), pop, len(genes))
     frames, best = [], {}
     for name in tqdm(ctx.names, desc="recall", disable=not ctx.progress, leave=False):
-        sub = np.asarray(ctx.load(f"subspaces/{name}.npy"))[pop]
+        sub = np.asarray(ctx.load(bundle_io.subspace_file(name)))[pop]
         df = recall_sweep(sub, pairs, _sweep(ctx, sub.shape[1]), n_nulls=p.n_nulls, null_size=p.null_size,
                           lower=p.lower, upper=p.upper, full_null=p.full_null, seed=p.seed)
         df.insert(0, "matrix", name)
@@ -229,7 +225,7 @@ def _step_recall(ctx: _Ctx) -> dict[str, Any]:
     table = pd.concat(frames, ignore_index=True)[
         ["matrix", "rank", "source", "recall_mean", "recall_std", "n_pairs", "chance"]]
     table["population"], table["n_genes"] = label, int(pop.size)
-    save_parquet(ctx.work / "recall" / "recall.parquet", table)
+    save_parquet(ctx.work / bundle_io.RECALL, table)
     for name in ctx.names:
         row = best_rank(table[table.matrix == name])
         if row is not None:
@@ -238,7 +234,7 @@ def _step_recall(ctx: _Ctx) -> dict[str, Any]:
         else:
             best[name] = {"rank": None, "recall": None, "source": BEST_BY, "population": label,
                           "n_genes": int(pop.size)}
-    write_json_atomic(ctx.work / "recall" / "best.json", best)
+    write_json_atomic(ctx.work / bundle_io.BEST, best)
     return {"best": best, "population": label, "n_genes": int(pop.size)}
 
 
@@ -261,22 +257,22 @@ def choose_ranks(names: list[str], widths: dict[str, int], params: BundleParams,
 def _step_knn(ctx: _Ctx) -> dict[str, Any]:
     from .knn import cosine_knn
     for name in ctx.names:
-        sub = np.asarray(ctx.load(f"subspaces/{name}.npy")[:, :ctx.chosen[name]])
+        sub = np.asarray(ctx.load(bundle_io.subspace_file(name))[:, :ctx.chosen[name]])
         idx, sims = cosine_knn(sub, k=min(ctx.params.k, sub.shape[0] - 1), progress=ctx.progress)
-        save_npy(ctx.work / "knn" / f"{name}.indices.npy", idx)
-        save_npy(ctx.work / "knn" / f"{name}.sims.npy", sims)
+        save_npy(ctx.work / bundle_io.knn_files(name)[0], idx)
+        save_npy(ctx.work / bundle_io.knn_files(name)[1], sims)
     return {}
 
 
 def _step_umap(ctx: _Ctx) -> dict[str, Any]:
     from .maps import umap_from_knn
     for name in tqdm(ctx.names, desc="umap", disable=not ctx.progress, leave=False):
-        sub = np.asarray(ctx.load(f"subspaces/{name}.npy")[:, :ctx.chosen[name]])
-        xy = umap_from_knn(sub, np.asarray(ctx.load(f"knn/{name}.indices.npy")),
-                           np.asarray(ctx.load(f"knn/{name}.sims.npy")),
+        sub = np.asarray(ctx.load(bundle_io.subspace_file(name))[:, :ctx.chosen[name]])
+        xy = umap_from_knn(sub, np.asarray(ctx.load(bundle_io.knn_files(name)[0])),
+                           np.asarray(ctx.load(bundle_io.knn_files(name)[1])),
                            n_epochs=ctx.params.umap_epochs, min_dist=ctx.params.umap_min_dist,
                            seed=ctx.params.seed)
-        save_parquet(ctx.work / "umap" / f"{name}.parquet",
+        save_parquet(ctx.work / bundle_io.umap_file(name),
                      pd.DataFrame({"gene": np.arange(len(xy), dtype=np.int32),
                                    "x": xy[:, 0], "y": xy[:, 1]}))
     return {}
@@ -290,8 +286,8 @@ def _step_modules(ctx: _Ctx) -> dict[str, Any]:
     from .modules import knn_graph, leiden_modules, module_sizes
     summary = {}
     for name in tqdm(ctx.names, desc="modules", disable=not ctx.progress, leave=False):
-        graph = knn_graph(np.asarray(ctx.load(f"knn/{name}.indices.npy")),
-                          np.asarray(ctx.load(f"knn/{name}.sims.npy")))
+        graph = knn_graph(np.asarray(ctx.load(bundle_io.knn_files(name)[0])),
+                          np.asarray(ctx.load(bundle_io.knn_files(name)[1])))
         df = pd.DataFrame({"gene": np.arange(graph.vcount(), dtype=np.int32)})
         summary[name] = {}
         for res in ctx.params.resolutions:
@@ -299,18 +295,18 @@ def _step_modules(ctx: _Ctx) -> dict[str, Any]:
             df[_res_col(res)] = memb
             sizes = module_sizes(memb)
             summary[name][_res_col(res)] = {"n_modules": len(sizes), "sizes": sizes}
-        save_parquet(ctx.work / "modules" / f"{name}.parquet", df)
+        save_parquet(ctx.work / bundle_io.modules_file(name), df)
     return {"modules": summary}
 
 
 def _step_enrichment(ctx: _Ctx) -> dict[str, Any]:
     from .enrichment import COLUMNS, enrich_prepared, prepare_library
     p = ctx.params
-    symbols = pd.read_parquet(ctx.work / "genes.parquet")["symbol"].to_numpy()
+    symbols = pd.read_parquet(ctx.work / bundle_io.GENES)["symbol"].to_numpy()
     libs = [prepare_library(symbols, refs.load_gmt(q), q.stem, p.min_set_size, p.max_set_size)
-            for q in sorted((ctx.work / "references" / "gmt").glob("*.gmt"))]
+            for q in sorted((ctx.work / bundle_io.GMT_DIR).glob("*.gmt"))]
     for name in tqdm(ctx.names, desc="enrichment", disable=not ctx.progress, leave=False):
-        mods = pd.read_parquet(ctx.work / "modules" / f"{name}.parquet")
+        mods = pd.read_parquet(ctx.work / bundle_io.modules_file(name))
         frames = [pd.DataFrame({c: [] for c in COLUMNS})]
         for res in p.resolutions:
             for lib in libs:
@@ -319,7 +315,7 @@ def _step_enrichment(ctx: _Ctx) -> dict[str, Any]:
         df = df.astype({"resolution": "float64", "module": "int32", "library": str, "term": str,
                         "overlap": "int32", "set_size": "int32", "module_size": "int32",
                         "background": "int32", "p": "float64", "q": "float64", "genes": str})
-        save_parquet(ctx.work / "enrichment" / f"{name}.parquet", df)
+        save_parquet(ctx.work / bundle_io.enrichment_file(name), df)
     return {"libraries": [lib.name for lib in libs]}
 
 
@@ -412,7 +408,7 @@ def _build_in(work: Path, out: Path, existing: bool, matrices, genes, ref_dir, s
             raise UserError(f"{out}: a bundle built from other inputs or parameters already exists there "
                             f"(its step {step!r} {why}); pass --overwrite to replace it, or choose a new --out")
         if not fresh:      # drop the copied files of this step and every later one (no stale files)
-            for later in STEP_FILES_ORDER[[n for n, _ in STEP_FILES_ORDER].index(step):]:
+            for later in bundle_io.STEP_FILES[[n for n, _ in bundle_io.STEP_FILES].index(step):]:
                 for rel in later[1]:
                     q = work / rel
                     shutil.rmtree(q, ignore_errors=True) if q.is_dir() else q.unlink(missing_ok=True)
@@ -427,9 +423,9 @@ def _build_in(work: Path, out: Path, existing: bool, matrices, genes, ref_dir, s
         write_json_atomic(work / MANIFEST, manifest)   # progress record; no "files" until complete
 
     def write_matrices() -> dict[str, Any]:
-        save_parquet(work / "genes.parquet", _genes_table(genes, ref_dir))
+        save_parquet(work / bundle_io.GENES, _genes_table(genes, ref_dir))
         for n, m in matrices.items():
-            save_npy(work / "matrices" / f"{n}.npy", m)
+            save_npy(work / bundle_io.matrix_file(n), m)
         return {}
 
     digests = {n: _array_digest(m) for n, m in matrices.items()}
@@ -446,8 +442,8 @@ def _build_in(work: Path, out: Path, existing: bool, matrices, genes, ref_dir, s
                       "standardise": {n: params.standardises(n) for n in names}}, lambda: _step_subspaces(ctx))
     run("recall", {k: pdict[k] for k in ("ranks", "n_nulls", "null_size", "full_null", "lower", "upper", "seed")}
         | {"similarity": "cosine"}, lambda: _step_recall(ctx))
-    best = json.loads((work / "recall" / "best.json").read_text())
-    widths = {n: int(np.load(work / "subspaces" / f"{n}.npy", mmap_mode="r").shape[1]) for n in names}
+    best = json.loads((work / bundle_io.BEST).read_text())
+    widths = {n: int(np.load(work / bundle_io.subspace_file(n), mmap_mode="r").shape[1]) for n in names}
     ctx.chosen = choose_ranks(names, widths, params, best)
     for n in names:
         manifest["matrices"][n]["rank"] = ctx.chosen[n]
@@ -464,7 +460,7 @@ def _build_in(work: Path, out: Path, existing: bool, matrices, genes, ref_dir, s
         run("training", {"rows": int(len(training_metrics)),
                          "sha256": hashlib.sha256(pd.util.hash_pandas_object(training_metrics).values
                                                   .tobytes()).hexdigest()},
-            lambda: (save_parquet(work / "training" / "metrics.parquet", training_metrics), {})[1])
+            lambda: (save_parquet(work / bundle_io.METRICS, training_metrics), {})[1])
     if not fresh and existing and old.get("files") is not None:
         shutil.rmtree(work)            # nothing changed: keep the finished bundle as it is
         if status is not None:

@@ -1,17 +1,25 @@
-"""Synthetic gene matrices with planted modules, matching reference tables, and whole bundles.
+"""Synthetic bundles with known structure, for tests and benchmarks (the bundle contract's one writer of them).
 
-For tests, the app's fixtures and the 45,000-gene benchmark. The structure is known:
-genes in planted blocks share a latent factor, reference pairs are drawn inside blocks
-(plus a share of random pairs), and one gene set library lists the blocks.
+Two writers, for two needs:
+* ``make_synthetic_bundle``: planted-block matrices and matching reference tables run through the
+  real pipeline (``build_bundle``: subspaces, recall, kNN, UMAP, Leiden, enrichment); for the
+  pipeline's tests and ``precompute bench``.
+* ``make_planted_bundle``: named gene programs (p53, ribosome, interferon, with real symbols and
+  aliases) written directly, with planted layouts and modules, in seconds at 45,000 genes; for
+  the app's tests and ``app.bench`` (``python -m precompute synthetic --planted``).
 """
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from . import bundle_io
+from .bundle_io import finalise, now_iso, partial_dir, save_npy, save_parquet, write_json_atomic
 
 REFERENCE_SOURCES = ("CORUM", "huMAP", "Reactome", "SIGNOR", "StringDB")
 
@@ -155,3 +163,166 @@ def make_synthetic_bundle(out: Path | str, n_genes: int = 2000,
                                          pairs_per_source=max(200, n_genes), seed=seed)
         return build_bundle(mats, genes, ref, out, source, params, force=force,
                             training_metrics=metrics, progress=progress, overwrite=overwrite)
+
+
+# ---------------------------------------------------------------------- planted programs, written directly
+NAMED_PROGRAMS = {
+    "p53 pathway": ["TP53", "MDM2", "CDKN1A", "BAX", "GADD45A", "BBC3", "PMAIP1", "FAS", "SESN1", "RRM2B", "TP53I3", "ZMAT3"],
+    "ribosome": ["RPL3", "RPL4", "RPL5", "RPL7", "RPL10", "RPL11", "RPS3", "RPS6", "RPS8", "RPS14", "RPS19", "RPLP0"],
+    "interferon response": ["ISG15", "IFIT1", "IFIT3", "MX1", "STAT1", "IRF7", "OAS1", "OAS2", "IFI6", "RSAD2", "IFI44L", "HERC5"],
+}
+ALIASES = {"TP53": "p53|LFS1", "CDKN1A": "p21|CIP1|WAF1", "MDM2": "HDM2", "BBC3": "PUMA", "PMAIP1": "NOXA", "ISG15": "G1P2"}
+PLANTED_MATRICES = {"codebook": 31, "decoder": 64, "pca": 48}
+
+
+def _programs(n_genes: int, n_programs: int, rng: np.random.Generator) -> tuple[list[str], np.ndarray, dict[str, list[int]]]:
+    """Symbols (G,), program id per gene (G,) (-1 = background gene), {program name: rows}."""
+    symbols = [g for genes in NAMED_PROGRAMS.values() for g in genes]
+    symbols += [f"GENE{i:05d}" for i in range(n_genes - len(symbols))]
+    program = np.full(n_genes, -1, dtype=np.int64)
+    members: dict[str, list[int]] = {}
+    start = 0
+    for p, (name, genes) in enumerate(NAMED_PROGRAMS.items()):
+        members[name] = list(range(start, start + len(genes)))
+        program[start:start + len(genes)] = p
+        start += len(genes)
+    rest = np.arange(start, n_genes)
+    n_in_programs = int(len(rest) * 0.6)
+    chosen = rng.permutation(rest)[:n_in_programs]
+    for j, chunk in enumerate(np.array_split(chosen, n_programs - len(NAMED_PROGRAMS))):
+        p = len(NAMED_PROGRAMS) + j
+        members[f"program {p}"] = sorted(chunk.tolist())
+        program[chunk] = p
+    return symbols, program, members
+
+
+def _program_matrix(program: np.ndarray, n_programs: int, dim: int, noise: float, rng: np.random.Generator) -> np.ndarray:
+    centroids = rng.normal(size=(n_programs, dim)) * 2.0
+    x = rng.normal(scale=noise, size=(len(program), dim))
+    in_prog = program >= 0
+    x[in_prog] += centroids[program[in_prog]]
+    return x.astype(np.float32)
+
+
+def make_planted_bundle(out: Path | str, n_genes: int = 400, n_programs: int = 12, k: int = 20, seed: int = 0,
+                with_pca: bool = True, variant: int = 0) -> Path:
+    """Write a complete bundle with planted gene programs to ``out`` directly (seconds for 45,000
+    genes, no UMAP or Leiden) and return its path; for the app's tests and benchmark.
+
+    Genes belong to programs (p53 pathway, ribosome, interferon response with real symbols and
+    aliases, then generic ones); each matrix places a program's genes near a shared centroid, so
+    neighbours, modules, enrichment and known pairs agree with the planted truth. Subspaces, kNN
+    and recall are computed by the pipeline's own functions; the layout and the modules are
+    planted (program clouds, program membership) instead of UMAP and Leiden.
+
+    Args:
+        out: bundle folder to create (replaced if present).
+        n_genes: G (>= 60).
+        n_programs: planted programs (>= 4); the first three are named (p53, ribosome, interferon).
+        k: neighbours stored in knn/.
+        seed: RNG seed; the same seed gives the same bundle.
+        with_pca: include the "pca" baseline matrix.
+        variant: another "checkpoint" of the same genes: programs, references and libraries stay
+            those of ``seed``, the matrices' noise and layout change (for Compare).
+    """
+    from .enrichment import enrich_membership
+    from .knn import cosine_knn
+    from .recall import best_rank, recall_sweep
+    from .references import pairs_to_indices
+    from .subspaces import pca_scores, spectrum_table
+
+    rng = np.random.default_rng(seed)
+    out = Path(out)
+    work = partial_dir(out)
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    symbols, program, members = _programs(n_genes, n_programs, rng)
+    sym = np.asarray(symbols, dtype=object)
+    aliases = [ALIASES.get(s, "") for s in symbols]
+    save_parquet(work / bundle_io.GENES, pd.DataFrame({
+        "gene": np.arange(n_genes, dtype=np.int64), "symbol": symbols,
+        "ensembl_id": [f"ENSG{i + 1:011d}" for i in range(n_genes)], "aliases": aliases}))
+
+    # Known pairs: within-program pairs from two sources, plus a few random ones.
+    prog_rows = [np.asarray(r) for r in members.values()]
+    pair_rows = []
+    for src, n_per in (("CORUM", 3), ("StringDB", 6)):
+        for rows in prog_rows:
+            a, b = rng.choice(rows, n_per), rng.choice(rows, n_per)
+            keep = a != b
+            pair_rows += [(src, sym[x], sym[y]) for x, y in zip(a[keep], b[keep])]
+    for rows in prog_rows[: len(NAMED_PROGRAMS)]:   # hubs: the first named gene pairs with four others
+        pair_rows += [("CORUM", sym[rows[0]], sym[r]) for r in rows[1:5]]
+    pairs = pd.DataFrame(pair_rows, columns=["source", "gene_a", "gene_b"]).drop_duplicates(ignore_index=True)
+    save_parquet(work / bundle_io.PAIRS, pairs)
+
+    # Gene-set libraries: the planted programs (half of each, so enrichment is partial) and random sets.
+    hallmark = {f"HALLMARK_{n.upper().replace(' ', '_')}": [symbols[r] for r in rows[: max(3, len(rows) * 3 // 4)]]
+                for n, rows in members.items()}
+    go = {f"GO_RANDOM_{j:03d}": [symbols[r] for r in rng.choice(n_genes, 15, replace=False)] for j in range(30)}
+    libraries = {"Hallmark_synthetic": hallmark, "GO_synthetic": go}
+    for lib, sets in libraries.items():
+        p = work / bundle_io.gmt_file(lib)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("".join(f"{t}\tsynthetic\t" + "\t".join(g) + "\n" for t, g in sets.items()))
+
+    matrices, recall_tables, spectra, best, steps = {}, [], [], {}, {}
+    pair_idx = pairs_to_indices(pairs, symbols)
+    rng = np.random.default_rng([seed, variant])
+    for name, dim in PLANTED_MATRICES.items():
+        if name == "pca" and not with_pca:
+            continue
+        m = _program_matrix(program, n_programs, dim, noise={"codebook": 1.4, "decoder": 1.6, "pca": 2.2}[name], rng=rng)
+        save_npy(work / bundle_io.matrix_file(name), m)
+        scores, ev = pca_scores(m)
+        save_npy(work / bundle_io.subspace_file(name), scores)
+        spectra.append(spectrum_table(name, ev))
+        ranks = [r for r in (4, 8, 16, 32, 64) if r <= scores.shape[1]]
+        rec = recall_sweep(scores, pair_idx, ranks, n_nulls=3, null_size=min(n_genes, 2000), seed=seed)
+        rec.insert(0, "matrix", name)
+        recall_tables.append(rec)
+        top = best_rank(rec)
+        best[name] = {"rank": int(top["rank"]), "recall": float(top.recall_mean), "source": "mean_of_sources",
+                      "population": "whole vocabulary", "n_genes": n_genes}
+        # The chosen rank (kNN, manifest) follows a fixed policy like precompute's "paper" one,
+        # so it can differ from the best-recall rank: the app must use the manifest's.
+        chosen = 8
+        matrices[name] = {"shape": list(m.shape), "rank": chosen}
+        idx, sims = cosine_knn(scores[:, :chosen], k)
+        save_npy(work / bundle_io.knn_files(name)[0], idx)
+        save_npy(work / bundle_io.knn_files(name)[1], sims)
+        # A UMAP-like layout: programs as separate clouds, background genes spread in between.
+        centres = rng.uniform(-12, 12, size=(n_programs + 1, 2))
+        centres[n_programs] = 0
+        spread = np.where(program >= 0, 1.0, 6.0)[:, None]
+        xy = centres[np.where(program >= 0, program, n_programs)] + rng.normal(size=(n_genes, 2)) * spread
+        save_parquet(work / bundle_io.umap_file(name), pd.DataFrame({"gene": np.arange(n_genes), "x": xy[:, 0], "y": xy[:, 1]}))
+        coarse = np.where(program >= 0, program, n_programs)
+        fine = coarse * 2 + (rng.random(n_genes) < 0.5)
+        mods = pd.DataFrame({"gene": np.arange(n_genes), "res_0.5": coarse.astype(np.int64), "res_1.0": fine.astype(np.int64)})
+        save_parquet(work / bundle_io.modules_file(name), mods)
+        enr = [enrich_membership(mods[res].to_numpy(), sym, sets, lib, float(res[4:]), min_set_size=3)
+               for res in ("res_0.5", "res_1.0") for lib, sets in libraries.items()]
+        save_parquet(work / bundle_io.enrichment_file(name), pd.concat(enr, ignore_index=True))
+    save_parquet(work / bundle_io.SPECTRUM, pd.concat(spectra, ignore_index=True))
+    table = pd.concat(recall_tables, ignore_index=True)
+    table["population"], table["n_genes"] = "whole vocabulary", n_genes
+    save_parquet(work / bundle_io.RECALL, table)
+    write_json_atomic(work / bundle_io.BEST, best)
+    stepno = np.arange(0, 2001, 50)
+    save_parquet(work / bundle_io.METRICS, pd.DataFrame({
+        "step": stepno, "samples_seen": stepno * 64, "loss": 0.6 + 2.0 * np.exp(-stepno / 400) + rng.normal(0, 0.02, len(stepno))}))
+    for s in ("subspaces", "recall", "knn", "umap", "modules", "enrichment"):
+        steps[s] = {"params": {"synthetic": True, "seed": seed}, "seconds": 0.0, "finished": now_iso()}
+    manifest = {
+        "format": bundle_io.BUNDLE_FORMAT, "format_version": bundle_io.BUNDLE_FORMAT_VERSION, "created": now_iso(),
+        "source": {"kind": "txfm", "checkpoint": f"synthetic-seed{seed}", "sha256": f"{seed:064x}",
+                   "model_config": {"preset": "synthetic", "d_model": 32, "n_layers": 2, "n_heads": 2},
+                   "train_config": {"epochs": 1, "batch_size": 64},
+                   "corpus": {"path": "corpora/synthetic", "n_samples": 128000, "n_genes": n_genes,
+                              "datasets": ["synthetic_a", "synthetic_b"]},
+                   "n_parameters": 1_234_567, "samples_seen": int(stepno[-1] * 64)},
+        "matrices": matrices, "steps": steps,
+    }
+    return finalise(work, out, manifest)

@@ -85,6 +85,25 @@ def test_rooms_import_one_way():
     assert not bad, "imports against the room order (docs/architecture.md):\n" + "\n".join(bad)
 
 
+# The bundle contract as the app reads it: layout and manifest, validation, the one comparison, and the
+# enrichment statistics the app reruns on a pasted gene list. Nothing else of precompute.
+APP_MAY_IMPORT = {"precompute.bundle_io", "precompute.validate", "precompute.compare", "precompute.enrichment"}
+
+
+def test_app_reads_bundles_through_the_contract_only():
+    bad = []
+    for mod, path in MODULES.items():
+        if mod.split(".")[0] != "app":
+            continue
+        for name, line in _imports(mod, path):
+            if name.split(".")[0] != "precompute" or name == "precompute":
+                continue
+            owner = next((m for m in APP_MAY_IMPORT if name == m or name.startswith(m + ".")), None)
+            if owner is None:
+                bad.append(f"{path.relative_to(ROOT)}:{line} imports {name}")
+    assert not bad, "the app imports precompute beyond the bundle contract:\n" + "\n".join(bad)
+
+
 def test_common_uses_the_standard_library_only():
     bad = [f"{p.relative_to(ROOT)}:{line} imports {name}" for m, p in MODULES.items() if m.startswith("common")
            for name, line in _imports(m, p)

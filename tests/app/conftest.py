@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fixture_bundle import make_bundle  # noqa: E402
+from precompute.synthetic import make_planted_bundle as make_bundle
 
 
 @pytest.fixture(scope="session")

@@ -152,3 +152,32 @@ def test_interrupted_build_leaves_nothing_behind(tmp_path, monkeypatch):
     monkeypatch.undo()
     build_bundle(mats, genes, ref, out, {"kind": "pca"}, FAST, progress=False)
     assert validate_bundle(out) == [] and not partial_dir(out).exists()
+
+
+def test_planted_bundle_command_follows_the_contract(tmp_path):
+    """`precompute synthetic --planted` (the app's fixture and benchmark bundle) validates, plants the
+    named programs, scores recall with the pipeline's rule, and refuses to replace an existing bundle."""
+    import subprocess
+    import sys
+
+    from precompute import bundle_io
+    from precompute.recall import best_rank
+
+    out = tmp_path / "planted"
+    args = [sys.executable, "-m", "precompute", "synthetic", "--planted", "--out", str(out), "--n-genes", "300",
+            "--k", "10"]
+    r = subprocess.run(args, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert validate_bundle(out) == []
+    genes = pd.read_parquet(out / bundle_io.GENES)
+    assert {"TP53", "ISG15", "RPL3"} <= set(genes.symbol) and "p53" in genes.set_index("symbol").aliases["TP53"]
+    idx = np.load(out / bundle_io.knn_files("decoder")[0])
+    p53 = genes.index[genes.symbol == "MDM2"][0]
+    # MDM2's neighbours are mostly its planted program (the first 12 genes, the p53 pathway)
+    assert np.mean(idx[p53] < 12) > 0.5
+    best = json.loads((out / bundle_io.BEST).read_text())
+    rec = pd.read_parquet(out / bundle_io.RECALL)
+    assert best["decoder"]["rank"] == int(best_rank(rec[rec.matrix == "decoder"])["rank"])
+    assert best["decoder"]["recall"] > 0.3            # planted programs are recalled well above chance (0.10)
+    r = subprocess.run(args, capture_output=True, text=True)
+    assert r.returncode == 2 and "already exists" in r.stderr
