@@ -168,7 +168,9 @@ def _phenoprint(st: SourceState, config: BuildConfig) -> None:
             x, _ = _validated(st.reader, chunk, config)
             rows = idx[(idx >= chunk.start) & (idx < chunk.start + x.shape[0])] - chunk.start
             parts.append(sp.csr_matrix(x @ st.mapping.aggregate)[rows])
-        scores = pca_consistency(sp.vstack(parts, format="csr"), labels[idx], control=config.control_label)
+        batch = st.obs["batch"].to_numpy()[idx] if "batch" in st.obs else None
+        scores = pca_consistency(sp.vstack(parts, format="csr"), labels[idx], control=config.control_label,
+                                 batch=batch)
     else:
         scores = pd.read_csv(config.phenoprint)
     keep, scored = phenoprint_keep(labels[idx], scores, config.phenoprint_alpha, control=config.control_label)

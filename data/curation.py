@@ -116,22 +116,78 @@ def row_hashes(x: sp.csr_matrix) -> np.ndarray:
     return out
 
 
-# ---------------------------------------------------------------------- phenoprint curation
-def _embed(x: sp.csr_matrix, control: np.ndarray, n_components: int, seed: int) -> np.ndarray:
-    """log1p(CP10k) -> PCA fit on the controls -> standardised by the controls' mean/std. (n, k)."""
+# ---------------------------------------------------------------------- control-PCA alignment
+# The paper's alignment of cell embeddings before perturbation statistics (one implementation, used by
+# the phenoprint curation here and by `python -m evaluation perturbation`): PCA fitted on the
+# non-targeting control cells, then per-batch standardisation by each batch's CONTROL cells (EFAAR's
+# "centerscale on controls"), so that a perturbation's vector is its shift away from the controls
+# measured alongside it. A batch with fewer than ``min_controls`` controls is standardised by all of
+# its cells instead (recorded in the result).
+@dataclass
+class Aligned:
+    z: np.ndarray  # (n, k) aligned embeddings
+    n_components: int
+    explained_variance_ratio: float  # of the control PCA, summed over kept components
+    batches_without_controls: list[str] = field(default_factory=list)
+
+
+def align_embeddings(z: np.ndarray, batch: np.ndarray, is_control: np.ndarray, n_components: int = 50,
+                     min_controls: int = 10, seed: int = 0) -> Aligned:
+    """Align (n, D) embeddings: PCA on the controls -> (n, k), then standardise per batch.
+
+    Args:
+        z: (n, D) embeddings of all cells.
+        batch: (n,) batch (replicate) label per cell.
+        is_control: (n,) bool, the non-targeting control cells.
+        n_components: k, capped by D and by the number of controls - 1.
+        min_controls: a batch needs this many controls to be standardised by them.
+    Returns:
+        Aligned with z of shape (n, k): within each batch its controls have mean 0 and std 1
+        per component.
+    """
     from sklearn.decomposition import PCA
 
+    z = np.asarray(z, dtype=np.float64)
+    batch = np.asarray(batch).astype(str)
+    is_control = np.asarray(is_control, dtype=bool)
+    if z.ndim != 2 or len(batch) != len(z) or len(is_control) != len(z):
+        raise ValueError(f"embedding {z.shape}, {len(batch)} batch labels and {len(is_control)} control flags "
+                         "must describe the same cells")
+    n_ctrl = int(is_control.sum())
+    if n_ctrl < 3:
+        raise ValueError(f"only {n_ctrl} control cells; the alignment fits PCA on controls — check --control "
+                         "(the label of non-targeting cells)")
+    k = max(1, min(n_components, z.shape[1], n_ctrl - 1))
+    pca = PCA(n_components=k, random_state=seed).fit(z[is_control])
+    y = pca.transform(z)
+    out = np.empty_like(y)
+    fallback = []
+    for b in np.unique(batch):
+        rows = batch == b
+        ref = rows & is_control
+        if ref.sum() < min_controls:
+            ref = rows
+            fallback.append(str(b))
+        mu, sd = y[ref].mean(0), y[ref].std(0)
+        out[rows] = (y[rows] - mu) / np.where(sd > 0, sd, 1.0)
+    return Aligned(out.astype(np.float32), k, float(pca.explained_variance_ratio_.sum()), fallback)
+
+
+# ---------------------------------------------------------------------- phenoprint curation
+def pca_embedding(x: sp.csr_matrix, is_control: np.ndarray, batch: np.ndarray | None = None,
+                  n_components: int = 50, seed: int = 0) -> np.ndarray:
+    """log1p(CP10k) counts aligned by ``align_embeddings`` (PCA on the controls, per-batch
+    standardisation by them). (n, k). Fewer than 3 controls: the PCA and standardisation use all cells."""
     x = sp.csr_matrix(x, dtype=np.float64)
     lib = np.asarray(x.sum(axis=1)).ravel()
     x = sp.diags(1e4 / np.maximum(lib, 1)) @ x
     x.data = np.log1p(x.data)
     dense = x.toarray()
-    fit_rows = control if control.sum() >= 3 else np.ones(len(dense), dtype=bool)
-    k = max(1, min(n_components, int(fit_rows.sum()) - 1, dense.shape[1]))
-    pca = PCA(n_components=k, random_state=seed).fit(dense[fit_rows])
-    z = pca.transform(dense)
-    mu, sd = z[fit_rows].mean(0), z[fit_rows].std(0)
-    return (z - mu) / np.where(sd > 0, sd, 1.0)
+    is_control = np.asarray(is_control, dtype=bool)
+    if is_control.sum() < 3:
+        is_control = np.ones(len(dense), dtype=bool)
+    batch = np.zeros(len(dense), dtype=int) if batch is None else np.asarray(batch)
+    return align_embeddings(dense, batch, is_control, n_components, seed=seed).z
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -180,19 +236,19 @@ def embedding_consistency(z: np.ndarray, labels: pd.Series | np.ndarray, control
 
 def pca_consistency(x: sp.csr_matrix, labels: pd.Series | np.ndarray, control: str | None = "non-targeting",
                     ignore: tuple[str, ...] = ("unassigned", "", "nan"), n_components: int = 50,
-                    n_null: int = 10000, seed: int = 0) -> pd.DataFrame:
+                    n_null: int = 10000, seed: int = 0, batch: np.ndarray | None = None) -> pd.DataFrame:
     """Perturbation consistency from a PCA embedding (the paper's statistic, with PCA as the model).
 
     ``x``: counts (n, g); ``labels``: perturbation per cell (n,). Cells are
     embedded with log1p(CP10k) + PCA fit on ``control`` cells, standardised by
-    the controls, then scored by ``embedding_consistency`` (mean leave-one-out
+    the controls of each ``batch`` (``pca_embedding``), then scored by ``embedding_consistency`` (mean leave-one-out
     cosine vs a null of up to ``n_null`` cells from outside the perturbation).
     Returns DataFrame(perturbation, n_cells, statistic, p_value), one row per perturbation
     (controls and ``ignore`` labels excluded; perturbations with one cell get NaN).
     """
     labels = pd.Series(np.asarray(labels, dtype=object)).astype(str).to_numpy()
     is_control = labels == control if control is not None else np.zeros(len(labels), dtype=bool)
-    z = _embed(x, is_control, n_components, seed)
+    z = pca_embedding(x, is_control, batch, n_components, seed)
     return embedding_consistency(z, labels, control, ignore, n_null, seed)
 
 

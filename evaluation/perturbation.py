@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .align import align_embeddings
+from data.curation import align_embeddings
 
 
 @dataclass(frozen=True)

@@ -81,8 +81,8 @@ def test_pca_consistency_separates_real_from_null_perturbation():
 
 def test_pca_consistency_statistic_matches_a_hand_loop():
     x, labels = _screen(1)
-    from data.curation import _embed, _unit
-    z = _embed(x, labels == "non-targeting", 10, 0)
+    from data.curation import _unit, pca_embedding
+    z = pca_embedding(x, labels == "non-targeting", None, 10, 0).astype(np.float64)
     own = z[labels == "GENE_A"]
     loo = [np.dot(_unit(own[i]), _unit(np.delete(own, i, axis=0).mean(0))) for i in range(len(own))]
     s = pca_consistency(x, labels, n_components=10, n_null=100).set_index("perturbation")
@@ -97,3 +97,28 @@ def test_phenoprint_keep_drops_only_inconsistent_perturbations():
     assert scored.set_index("perturbation")["kept"].to_dict() == {"A": True, "B": False}
     with pytest.raises(ValueError, match="perturbation and p_value"):
         phenoprint_keep(labels, pd.DataFrame({"perturbation": ["A"]}))
+
+
+def test_curation_uses_the_one_control_alignment_per_batch():
+    """The phenoprint PCA embedding standardises each batch by its own controls (the paper's
+    alignment, shared with `evaluation perturbation`), so a batch-wide shift is removed."""
+    import scipy.sparse as sp
+
+    from data.curation import pca_embedding
+
+    rng = np.random.default_rng(0)
+    n, g = 240, 60
+    rate = rng.gamma(2.0, 2.0, g)
+    batch = np.repeat(["r1", "r2"], n // 2)
+    # r2 measures the first half of the genes 4x higher relative to the second half (a batch effect)
+    shift = np.where((batch == "r2")[:, None], np.r_[np.full(30, 4.0), np.ones(30)][None, :], 1.0)
+    x = sp.csr_matrix(rng.poisson(rate * shift * 20))
+    control = np.tile(np.r_[np.ones(40, bool), np.zeros(80, bool)], 2)
+    z = pca_embedding(x, control, batch, n_components=5)
+    for b in ("r1", "r2"):
+        ref = z[(batch == b) & control]
+        np.testing.assert_allclose(ref.mean(0), 0, atol=1e-5)
+        np.testing.assert_allclose(ref.std(0), 1, atol=1e-4)
+    # without batches the shift stays: the two batches' controls sit apart on the first component
+    z1 = pca_embedding(x, control, None, n_components=5)
+    assert abs(z1[(batch == "r1") & control, 0].mean() - z1[(batch == "r2") & control, 0].mean()) > 1.0

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from data.curation import embedding_consistency
-from evaluation.align import align_embeddings
+from data.curation import align_embeddings
 from evaluation.embeddings import log1p_embedding
 from evaluation.inputs import LabelledCounts
 from evaluation.perturbation import PerturbationParams, consistency, evaluate_embedding
