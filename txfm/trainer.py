@@ -9,9 +9,10 @@ import os
 import shutil
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -169,6 +170,35 @@ def evaluate(model: TxFM, batches, device: torch.device, precision: str) -> dict
     return {f"val_{k}": v / n for k, v in sums.items()} if n else {}
 
 
+@dataclass
+class _Run:
+    """Everything the training loop needs, prepared by `train` (one object instead of many arguments)."""
+    cfg: TrainConfig
+    model_cfg: ModelConfig
+    model: TxFM
+    ddp: torch.nn.Module              # the model, wrapped in DDP when world > 1
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    wd: float                         # the weight decay in use (recorded in config.json)
+    corpus: Corpus
+    val: np.ndarray                   # (n_samples,) bool, the validation split
+    n_train: int
+    steps: int                        # total steps of the schedule
+    start: int                        # step the loop starts after (0, or the resumed step)
+    samples_seen: int
+    support: list                     # datasets measuring each gene well (saved in every checkpoint)
+    spec: BatchSpec
+    loader: DataLoader
+    local_bs: int                     # samples per rank and step
+    device: torch.device
+    world: int
+    is_main: bool
+    quiet: bool
+    resume: bool
+    out: Path                         # the run folder the user named
+    write_dir: Path                   # where files go: `out`, or a staging sibling when replacing a run
+
+
 def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool = False,
           quiet: bool = False, given: dict | None = None, overwrite: bool = False) -> Path:
     """Train (or resume) a run; returns the path of the final checkpoint (``out/last.pt``).
@@ -184,44 +214,16 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool =
         out); a folder that is not a run is always refused.
     """
     out = Path(cfg.out)
-    ck = None
-    write_dir = out                         # where files go: `out`, or a staging sibling when replacing
-    if resume:
-        last = out / "last.pt"
-        if not last.exists():
-            raise CheckpointError(f"{last}: nothing to resume; start the run without --resume")
-    elif out.is_dir() and not is_empty_dir(out) and is_run(out) and not overwrite:
-        raise UserError(f"{out}: a training run already exists there; pass --resume to continue it, "
-                        "--overwrite to replace it, or choose a new --out")
-    else:
-        if check_output_target(out, "training run", is_run, overwrite, protect=[cfg.corpus]):
-            write_dir = stage_dir(out)
+    write_dir = _output_dir(cfg, resume, overwrite)
     rank, world, device = _dist_setup(cfg.device)
     corpus = Corpus(cfg.corpus)
     corpus.verify()  # edited manifest, damaged or negative shards: refused before any output is written
+    ck = None
     if resume:
-        ck = load_file(last)
+        ck = load_file(out / "last.pt")
         if ck["genes"] != corpus.genes:
-            raise CheckpointError(vocabulary_mismatch(last, ck["genes"], corpus.genes))
-        stored = from_dict(TrainConfig, ck["train_config"])
-        model_cfg = from_dict(ModelConfig, ck["model_config"])
-        if given is None:
-            cfg = replace(stored, out=cfg.out, corpus=cfg.corpus, workers=cfg.workers, device=cfg.device)
-        else:
-            changed = resume_changes(stored, model_cfg, given)
-            if changed:
-                raise UserError(f"--resume {out}: these options differ from the run's own: {'; '.join(changed)}. "
-                                f"Resume without them (only {', '.join(_opt(s) for s in SAFE_ON_RESUME)} may "
-                                "change on resume), or start a new run with a new --out")
-            safe = {k: v for k, v in given.items() if k in SAFE_ON_RESUME}
-            if safe.get("max_steps") is not None and 0 < safe["max_steps"] < ck["step"]:
-                raise UserError(f"--max-steps {safe['max_steps']}: the run in {out} is already at step "
-                                f"{ck['step']}; pass at least {ck['step']}")
-            if safe.get("max_steps") is not None and safe["max_steps"] <= 0 and stored.max_steps > 0:
-                raise UserError(f"--max-steps {safe['max_steps']}: the run in {out} counts steps with "
-                                f"--max-steps {stored.max_steps}; pass a positive step count")
-            cfg = replace(stored, out=cfg.out, corpus=cfg.corpus,
-                          **{k: v for k, v in safe.items() if k not in ("out", "corpus")})
+            raise CheckpointError(vocabulary_mismatch(out / "last.pt", ck["genes"], corpus.genes))
+        cfg, model_cfg = _resumed_config(cfg, ck, given, out)
     if model_cfg is None or model_cfg.n_genes != corpus.n_genes:
         raise ValueError(f"model n_genes must equal the corpus vocabulary ({corpus.n_genes} genes)")
     if ck is None:  # a resumed run keeps the precision its first part resolved
@@ -238,20 +240,7 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool =
     opt, sched, wd = make_optimizer(model, cfg, steps)
     start = samples_seen = 0
     if ck is not None:
-        if ck["step"] > steps:
-            raise UserError(f"--resume {out}: the run is at step {ck['step']}, past the {steps} steps its options "
-                            "give; pass --max-steps N with N >= the current step")
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])       # restores lr and the weight decay the run started with
-        wd = opt.param_groups[0]["weight_decay"]
-        if ck["scheduler"].get("total_steps", steps) == steps:
-            sched.load_state_dict(ck["scheduler"])
-        else:   # --max-steps changed: the remaining steps follow the one-cycle schedule of the new total
-            sched.last_epoch, sched._step_count = ck["step"], ck["step"] + 1
-        start, samples_seen = ck["step"], ck["samples_seen"]
-        torch.set_rng_state(ck["rng"]["torch"])
-        if device.type == "cuda" and "cuda" in ck["rng"]:
-            torch.cuda.set_rng_state_all(ck["rng"]["cuda"])
+        start, samples_seen, wd = _restore(ck, model, opt, sched, steps, device, out)
     weights = None
     if cfg.reveal_tau != 0:
         weights = frequency_weights(detection_counts(corpus, train_rows), cfg.reveal_tau)
@@ -265,24 +254,25 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool =
             model.init_output_bias(torch.from_numpy(log_mean))
 
     ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model
-
     local_bs = cfg.batch_size // world
     stream = CorpusStream(cfg.corpus, local_bs, spec, train_rows, cfg.seed, rank, world, start_batch=start,
                           mix_shards=cfg.mix_shards, temperature=cfg.dataset_temperature)
     loader = DataLoader(stream, batch_size=None, num_workers=cfg.workers, pin_memory=device.type == "cuda",
                         generator=torch.Generator().manual_seed(cfg.seed),  # keeps the global RNG untouched
                         persistent_workers=False)
+    run = _Run(cfg, model_cfg, model, ddp, opt, sched, wd, corpus, val, n_train, steps, start, samples_seen,
+               support, spec, loader, local_bs, device, world, rank == 0, quiet, resume, out, write_dir)
 
-    is_main = rank == 0
-    if is_main and write_dir != out:
+    staged = run.is_main and write_dir != out
+    if staged:
         remove_stale_staging(out)
     try:
-        _loop(locals())
+        _loop(run)
     except BaseException:
-        if is_main and write_dir != out:
+        if staged:
             shutil.rmtree(write_dir, ignore_errors=True)       # the run being replaced stays as it was
         raise
-    if is_main and write_dir != out:
+    if staged:
         commit_dir(write_dir, out)
     if world > 1:
         dist.barrier()
@@ -290,15 +280,71 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool =
     return out / "last.pt"
 
 
-def _loop(st: dict) -> None:
-    """The training loop of `train` (its local variables in `st`); writes into st['write_dir']."""
-    cfg, model_cfg, model, ddp, opt, sched, wd = (st[k] for k in ("cfg", "model_cfg", "model", "ddp", "opt",
-                                                                 "sched", "wd"))
-    corpus, val, n_train, steps, start, samples_seen = (st[k] for k in ("corpus", "val", "n_train", "steps",
-                                                                       "start", "samples_seen"))
-    device, world, is_main, quiet, resume, loader = (st[k] for k in ("device", "world", "is_main", "quiet",
-                                                                    "resume", "loader"))
-    spec, local_bs, out, wdir = st["spec"], st["local_bs"], st["out"], st["write_dir"]
+def _output_dir(cfg: TrainConfig, resume: bool, overwrite: bool) -> Path:
+    """Where the run's files go: ``cfg.out``, or a staging sibling when an existing run is replaced.
+    Refuses a resume with nothing to resume, an existing run without --resume/--overwrite, and a
+    folder that is not a run."""
+    out = Path(cfg.out)
+    if resume:
+        if not (out / "last.pt").exists():
+            raise CheckpointError(f"{out / 'last.pt'}: nothing to resume; start the run without --resume")
+        return out
+    if out.is_dir() and not is_empty_dir(out) and is_run(out) and not overwrite:
+        raise UserError(f"{out}: a training run already exists there; pass --resume to continue it, "
+                        "--overwrite to replace it, or choose a new --out")
+    if check_output_target(out, "training run", is_run, overwrite, protect=[cfg.corpus]):
+        return stage_dir(out)
+    return out
+
+
+def _resumed_config(cfg: TrainConfig, ck: dict, given: dict | None, out: Path) -> tuple[TrainConfig, ModelConfig]:
+    """The (train, model) configs of a resumed run: its own, with the options that may change applied."""
+    stored = from_dict(TrainConfig, ck["train_config"])
+    model_cfg = from_dict(ModelConfig, ck["model_config"])
+    if given is None:
+        return replace(stored, out=cfg.out, corpus=cfg.corpus, workers=cfg.workers, device=cfg.device), model_cfg
+    changed = resume_changes(stored, model_cfg, given)
+    if changed:
+        raise UserError(f"--resume {out}: these options differ from the run's own: {'; '.join(changed)}. "
+                        f"Resume without them (only {', '.join(_opt(s) for s in SAFE_ON_RESUME)} may "
+                        "change on resume), or start a new run with a new --out")
+    safe = {k: v for k, v in given.items() if k in SAFE_ON_RESUME}
+    if safe.get("max_steps") is not None and 0 < safe["max_steps"] < ck["step"]:
+        raise UserError(f"--max-steps {safe['max_steps']}: the run in {out} is already at step "
+                        f"{ck['step']}; pass at least {ck['step']}")
+    if safe.get("max_steps") is not None and safe["max_steps"] <= 0 and stored.max_steps > 0:
+        raise UserError(f"--max-steps {safe['max_steps']}: the run in {out} counts steps with "
+                        f"--max-steps {stored.max_steps}; pass a positive step count")
+    return replace(stored, out=cfg.out, corpus=cfg.corpus,
+                   **{k: v for k, v in safe.items() if k not in ("out", "corpus")}), model_cfg
+
+
+def _restore(ck: dict, model: TxFM, opt, sched, steps: int, device: torch.device, out: Path) -> tuple[int, int, float]:
+    """Load a checkpoint's model, optimiser, schedule and RNG state; (start step, samples seen, weight decay)."""
+    if ck["step"] > steps:
+        raise UserError(f"--resume {out}: the run is at step {ck['step']}, past the {steps} steps its options "
+                        "give; pass --max-steps N with N >= the current step")
+    model.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["optimizer"])       # restores lr and the weight decay the run started with
+    if ck["scheduler"].get("total_steps", steps) == steps:
+        sched.load_state_dict(ck["scheduler"])
+    else:   # --max-steps changed: the remaining steps follow the one-cycle schedule of the new total
+        sched.last_epoch, sched._step_count = ck["step"], ck["step"] + 1
+    torch.set_rng_state(ck["rng"]["torch"])
+    if device.type == "cuda" and "cuda" in ck["rng"]:
+        torch.cuda.set_rng_state_all(ck["rng"]["cuda"])
+    return ck["step"], ck["samples_seen"], opt.param_groups[0]["weight_decay"]
+
+
+def _loop(run: _Run) -> None:
+    """The training loop: steps, validation, metrics log and checkpoints, written into run.write_dir."""
+    cfg, model_cfg, model, ddp, opt, sched, wd = (run.cfg, run.model_cfg, run.model, run.ddp, run.opt, run.sched,
+                                                  run.wd)
+    corpus, val, n_train, steps, start, samples_seen = (run.corpus, run.val, run.n_train, run.steps, run.start,
+                                                        run.samples_seen)
+    device, world, is_main, quiet, resume, loader = (run.device, run.world, run.is_main, run.quiet, run.resume,
+                                                     run.loader)
+    spec, local_bs, out, wdir = run.spec, run.local_bs, run.out, run.write_dir
     metrics_path = wdir / "metrics.jsonl"
     if is_main:
         wdir.mkdir(parents=True, exist_ok=True)
@@ -315,7 +361,7 @@ def _loop(st: dict) -> None:
                   f"{steps:,} steps of {cfg.batch_size}; device {device} ({cfg.precision}), ranks {world}")
     corpus_info = {"path": str(cfg.corpus), "fingerprint": corpus.fingerprint, "n_samples": corpus.n_samples,
                    "n_genes": corpus.n_genes, "n_train": n_train, "datasets": [d.name for d in corpus.datasets],
-                   "gene_support": st["support"]}
+                   "gene_support": run.support}
     if spec.gene_weights is not None:  # inference reveals genes with the law training used
         corpus_info["reveal_weights"] = [float(w) for w in spec.gene_weights]
 

@@ -485,7 +485,7 @@ def test_stale_staging_of_killed_process_is_cleaned_or_restored(tmp_path):
 def test_training_diverged_is_one_line_exit_2(cli, W, tmp_path, monkeypatch):
     import txfm.trainer as tr
 
-    def diverge(st):
+    def diverge(run):
         raise tr.TrainingDiverged("loss is not finite at step 1 (loss=nan); lower --lr")
     monkeypatch.setattr(tr, "_loop", diverge)
     r = copy(W / "run", tmp_path / "run")
