@@ -10,34 +10,28 @@ from common.errors import EXIT_CODES_HELP, UserError
 DEFAULT_REFERENCES = "cache/references"
 
 
+# Fields of BundleParams whose command-line form is MATRIX=VALUE (added by hand below).
+_BY_MATRIX = {"chosen_ranks", "standardise"}
+
+
 def _add_params(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("step parameters (recorded in the manifest)")
-    g.add_argument("--ranks", type=int, nargs="+", default=None,
-                   help="rank sweep for recall (default 8 16 32 ... up to the matrix width)")
-    g.add_argument("--rank-policy", choices=["paper", "best"], default="paper",
-                   help="rank used for kNN/UMAP/modules: 'paper' = codebook 32, decoder 256, pca 1024 "
-                        "(capped at the width); 'best' = best combined recall in the sweep")
+    """The step parameters, generated from precompute.pipeline.BundleParams (help = its field comments)."""
+    from common.cli_args import add_dataclass_args
+
+    from .pipeline import BundleParams
+    add_dataclass_args(p, BundleParams, skip=_BY_MATRIX, title="step parameters (recorded in the manifest)")
+    g = p.add_argument_group("per-matrix step parameters")
     g.add_argument("--rank", action="append", default=[], metavar="MATRIX=R",
-                   help="explicit rank for one matrix, e.g. --rank decoder=128 (repeatable)")
-    g.add_argument("--n-nulls", type=int, default=3, help="sampled nulls averaged in the recall (default 3)")
-    g.add_argument("--null-size", type=int, default=5000, help="genes per null sample (default 5000)")
-    g.add_argument("--full-null", action="store_true", help="exact all-pairs null instead of sampled nulls")
-    g.add_argument("--k", type=int, default=50, help="neighbours per gene (default 50)")
-    g.add_argument("--umap-epochs", type=int, default=100, help="UMAP optimisation epochs (default 100)")
-    g.add_argument("--umap-min-dist", type=float, default=0.1, help="UMAP min_dist (default 0.1)")
-    g.add_argument("--resolutions", type=float, nargs="+", default=[0.5, 1.0, 2.0],
-                   help="Leiden resolutions (default 0.5 1 2)")
-    g.add_argument("--min-set-size", type=int, default=5, help="enrichment: smallest gene set tested (default 5)")
-    g.add_argument("--max-set-size", type=int, default=500, help="enrichment: largest gene set tested (default 500)")
-    g.add_argument("--top-terms", type=int, default=10, help="enrichment rows kept per module and library")
-    g.add_argument("--seed", type=int, default=0, help="seed for nulls, UMAP and Leiden (default 0)")
+                   help="explicit rank for one matrix, e.g. --rank decoder=128 (repeatable; overrides --rank-policy)")
     g.add_argument("--standardise", action="append", default=[], metavar="MATRIX=yes|no",
                    help="z-score a matrix's columns before its PCA (default yes, except pca=no: the PCA "
                         "loadings keep their eigenvalue weighting); repeatable")
 
 
 def params_from_args(a: argparse.Namespace):
-    """BundleParams from parsed options."""
+    """BundleParams from parsed options (the dataclass checks every range)."""
+    from common.cli_args import collect
+
     from .pipeline import DEFAULT_STANDARDISE, BundleParams
     chosen = []
     for item in a.rank:
@@ -51,12 +45,8 @@ def params_from_args(a: argparse.Namespace):
         if v not in ("yes", "no"):
             raise UserError(f"--standardise {item!r}: expected MATRIX=yes or MATRIX=no")
         std[name] = v == "yes"
-    return BundleParams(standardise=tuple(std.items()), ranks=tuple(a.ranks) if a.ranks else None, rank_policy=a.rank_policy,
-                        chosen_ranks=tuple(chosen), n_nulls=a.n_nulls, null_size=a.null_size,
-                        full_null=a.full_null, k=a.k, umap_epochs=a.umap_epochs,
-                        umap_min_dist=a.umap_min_dist, resolutions=tuple(a.resolutions),
-                        min_set_size=a.min_set_size, max_set_size=a.max_set_size,
-                        top_terms=a.top_terms, seed=a.seed)
+    given = {k: v for k, v in collect(a, BundleParams).items() if k not in _BY_MATRIX}
+    return BundleParams(**given, chosen_ranks=tuple(chosen), standardise=tuple(std.items()))
 
 
 def cmd_run(a: argparse.Namespace) -> int:
@@ -64,7 +54,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     from .pipeline import build_bundle
     params = params_from_args(a)  # option ranges checked before any file is read
     mats, genes, source = load_gene_matrices(a.checkpoint, contextual=a.contextual, corpus=a.corpus,
-                                             contextual_samples=a.contextual_samples, seed=a.seed)
+                                             contextual_samples=a.contextual_samples, seed=params.seed)
     if a.baseline == "pca" and source["kind"] != "pca":
         raise UserError(f"{a.checkpoint}: --baseline pca given but the file is a {source['kind']!r} "
                          "checkpoint; pass the PCA baseline file written by txfm")
@@ -102,8 +92,9 @@ def cmd_synthetic(a: argparse.Namespace) -> int:
     from .bundle_io import is_bundle
     from .synthetic import make_planted_bundle, make_synthetic_bundle
     check_output_target(a.out, "bundle", is_bundle, a.overwrite)   # synthetic always rebuilds every step
+    given = params_from_args(a)
     if a.planted:
-        out = make_planted_bundle(a.out, n_genes=a.n_genes, n_programs=a.programs, k=a.k, seed=a.seed,
+        out = make_planted_bundle(a.out, n_genes=a.n_genes, n_programs=a.programs, k=given.k, seed=given.seed,
                                   variant=a.variant)
         print(f"planted-programs bundle written: {out}")
         return 0
@@ -113,8 +104,8 @@ def cmd_synthetic(a: argparse.Namespace) -> int:
         if not d.isdigit() or not name:
             raise UserError(f"--dims {item!r}: expected NAME=D with an integer width D, e.g. codebook=63")
         dims[name] = int(d)
-    params = params_from_args(a) if a.full_params else None
-    out = make_synthetic_bundle(a.out, n_genes=a.n_genes, dims=dims, seed=a.seed, params=params,
+    params = given if a.full_params else None
+    out = make_synthetic_bundle(a.out, n_genes=a.n_genes, dims=dims, seed=given.seed, params=params,
                                 progress=not a.quiet, overwrite=a.overwrite)
     print(f"synthetic bundle written: {out}")
     return 0

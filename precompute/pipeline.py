@@ -19,7 +19,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import numpy as np
 import pandas as pd
@@ -46,8 +46,8 @@ DEFAULT_STANDARDISE = (("pca", False),)
 @dataclass(frozen=True)
 class BundleParams:
     """Parameters of every step (recorded in the manifest)."""
-    ranks: tuple[int, ...] | None = None   # rank sweep; None = 8, 16, 32, ... up to the width
-    rank_policy: str = "paper"             # "paper" (codebook 32, decoder 256, pca 1024) or "best"
+    ranks: tuple[int, ...] | None = None   # rank sweep of the recall (default: 8, 16, 32, ... up to the matrix width)
+    rank_policy: Literal["paper", "best"] = "paper"  # rank of kNN, UMAP and modules: "paper" (codebook 32, decoder 256, pca 1024, capped at the width) or "best" (best recall of the sweep)
     chosen_ranks: tuple[tuple[str, int], ...] = ()  # explicit (matrix, rank) overrides
     n_nulls: int = 3                       # sampled nulls the recall is averaged over
     null_size: int = 5000                  # genes per null sample (5,000 x 5,000 similarities)
@@ -56,12 +56,12 @@ class BundleParams:
     upper: float = 0.95                    # recall: above this null quantile counts
     k: int = 50                            # neighbours per gene
     umap_epochs: int = 100                 # UMAP optimisation epochs (low: speed; see docs)
-    umap_min_dist: float = 0.1
+    umap_min_dist: float = 0.1             # UMAP min_dist
     resolutions: tuple[float, ...] = (0.5, 1.0, 2.0)   # Leiden resolutions
     min_set_size: int = 5                  # enrichment: smallest tested set (after restriction)
     max_set_size: int = 500                # enrichment: largest tested set
     top_terms: int = 10                    # enrichment rows kept per module and library
-    seed: int = 0
+    seed: int = 0                          # seed of the nulls, UMAP and Leiden
     standardise: tuple[tuple[str, bool], ...] = DEFAULT_STANDARDISE  # (matrix, z-score columns?); others True
 
     def __post_init__(self) -> None:

@@ -9,7 +9,7 @@ from common.atomic import atomic_path
 from common.errors import EXIT_CODES_HELP, UserError
 from common.outputs import check_output_file
 
-from .cli_args import add_dataclass_args, collect
+from common.cli_args import add_dataclass_args, collect
 from .config import PRESETS, ModelConfig, TrainConfig, model_config
 
 
