@@ -42,9 +42,13 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, skip: set[str] = fr
         tp = _strip_optional(hints[f.name])
         default = (defaults or {}).get(f.name, f.default if f.default is not MISSING else None)
         if isinstance(default, tuple):
-            default = " ".join(map(str, default)) or "none"
+            default = " ".join(f'"{x}"' if isinstance(x, str) and (not x or " " in x) else str(x)
+                               for x in default) or "none"
         shown = "required" if f.name in required else "" if default is None else f"default: {default}"
-        kw: dict = {"help": helps.get(f.name, "") + (f" ({shown})" if shown else ""), "default": None}
+        # "%(default).0s" prints nothing; it stops ArgumentDefaultsHelpFormatter appending "(default: None)",
+        # the placeholder that lets `collect` tell a given option from an unset one
+        kw: dict = {"help": helps.get(f.name, "").replace("%", "%%") + (f" ({shown})" if shown else "")
+                    + "%(default).0s", "default": None}
         if typing.get_origin(tp) is typing.Literal:
             kw["choices"] = list(typing.get_args(tp))
             kw["type"] = type(kw["choices"][0])

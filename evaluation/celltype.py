@@ -20,7 +20,7 @@ class CellTypeParams:
     k: int = 15  # neighbours for the vote and for the Leiden graph
     resolutions: tuple[float, ...] = (0.5, 1.0, 2.0)  # Leiden resolutions
     ignore: tuple[str, ...] = ("?", "", "nan", "unassigned")  # labels left out
-    seed: int = 0
+    seed: int = 0  # seed of the subsampling and Leiden
 
     def __post_init__(self) -> None:
         from common.options import check_range

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from common.cli_args import add_dataclass_args, collect
 from common.errors import EXIT_CODES_HELP, UserError
 
 from .celltype import CellTypeParams
@@ -14,8 +15,7 @@ def _perturbation(ns: argparse.Namespace) -> int:
     from .benchmarks import run_perturbation, summary_columns
     from .report import markdown_table
 
-    params = PerturbationParams(control=ns.control, ignore=tuple(ns.ignore), n_components=ns.n_components,
-                                n_null=ns.n_null, alpha=ns.alpha, seed=ns.seed)
+    params = PerturbationParams(**collect(ns, PerturbationParams))
     table = run_perturbation(ns.input, ns.out, ns.checkpoint, ns.pca, None if ns.references == "none" else ns.references,
                              ns.dataset, ns.layer, ns.label_column, ns.batch_column, params, ns.log1p, ns.shuffled,
                              ns.max_cells, ns.max_genes, ns.batch_size, ns.device, overwrite=ns.overwrite)
@@ -28,7 +28,7 @@ def _celltype(ns: argparse.Namespace) -> int:
     from .benchmarks import run_celltype
     from .report import markdown_table
 
-    params = CellTypeParams(k=ns.k, resolutions=tuple(ns.resolutions), ignore=tuple(ns.ignore), seed=ns.seed)
+    params = CellTypeParams(**collect(ns, CellTypeParams))
     table = run_celltype(ns.input, ns.out, ns.checkpoint, ns.pca, params, ns.dataset_pca, ns.shuffled,
                          ns.max_genes, ns.batch_size, ns.device, ns.max_cells, overwrite=ns.overwrite)
     print(markdown_table(table))
@@ -185,7 +185,6 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=None,
                    help="cells per TxFM forward pass (default: 16 on CPU, 256 on GPU)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
-    p.add_argument("--seed", type=int, default=0, help="seed of nulls, subsampling, probes, Leiden")
     p.add_argument("--no-shuffled", dest="shuffled", action="store_false",
                    help="skip the label-shuffled control (labels permuted, first embedding)")
 
@@ -210,7 +209,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m evaluation",
                                 description="Cell-embedding benchmarks and the ablation runner (docs/evaluation.md)", epilog=EXIT_CODES_HELP)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Forward)
-    d = PerturbationParams()
     q = sub.add_parser("perturbation", help="perturbation benchmark on a CRISPR screen",
                        description="Consistency, recall of perturbation means, cross-batch kNN retrieval and a "
                                    "leave-one-batch-out linear probe, for TxFM, the PCA baseline, log1p counts "
@@ -221,32 +219,25 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--layer", default=None, help="h5ad layer holding raw counts (default: X)")
     q.add_argument("--label-column", default="perturbation", help="obs column with the perturbation target")
     q.add_argument("--batch-column", default="batch", help="obs column with the batch / replicate")
-    q.add_argument("--control", default=d.control, help="label of the non-targeting control cells")
-    q.add_argument("--ignore", nargs="*", default=list(d.ignore), help="labels left out (e.g. unassigned)")
     q.add_argument("--references", default="cache/references",
                    help="reference folder for recall of perturbation means ('none' skips)")
-    q.add_argument("--n-components", type=int, default=d.n_components, help="control-PCA components for alignment")
-    q.add_argument("--n-null", type=int, default=d.n_null, help="random cells in each consistency null")
-    q.add_argument("--alpha", type=float, default=d.alpha, help="consistent when the empirical p < alpha")
     q.add_argument("--max-cells", type=int, default=None, help="random subsample of cells (default: all)")
     q.add_argument("--no-log1p", dest="log1p", action="store_false", help="skip the log1p-counts embedding")
     _common(q)
+    add_dataclass_args(q, PerturbationParams, title="benchmark parameters")
     q.set_defaults(func=_perturbation)
 
-    c = CellTypeParams()
     t = sub.add_parser("celltype", help="cell-type structure: kNN accuracy, ARI/NMI of Leiden clusters",
                        description="kNN label accuracy and ARI/NMI of Leiden clusters against known cell types.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     t.add_argument("--input", required=True, action="append",
                    help="PATH.h5ad:LABEL_COLUMN (repeat for several datasets)")
-    t.add_argument("--k", type=int, default=c.k, help="neighbours for the vote and the Leiden graph")
-    t.add_argument("--resolutions", type=float, nargs="+", default=list(c.resolutions), help="Leiden resolutions")
-    t.add_argument("--ignore", nargs="*", default=list(c.ignore), help="labels left out")
     t.add_argument("--dataset-pca", type=int, default=50,
                    help="also score a PCA of log1p counts fitted on each dataset itself, with this many components "
                         "(0 = skip)")
     t.add_argument("--max-cells", type=int, default=None, help="random subsample of each dataset (default: all)")
     _common(t)
+    add_dataclass_args(t, CellTypeParams, title="benchmark parameters")
     t.set_defaults(func=_celltype)
 
     from .curves import CELLTYPE_COLUMN, CELLTYPE_DATASET

@@ -32,7 +32,7 @@ class PerturbationParams:
     probe_c: float = 1.0  # inverse L2 strength of the linear probe
     probe_max_iter: int = 300  # lbfgs iterations of the linear probe
     recall_nulls: int = 3  # sampled nulls of the mean-embedding recall
-    seed: int = 0
+    seed: int = 0  # seed of the nulls, subsampling and probes
 
     def __post_init__(self) -> None:
         from common.options import check_range
