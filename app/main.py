@@ -14,7 +14,7 @@ if str(HERE.parent) not in sys.path:  # `streamlit run app/main.py` puts app/ on
 
 import streamlit as st  # noqa: E402
 
-from app import state, ui  # noqa: E402
+from app import params, ui  # noqa: E402
 from app.bundle import BundleError  # noqa: E402
 from app.text import esc  # noqa: E402
 
@@ -34,7 +34,7 @@ PAGES = [
 def main(argv: list[str]) -> None:
     """Configure the page, pick bundles in the sidebar, run the selected page, mirror state to the URL."""
     st.set_page_config(page_title="TxFM gene explorer", page_icon=":material/genetics:", layout="wide")
-    root = state.bundles_root(argv)
+    root = params.bundles_root(argv)
     st.session_state["_bundles_root"] = str(root)
     nav = st.navigation([st.Page(HERE / "views" / f, title=t, icon=i, default=(n == 0))
                          for n, (f, t, i) in enumerate(PAGES)])
@@ -50,7 +50,7 @@ def main(argv: list[str]) -> None:
         log.exception("page failed")
         st.error(f"Internal error ({esc(type(e).__name__)}): {esc(ui.problem_line(e))}. "
                  "The full traceback is in the terminal running streamlit; please report it.")
-    state.sync_url()
+    params.sync_url()
 
 
 main(sys.argv[1:])

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import state
+from app import loaders, params
 from app.bundle import Bundle, BundleError
 from app.export import gmt_bytes, graphml_bytes, table_csv, view_json
 from app.text import code, codes, esc
@@ -26,16 +26,16 @@ def root() -> Path:
 
 def bundle_sidebar(bundles_root: Path) -> None:
     """Sidebar multiselect of the bundles found under ``bundles_root`` (stored in the ``bundle`` URL param)."""
-    found = [p.name for p in state.available(bundles_root)]
+    found = [p.name for p in params.available(bundles_root)]
     st.sidebar.caption(f"Bundles folder: {code(bundles_root)}")
     if not found:
         return
-    chosen = [p.name for p in state.selected_bundles(bundles_root)]
+    chosen = [p.name for p in params.selected_bundles(bundles_root)]
     if "w_bundles" not in st.session_state:
         st.session_state["w_bundles"] = chosen
     picked = st.sidebar.multiselect("Bundles", found, key="w_bundles",
                                     help="The first bundle is the one the pages show; Compare uses the first two.")
-    state.put("bundle", [p for p in picked if p in found])
+    params.put("bundle", [p for p in picked if p in found])
 
 
 def problem_line(e: BaseException) -> str:
@@ -57,8 +57,8 @@ def require_bundles(n: int = 1) -> list[Bundle]:
         n: how many bundles the page needs (Compare needs 2).
     """
     r = root()
-    paths = state.selected_bundles(r)
-    if not state.available(r):
+    paths = params.selected_bundles(r)
+    if not params.available(r):
         st.error(f"No bundles found in {code(r)}. A bundle is a folder with a manifest.json written by "
                  "precompute. Make one, then reload this page:")
         st.code(MAKE_BUNDLE_COMMANDS, language="bash")
@@ -68,12 +68,12 @@ def require_bundles(n: int = 1) -> list[Bundle]:
     out = []
     for p in paths:
         try:
-            out.append(state.bundle(p))
+            out.append(loaders.bundle(p))
         except BundleError as e:
             st.error(f"Bundle {code(p.name)} is not valid: {esc(problem_line(e))}")
             st.stop()
     if len(out) < n:
-        st.info(f"This page needs {n} bundles: pick them in the sidebar ({len(state.available(r))} found in {code(r)}).")
+        st.info(f"This page needs {n} bundles: pick them in the sidebar ({len(params.available(r))} found in {code(r)}).")
         st.stop()
     return out
 
@@ -83,8 +83,8 @@ def gene_picker(b: Bundle, key: str = "gene", label: str = "Gene (symbol, alias 
 
     Returns the gene's row, or None (after showing close matches) when nothing matches.
     """
-    idx = state.index_for(b)
-    current = state.get(key)
+    idx = loaders.index_for(b)
+    current = params.get(key)
     options = list(b.symbols)
     row = idx.lookup(current) if current else None
     wkey = f"w_{key}_{b.name}"
@@ -93,7 +93,7 @@ def gene_picker(b: Bundle, key: str = "gene", label: str = "Gene (symbol, alias 
     typed = st.selectbox(label, options, key=wkey, accept_new_options=True, placeholder="type to search, e.g. TP53",
                          help="Start typing a symbol; aliases (p21) and Ensembl ids (ENSG...) can be typed in full.")
     if not typed:
-        state.put(key, None)
+        params.put(key, None)
         return None
     row = idx.lookup(typed)
     if row is None:
@@ -104,13 +104,13 @@ def gene_picker(b: Bundle, key: str = "gene", label: str = "Gene (symbol, alias 
         for c, name in zip(cols, close):
             if c.button(esc(name), key=f"close_{key}_{name}"):
                 st.session_state[wkey] = name
-                state.put(key, name)
+                params.put(key, name)
                 st.rerun()
-        state.put(key, typed)
+        params.put(key, typed)
         return None
     if str(b.symbols[row]) != typed:
         st.caption(f"{code(typed)} → **{esc(b.symbols[row])}**")
-    state.put(key, str(b.symbols[row]))
+    params.put(key, str(b.symbols[row]))
     return int(row)
 
 
@@ -159,3 +159,27 @@ def gene_table(b: Bundle, rows: np.ndarray) -> pd.DataFrame:
     """Symbol / Ensembl id table for gene rows (the CSV export of any gene list)."""
     g = b.genes.iloc[np.asarray(rows, dtype=np.int64)]
     return pd.DataFrame({"gene": g["symbol"].to_numpy(), "ensembl_id": g["ensembl_id"].to_numpy()})
+
+
+def matrix_choice(b: Bundle, label: str = "Gene matrix", key: str = "matrix", container=st) -> str:
+    """Select box for the gene matrix, synchronised with the ``matrix`` URL parameter."""
+    names = b.matrix_names
+    current = params.get(key)
+    idx = names.index(current) if current in names else 0
+    m = container.selectbox(label, names, index=idx, key=f"w_{key}_{b.name}",
+                            help="codebook = input gene embeddings; decoder = output gene weights; pca = PCA baseline")
+    params.put(key, m)
+    return m
+
+
+def rank_choice(b: Bundle, matrix: str, container=st) -> int:
+    """Slider for the subspace rank, synchronised with the ``rank`` URL parameter."""
+    hi, default = b.max_rank(matrix), b.default_rank(matrix)
+    r = min(max(params.as_int(params.get("rank"), default), 1), hi)
+    wkey = f"w_rank_{b.name}_{matrix}"
+    if wkey not in st.session_state:  # (re)created: start from the shared/URL value
+        st.session_state[wkey] = r
+    r = container.slider(f"Subspace rank (chosen: {default})", 1, hi, key=wkey,
+                         help="Similarity uses the first r standardised principal components of the matrix.")
+    params.put("rank", int(r))
+    return int(r)

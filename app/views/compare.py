@@ -5,7 +5,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app import charts, state, ui
+from app import charts, loaders, params, ui
 from app.text import code, codes, esc, plain
 from precompute.compare import align_layout, neighbourhood_change, row_map
 from app.search import parse_gene_list
@@ -16,43 +16,43 @@ common = [m for m in ba.matrix_names if m in bb.matrix_names and ba.has_umap(m) 
 if not common:
     st.error(f"Bundles {code(ba.name)} and {code(bb.name)} share no gene matrix with a UMAP; nothing to compare.")
     st.stop()
-cur = state.get("matrix")
+cur = params.get("matrix")
 c = st.columns([1, 2])
 matrix = c[0].selectbox("Gene matrix (both bundles)", common, index=common.index(cur) if cur in common else 0,
                         key="cmp_matrix")
-state.put("matrix", matrix)
-query = c[1].text_input("Highlight a gene or gene set in both maps", value=state.get("gene") or "", key="cmp_query")
+params.put("matrix", matrix)
+query = c[1].text_input("Highlight a gene or gene set in both maps", value=params.get("gene") or "", key="cmp_query")
 tokens = parse_gene_list(query)
 if len(tokens) == 1:
-    state.put("gene", tokens[0])
+    params.put("gene", tokens[0])
 
 
 @st.cache_data(show_spinner="Aligning layouts…")
 def aligned(path_a: str, path_b: str, matrix: str) -> tuple[np.ndarray, np.ndarray]:
     """(xy_a, xy_b aligned onto a) for the two bundles' UMAPs of ``matrix``."""
-    a, b = state.bundle(path_a), state.bundle(path_b)
-    xa = state.table(a, "umap", matrix)[["x", "y"]].to_numpy()
-    xb = state.table(b, "umap", matrix)[["x", "y"]].to_numpy()
+    a, b = loaders.bundle(path_a), loaders.bundle(path_b)
+    xa = loaders.table(a, "umap", matrix)[["x", "y"]].to_numpy()
+    xb = loaders.table(b, "umap", matrix)[["x", "y"]].to_numpy()
     return xa, align_layout(xa, xb, row_map(b.symbols, a.symbols))
 
 
 @st.cache_data(show_spinner="Comparing neighbourhoods…")
 def change(path_a: str, path_b: str, matrix: str) -> pd.DataFrame:
     """Per-gene Jaccard overlap of the stored top-k neighbours in the two bundles."""
-    a, b = state.bundle(path_a), state.bundle(path_b)
-    ka, kb = state.knn(a, matrix)[0], state.knn(b, matrix)[0]
+    a, b = loaders.bundle(path_a), loaders.bundle(path_b)
+    ka, kb = loaders.knn(a, matrix)[0], loaders.knn(b, matrix)[0]
     return neighbourhood_change(a.symbols, ka, b.symbols, kb, min(ka.shape[1], kb.shape[1]))
 
 
 xa, xb = aligned(str(ba.path), str(bb.path), matrix)
 cols = st.columns(2)
 for col, bnd, xy in ((cols[0], ba, xa), (cols[1], bb, xb)):
-    hl, missing = state.index_for(bnd).map_list(tokens) if tokens else (np.zeros(0, dtype=np.int64), [])
-    res_cols = [c for c in state.table(bnd, "modules", matrix).columns if c.startswith("res_")]
-    res = state.get("resolution") if state.get("resolution") in res_cols else (res_cols or [None])[0]
+    hl, missing = loaders.index_for(bnd).map_list(tokens) if tokens else (np.zeros(0, dtype=np.int64), [])
+    res_cols = [c for c in loaders.table(bnd, "modules", matrix).columns if c.startswith("res_")]
+    res = params.get("resolution") if params.get("resolution") in res_cols else (res_cols or [None])[0]
     colour = np.full(bnd.n_genes, "gene", dtype=object)
     if res:
-        colour = ("module " + state.table(bnd, "modules", matrix)[res].astype(str)).to_numpy(dtype=object)
+        colour = ("module " + loaders.table(bnd, "modules", matrix)[res].astype(str)).to_numpy(dtype=object)
         small = pd.Series(colour).value_counts().index[20:]
         colour[np.isin(colour, small)] = "other"
     # Hover = symbol only: two 45,000-point maps with full hover text would double the page's payload.

@@ -3,18 +3,18 @@
 import numpy as np
 import streamlit as st
 
-from app import state, ui
+from app import loaders, ui
 from app.text import code, codes, esc, plain
 from app.search import parse_gene_list
 
 st.title("Enrichment")
 b = ui.require_bundles()[0]
-libs = state.library(b)
+libs = loaders.library(b)
 if not libs:
     st.error(f"Bundle {code(b.name)} has no gene-set libraries (references/gmt/*.gmt); rebuild it with "
              "`python -m precompute run --references cache/references ... --overwrite`.")
     st.stop()
-idx = state.index_for(b)
+idx = loaders.index_for(b)
 
 left, right = st.columns([1, 1])
 with left:
@@ -66,7 +66,7 @@ if bg_mode.startswith("my"):
 def run(path: str, genes: tuple, libraries: tuple, universe: tuple, lo: int, hi: int):
     """Cached enrichment of one list (keyed by bundle, list, libraries, background and size limits)."""
     from app.enrichment import enrich_list  # scipy.stats loads on first use, not on page load
-    sets = state.library(state.bundle(path))
+    sets = loaders.library(loaders.bundle(path))
     return enrich_list(list(genes), {name: sets[name] for name in libraries}, list(universe), lo, hi)
 
 

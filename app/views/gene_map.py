@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import charts, state, ui
+from app import charts, loaders, params, ui
 from app.text import code, codes, esc, plain
 from app.search import parse_gene_list
 
@@ -16,23 +16,23 @@ if not with_umap:
     st.stop()
 
 c1, c2, c3 = st.columns([1, 1, 2])
-matrix = state.matrix_choice(b, container=c1)
+matrix = ui.matrix_choice(b, container=c1)
 if matrix not in with_umap:
     st.warning(f"No UMAP for {code(matrix)}; showing {code(with_umap[0])}.")
     matrix = with_umap[0]
-mods = state.table(b, "modules", matrix)
+mods = loaders.table(b, "modules", matrix)
 resolutions = [c for c in mods.columns if c.startswith("res_")]
 mode = c2.selectbox("Colour by", ["module", "gene set", "relationship source", "my gene list"], key="map_colour")
-xy = state.table(b, "umap", matrix)
-idx = state.index_for(b)
+xy = loaders.table(b, "umap", matrix)
+idx = loaders.index_for(b)
 
 res = None
 if resolutions:
-    cur = state.get("resolution")
+    cur = params.get("resolution")
     res = c3.selectbox("Module resolution", resolutions, index=resolutions.index(cur) if cur in resolutions else 0,
                        key=f"map_res_{b.name}_{matrix}")
-    state.put("resolution", res)
-hover = state.hover_text(b, matrix, res)
+    params.put("resolution", res)
+hover = loaders.hover_text(b, matrix, res)
 
 colour: np.ndarray
 categorical = True
@@ -42,7 +42,7 @@ if mode == "module" and res:
     small = counts.index[30:]  # a legend of more than 30 modules is unreadable
     colour[np.isin(colour, small)] = "other"
 elif mode == "gene set":
-    libs = state.library(b)
+    libs = loaders.library(b)
     if not libs:
         st.info("This bundle has no gene-set libraries (references/gmt/).")
         st.stop()
@@ -53,7 +53,7 @@ elif mode == "gene set":
     colour = np.full(b.n_genes, "none", dtype=object)
     colour[rows] = plain(term)
 elif mode == "relationship source":
-    pi = state.pairs(b)
+    pi = loaders.pairs(b)
     if not pi.sources:
         st.info("This bundle has no references/pairs.parquet.")
         st.stop()
@@ -68,14 +68,14 @@ else:
     colour = np.full(b.n_genes, "none", dtype=object)
     colour[rows] = "my list"
 
-query = st.text_input("Highlight genes (comma or space separated)", value=state.get("gene") or "", key="map_search")
+query = st.text_input("Highlight genes (comma or space separated)", value=params.get("gene") or "", key="map_search")
 hl_rows, hl_missing = idx.map_list(parse_gene_list(query))
 if hl_missing:
     for t in hl_missing:
         close = idx.close_matches(t)
         st.warning(f"Gene {code(t)} not found." + (" Close matches: " + codes(close) if close else ""))
 if len(hl_rows) == 1:
-    state.put("gene", str(b.symbols[hl_rows[0]]))
+    params.put("gene", str(b.symbols[hl_rows[0]]))
 
 fig = charts.gene_map(xy, colour, mode, hover, highlight=hl_rows, categorical=categorical,
                       title=plain(f"{b.name} · {matrix} · {b.n_genes:,} genes"))

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import state, ui
+from app import loaders, params, ui
 from app.text import code, codes, esc, plain
 from app.network import network_figure, similarity_graph
 
@@ -13,25 +13,25 @@ MAX_NETWORK_GENES = 60
 st.title("Modules")
 b = ui.require_bundles()[0]
 c = st.columns(3)
-matrix = state.matrix_choice(b, container=c[0])
-mods = state.table(b, "modules", matrix)
+matrix = ui.matrix_choice(b, container=c[0])
+mods = loaders.table(b, "modules", matrix)
 resolutions = [col for col in mods.columns if col.startswith("res_")]
 if not resolutions:
     st.info(f"Bundle {code(b.name)} has no modules for {code(matrix)}.")
     st.stop()
-cur = state.get("resolution")
+cur = params.get("resolution")
 res = c[1].selectbox("Resolution (Leiden)", resolutions, index=resolutions.index(cur) if cur in resolutions else 0,
                      key=f"mod_res_{b.name}_{matrix}")
-state.put("resolution", res)
-enr = state.table(b, "enrichment", matrix)
+params.put("resolution", res)
+enr = loaders.table(b, "enrichment", matrix)
 
 
 @st.cache_data(show_spinner=False)
 def module_summary(path: str, matrix: str, res: str) -> pd.DataFrame:
     """One row per module: size, best term (smallest q) with its library and q."""
-    bb = state.bundle(path)
-    m = state.table(bb, "modules", matrix)
-    e = state.table(bb, "enrichment", matrix)
+    bb = loaders.bundle(path)
+    m = loaders.table(bb, "modules", matrix)
+    e = loaders.table(bb, "enrichment", matrix)
     size = m[res].value_counts().rename_axis("module").reset_index(name="size")
     if not e.empty:
         e = e[np.isclose(e["resolution"].astype(float), float(res[4:]))]
@@ -44,11 +44,11 @@ summary = module_summary(str(b.path), matrix, res)
 st.dataframe(summary, hide_index=True, height=260, column_config={
     "q": st.column_config.NumberColumn("q (BH)", format="%.2e"), "term": "top enriched term"})
 options = summary["module"].tolist()
-cur_mod = state.as_int(state.get("module"), options[0])
+cur_mod = params.as_int(params.get("module"), options[0])
 module = c[2].selectbox("Module", options, index=options.index(cur_mod) if cur_mod in options else 0,
                         format_func=lambda m: f"module {m} ({int(summary.set_index('module').loc[m, 'size'])} genes)",
                         key=f"mod_sel_{b.name}_{matrix}_{res}")
-state.put("module", int(module))
+params.put("module", int(module))
 
 rows = np.flatnonzero(mods[res].to_numpy() == module)
 genes = [str(b.symbols[r]) for r in rows]
@@ -67,13 +67,13 @@ with left:
 with right:
     rank = b.default_rank(matrix)
     thr = st.slider("Edge threshold (cosine)", -1.0, 1.0, 0.5, 0.05, key="mod_thr")
-    unit = state.unit(b, matrix, rank)
+    unit = loaders.unit(b, matrix, rank)
     if len(rows) > MAX_NETWORK_GENES:  # keep the module's core: highest mean cosine to the other members
         centrality = (unit[rows] @ unit[rows].mean(axis=0))
         shown = rows[np.sort(np.argsort(-centrality)[:MAX_NETWORK_GENES])]
     else:
         shown = rows
-    graph = similarity_graph(unit, shown, b.symbols, thr, state.pairs(b))
+    graph = similarity_graph(unit, shown, b.symbols, thr, loaders.pairs(b))
     graph.graph.update({"bundle": b.name, "matrix": matrix, "rank": rank, "resolution": res, "module": int(module)})
     st.plotly_chart(network_figure(graph, title=f"Module {module} (rank {rank})"), key="mod_net")
     if len(rows) > MAX_NETWORK_GENES:

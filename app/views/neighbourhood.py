@@ -3,7 +3,7 @@ and an ego network with a similarity threshold."""
 import numpy as np
 import streamlit as st
 
-from app import state, ui
+from app import loaders, params, ui
 from app.text import code, codes, esc, plain
 from app.neighbours import neighbour_table
 from app.network import network_figure, similarity_graph
@@ -15,26 +15,26 @@ top = st.columns([2, 1, 1])
 with top[0]:
     row = ui.gene_picker(b)
 with top[1]:
-    matrix = state.matrix_choice(b)
+    matrix = ui.matrix_choice(b)
 with top[2]:
-    rank = state.rank_choice(b, matrix)
+    rank = ui.rank_choice(b, matrix)
 c = st.columns(2)
 if "w_k" not in st.session_state:
-    st.session_state["w_k"] = min(max(state.as_int(state.get("k"), 20), 5), 200)
+    st.session_state["w_k"] = min(max(params.as_int(params.get("k"), 20), 5), 200)
 k = c[0].slider("Neighbours (k)", 5, 200, key="w_k")
-state.put("k", k)
+params.put("k", k)
 if "w_threshold" not in st.session_state:
-    st.session_state["w_threshold"] = min(max(state.as_float(state.get("threshold"), 0.5), -1.0), 1.0)
+    st.session_state["w_threshold"] = min(max(params.as_float(params.get("threshold"), 0.5), -1.0), 1.0)
 threshold = c[1].slider("Ego-network edge threshold (cosine)", -1.0, 1.0, step=0.05, key="w_threshold")
-state.put("threshold", threshold)
+params.put("threshold", threshold)
 
 if row is None:
     st.info("Pick a gene to see its neighbours.")
     st.stop()
 
 symbol = str(b.symbols[row])
-nb_rows, nb_sims = state.neighbours(b, matrix, rank, row, k)
-pairs = state.pairs(b)
+nb_rows, nb_sims = loaders.neighbours(b, matrix, rank, row, k)
+pairs = loaders.pairs(b)
 known = pairs.partners(row)
 table = neighbour_table(b.symbols, nb_rows, nb_sims, known)
 n_known_in = int(table["known"].sum())
@@ -49,7 +49,7 @@ with left:
         "known": st.column_config.CheckboxColumn("known pair"),
     })
 with right:
-    graph = similarity_graph(state.unit(b, matrix, rank), np.concatenate([[row], nb_rows]), b.symbols,
+    graph = similarity_graph(loaders.unit(b, matrix, rank), np.concatenate([[row], nb_rows]), b.symbols,
                              threshold, pairs, centre=row)
     graph.graph.update({"bundle": b.name, "matrix": matrix, "rank": rank, "threshold": threshold})
     st.plotly_chart(network_figure(graph, title=plain(f"Ego network of {symbol} (edges: cosine ≥ {threshold:.2f})")),

@@ -5,7 +5,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app import charts, state, ui
+from app import charts, loaders, params, ui
 from app.text import code, codes, esc, plain
 
 st.title("Subspaces")
@@ -23,16 +23,16 @@ else:
                + " " + esc(charts.recall_population(b.recall)))
 
 c = st.columns([1, 2])
-matrix = state.matrix_choice(b, container=c[0])
+matrix = ui.matrix_choice(b, container=c[0])
 with c[1]:
-    rank = state.rank_choice(b, matrix)
+    rank = ui.rank_choice(b, matrix)
 st.caption(f"Rank {rank} is now used for {code(matrix)} on the Gene neighbourhood page "
            f"(neighbours at rank {b.default_rank(matrix)} are precomputed; other ranks are computed on the fly).")
-gene = state.get("gene")
+gene = params.get("gene")
 if gene:
-    row = state.index_for(b).lookup(gene)
+    row = loaders.index_for(b).lookup(gene)
     if row is not None:
-        nb, sims = state.neighbours(b, matrix, rank, row, 10)
+        nb, sims = loaders.neighbours(b, matrix, rank, row, 10)
         st.markdown(f"Top 10 neighbours of **{esc(b.symbols[row])}** at rank {rank}: "
                     + ", ".join(f"{esc(b.symbols[r])} ({s:.2f})" for r, s in zip(nb, sims)))
 
@@ -43,9 +43,9 @@ spec = b.spectrum[b.spectrum["matrix"] == matrix] if not b.spectrum.empty else p
 cc = st.columns([1, 1, 2])
 width = sub.shape[1]
 if "w_component" not in st.session_state:
-    st.session_state["w_component"] = min(max(state.as_int(state.get("component"), 1), 1), width)
+    st.session_state["w_component"] = min(max(params.as_int(params.get("component"), 1), 1), width)
 comp = cc[0].number_input(f"Component (1-{width})", 1, width, key="w_component")
-state.put("component", int(comp))
+params.put("component", int(comp))
 n_top = cc[1].slider("Genes per side", 5, 200, 25, key="comp_n")
 if not spec.empty:
     row_spec = spec[spec["component"] == comp]
@@ -62,7 +62,7 @@ if not spec.empty:
 @st.cache_data(show_spinner=False, max_entries=64)
 def extremes(path: str, matrix: str, comp: int, n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Top-n positive and top-n negative genes of one component (scores of subspaces/MATRIX.npy)."""
-    bnd = state.bundle(path)
+    bnd = loaders.bundle(path)
     col = np.asarray(bnd.subspace(matrix)[:, comp - 1], dtype=np.float64)
     order = np.argsort(col)
     pos, neg = order[::-1][:n], order[:n]
@@ -72,7 +72,7 @@ def extremes(path: str, matrix: str, comp: int, n: int) -> tuple[pd.DataFrame, p
 
 pos, neg = extremes(str(b.path), matrix, int(comp), int(n_top))
 left, right = st.columns(2)
-libs = state.library(b)
+libs = loaders.library(b)
 for col, label, df in ((left, "positive", pos), (right, "negative", neg)):
     with col:
         st.markdown(f"**Top {label} genes of component {comp}**")

@@ -48,7 +48,7 @@ def test_missing_file_is_named(bundles_dir, tmp_path):
 
 
 def test_app_modules_never_import_torch():
-    code = ("import sys; import app.state, app.ui, app.bundle, app.enrichment, app.neighbours, app.export, "
+    code = ("import sys; import app.params, app.loaders, app.ui, app.bundle, app.enrichment, app.neighbours, app.export, "
             "app.network, app.charts, app.search, precompute.validate, precompute.compare; "
             "bad = [m for m in ('torch', 'sklearn', 'umap', 'txfm') if m in sys.modules]; "
             "assert not bad, bad")
