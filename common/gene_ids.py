@@ -8,7 +8,7 @@ gene table, at the first level of ``LEVELS`` that has a hit:
     symbol (exact) > ensembl (version ignored) > entrez > case-insensitive symbol > previous symbol > alias
 
 and reports every row at that level, so a caller can refuse an ambiguous identifier (building a
-corpus: ``data.genes.GeneTable.map``) or take the first row (the app's search, mapping a count
+corpus: ``data.genes.table.GeneTable.map``) or take the first row (the app's search, mapping a count
 file's harmonised symbols onto a checkpoint vocabulary: ``txfm.inference.map_to_vocabulary``).
 Standard library only (the ground floor).
 """

@@ -1,6 +1,6 @@
 """GMT gene-set text (name TAB description TAB gene...): the project's one reader.
 
-Used for the reference libraries (``data.reference_tables.load_gmt``), a bundle's
+Used for the reference libraries (``data.references.tables.load_gmt``), a bundle's
 ``references/gmt`` (the app) and the app's own GMT exports read back. Standard library only.
 """
 from __future__ import annotations

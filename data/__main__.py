@@ -26,7 +26,7 @@ def _is_references(path: Path) -> bool:
 
 def run_fetch_references(args: argparse.Namespace) -> int:
     from common.outputs import check_output_target
-    from data.references import fetch_references
+    from data.references.fetch import fetch_references
     # fetch-references updates its own folder in place (tables staged and moved in when all succeeded);
     # it never writes into a folder that is not a reference folder.
     check_output_target(args.out, "reference folder", _is_references, replace=True)
@@ -91,7 +91,7 @@ def read_identifiers(path: Path, column: str | None = None) -> list[str]:
 
 
 def run_map_genes(args: argparse.Namespace) -> int:
-    from data.genes import GeneTable, mapping_summary
+    from data.genes.table import GeneTable, mapping_summary
     table = GeneTable.load(args.references, log=_log)
     rows = []
     for path in args.files:
@@ -149,7 +149,7 @@ def register_map_genes(sub) -> None:
 
 
 # ---------------------------------------------------------------------- dispatcher
-from data.cli_build import SUBCOMMANDS as BUILD_SUBCOMMANDS  # noqa: E402  build-corpus, build-demo, bench
+from data.corpus.cli import SUBCOMMANDS as BUILD_SUBCOMMANDS  # noqa: E402  build-corpus, build-demo, bench
 from data.embed import register_embed  # noqa: E402
 
 SUBCOMMANDS = [register_fetch_references, register_map_genes, *BUILD_SUBCOMMANDS, register_embed]
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def expected_errors() -> tuple[type[BaseException], ...]:
-    from data.registry import RegistryError
+    from data.references.registry import RegistryError
     return (RegistryError,)
 
 

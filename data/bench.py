@@ -84,7 +84,7 @@ SCRATCH_MARKER = ".data-bench-scratch"
 def run_benchmarks(shared: str | Path = "../shared/data", work: str | Path = "bench-out/data",
                    budget_gb: float = 0.75, target_gb: float = 1.5, out: str | Path | None = None) -> str:
     """Run the three measurements, print a Markdown table and return it (also written to ``out``)."""
-    from data.corpus_build import BuildConfig, build_corpus
+    from data.corpus.build import BuildConfig, build_corpus
 
     from common.errors import UserError
     shared, work = Path(shared), Path(work)

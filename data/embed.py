@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from data.harmonise import MIN_MAPPED_FRACTION, GeneMapping, check_gene_ids, map_genes
+from data.genes.harmonise import MIN_MAPPED_FRACTION, GeneMapping, check_gene_ids, map_genes
 from data.readers import DataError, ORIENTATIONS, check_counts, check_not_empty, check_sample_ids, open_sources, \
     transpose_fix
 
@@ -46,7 +46,7 @@ def read_user_counts(path: str | Path, gene_table="default", layer: str = "auto"
     or a GeneTable). Raises ``DataError``/``ValueError`` with a one-line message naming the file.
     """
     from common.options import check_range
-    from data.corpus_build import _load_table
+    from data.corpus.build import _load_table
 
     check_range("min_mapped_fraction", min_mapped_fraction, lo=0, hi=1)
     check_range("chunk_size", chunk_size, lo=1, integer=True)

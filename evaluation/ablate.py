@@ -57,7 +57,7 @@ def run_ablation(corpus: str, grid: dict[str, list], out: str | Path, budget: Bu
     ref = vs[0]
     pairs = None
     if references:
-        from data.reference_tables import load_pairs
+        from data.references.tables import load_pairs
         pairs = load_pairs(Path(references))
     kept = gene_subset(detection_counts(c), recall.min_samples) if pairs is not None else None
     screen = None

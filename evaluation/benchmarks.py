@@ -78,7 +78,7 @@ def run_perturbation(input_path: str, out_dir: str | os.PathLike, checkpoint: st
                          f"(labels seen: {sorted(set(labels))[:8]})")
     pairs = None
     if references:
-        from data.reference_tables import load_pairs
+        from data.references.tables import load_pairs
         pairs = load_pairs(Path(references))
     zs, info = _embed_all(data, checkpoint, pca, log1p, 0, max_genes, batch_size, device, params.seed)
     jobs = [(n, z, False) for n, z in zs.items()]

@@ -1,7 +1,7 @@
 """Perturbation representation metrics on aligned cell embeddings (../shared/docs/txfm-method.md):
 
 * consistency: fraction of perturbations whose mean leave-one-out cosine beats a null of random
-  cells (empirical p < alpha); the statistic itself is ``data.curation.embedding_consistency``,
+  cells (empirical p < alpha); the statistic itself is ``data.corpus.curation.embedding_consistency``,
   shared with phenoprint curation;
 * relationship recall of perturbation mean embeddings, with precompute's ``relationship_recall``
   (the perturbation targets play the genes);
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from data.curation import align_embeddings
+from data.corpus.curation import align_embeddings
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class PerturbationParams:
 
 def consistency(z: np.ndarray, labels: np.ndarray, params: PerturbationParams) -> tuple[float, pd.DataFrame]:
     """Fraction of perturbations (with >= 2 cells) that are consistent, and the per-perturbation table."""
-    from data.curation import embedding_consistency
+    from data.corpus.curation import embedding_consistency
 
     table = embedding_consistency(z, labels, params.control, params.ignore, params.n_null, params.seed)
     table["consistent"] = table["p_value"].lt(params.alpha)
@@ -67,7 +67,7 @@ def mean_embedding_recall(z: np.ndarray, labels: np.ndarray, pairs: pd.DataFrame
                           params: PerturbationParams) -> pd.DataFrame:
     """Recall of known pairs among perturbation targets, on their mean embeddings.
 
-    pairs: DataFrame(source, gene_a, gene_b) (``data.reference_tables.load_pairs``). Returns
+    pairs: DataFrame(source, gene_a, gene_b) (``data.references.tables.load_pairs``). Returns
     precompute's table: source, recall_mean, recall_std, n_pairs, chance.
     """
     from precompute.recall import relationship_recall

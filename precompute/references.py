@@ -1,6 +1,6 @@
 """Reference tables (docs/formats.md "Reference tables") mapped onto a gene vocabulary.
 
-Reading is delegated to `data.reference_tables` (load_pairs, load_gmt), which owns the format.
+Reading is delegated to `data.references.tables` (load_pairs, load_gmt), which owns the format.
 """
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data import reference_tables as _data_refs
-
+from data.references import tables as _data_refs
 def _check_dir(ref_dir: Path) -> Path:
     ref_dir = Path(ref_dir)
     if not ref_dir.is_dir():
@@ -26,13 +25,13 @@ def load_pairs(ref_dir: Path) -> pd.DataFrame:
     """All relationship pairs as DataFrame(source, gene_a, gene_b) from `ref_dir/pairs/*.tsv`.
 
     source is the file stem (CORUM, huMAP, Reactome, SIGNOR, StringDB). Reads with
-    data.reference_tables.load_pairs (the owner of the format).
+    data.references.tables.load_pairs (the owner of the format).
     """
     return _data_refs.load_pairs(_check_dir(ref_dir))
 
 
 def load_gmt(path: Path) -> dict[str, list[str]]:
-    """A GMT file as {term: [gene, ...]} (data.reference_tables.load_gmt)."""
+    """A GMT file as {term: [gene, ...]} (data.references.tables.load_gmt)."""
     return _data_refs.load_gmt(path)
 
 

@@ -49,7 +49,7 @@ def test_every_room_resolves_the_same_identifiers():
     """data's gene table, txfm's vocabulary mapping and the app's search give the same gene for the
     identifiers each of them is given (the issue: three resolvers with four version strippers)."""
     from app.search import GeneIndex
-    from data.genes import GeneTable
+    from data.genes.table import GeneTable
     from txfm.inference import map_to_vocabulary
 
     frame = pd.DataFrame({"symbol": ["TP53", "CD4", "MT-CO1"], "ensembl_id": ["ENSG00000141510", "ENSG00000010610",

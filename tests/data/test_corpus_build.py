@@ -12,9 +12,9 @@ from common.errors import UserError, run_main
 import scipy.sparse as sp
 
 from data.__main__ import main
-from data.corpus_build import BuildConfig, build_corpus
-from data.curation import CurationConfig
-from data.genes import GeneTable
+from data.corpus.build import BuildConfig, build_corpus
+from data.corpus.curation import CurationConfig
+from data.genes.table import GeneTable
 from data.readers import DataError
 from txfm.corpus import Corpus, CorpusError
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from data.curation import (CurationConfig, cell_filter, cell_threshold, dataset_kind, gene_threshold,
+from data.corpus.curation import (CurationConfig, cell_filter, cell_threshold, dataset_kind, gene_threshold,
                            pca_consistency, phenoprint_keep, row_hashes)
 
 
@@ -81,7 +81,7 @@ def test_pca_consistency_separates_real_from_null_perturbation():
 
 def test_pca_consistency_statistic_matches_a_hand_loop():
     x, labels = _screen(1)
-    from data.curation import _unit, pca_embedding
+    from data.corpus.curation import _unit, pca_embedding
     z = pca_embedding(x, labels == "non-targeting", None, 10, 0).astype(np.float64)
     own = z[labels == "GENE_A"]
     loo = [np.dot(_unit(own[i]), _unit(np.delete(own, i, axis=0).mean(0))) for i in range(len(own))]
@@ -104,7 +104,7 @@ def test_curation_uses_the_one_control_alignment_per_batch():
     alignment, shared with `evaluation perturbation`), so a batch-wide shift is removed."""
     import scipy.sparse as sp
 
-    from data.curation import pca_embedding
+    from data.corpus.curation import pca_embedding
 
     rng = np.random.default_rng(0)
     n, g = 240, 60

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from data.demo import build_demo, recover_pbmc68k_counts
+from data.corpus.demo import build_demo, recover_pbmc68k_counts
 from data.readers import DataError
 from txfm.corpus import Corpus
 
@@ -40,7 +40,7 @@ def test_build_demo_from_registries(tmp_path):
     try:
         build_demo(out=tmp_path / "demo", cache=tmp_path / "cache", log=lambda m: None)
     except Exception as e:  # noqa: BLE001 - only registry failures are skipped
-        from data.registry import RegistryError
+        from data.references.registry import RegistryError
         if isinstance(e, RegistryError):
             pytest.skip(f"package registry unreachable: {e}")
         raise

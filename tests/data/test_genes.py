@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from common.gene_ids import human_ensembl_id
-from data.genes import GeneTable, genes_from_orgdb, hgnc_mito_symbol, mapping_summary
-from data.registry import RegistryError
+from data.genes.table import GeneTable, genes_from_orgdb, hgnc_mito_symbol, mapping_summary
+from data.references.registry import RegistryError
 
 from tests.data.orgdb_schema import ORGDB_GENE_TABLES
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from data import gene_sets as gs
-from data import reference_tables as tables
-from data import references as refs
-from data.genes import GeneTable
-from data.registry import RegistryError, pip_download
+from data.references import gene_sets as gs
+from data.references import tables
+from data.references import fetch as refs
+from data.genes.table import GeneTable
+from data.references.registry import RegistryError, pip_download
 
 from tests.data.orgdb_schema import ORGDB_GENE_TABLES
 
@@ -339,8 +339,8 @@ def test_real_pegasus_wheel(real_wheels):
 @pytest.mark.slow
 def test_real_go_propagation_matches_org_hs_eg_db(tmp_path):
     """With every relation type our propagation must equal AnnotationDbi's own go_bp_all."""
-    from data.genes import ORGDB_PACKAGE, ORGDB_SQLITE
-    from data.registry import apt_download, extract_from_deb
+    from data.genes.table import ORGDB_PACKAGE, ORGDB_SQLITE
+    from data.references.registry import apt_download, extract_from_deb
     dl = ROOT / "cache" / "references" / "downloads"
     try:
         org = extract_from_deb(apt_download(ORGDB_PACKAGE, dl, log=lambda m: None),

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.curation import embedding_consistency
-from data.curation import align_embeddings
+from data.corpus.curation import embedding_consistency
+from data.corpus.curation import align_embeddings
 from evaluation.embeddings import log1p_embedding
 from evaluation.inputs import LabelledCounts
 from evaluation.perturbation import PerturbationParams, consistency, evaluate_embedding

@@ -65,8 +65,8 @@ def world(tmp_path_factory):
     a.var_names = genes[:30]
     a.obs_names = [f"c{i}" for i in range(len(counts))]
     a.write_h5ad(root / "src.h5ad")
-    from data.corpus_build import BuildConfig, build_corpus
-    from data.curation import CurationConfig
+    from data.corpus.build import BuildConfig, build_corpus
+    from data.corpus.curation import CurationConfig
     build_corpus([root / "src.h5ad"], root / "built", BuildConfig(curation=CurationConfig(min_cells=1, min_genes=1)),
                  gene_table="none", log=lambda m: None)
     (root / "perturbation").mkdir()
@@ -316,7 +316,7 @@ def test_disk_full_precompute_keeps_previous_bundle(cli, W, tmp_path, monkeypatc
 
 
 def test_disk_full_build_corpus_keeps_previous_corpus(cli, W, tmp_path, monkeypatch, unchanged):
-    import data.corpus_build as cb
+    import data.corpus.build as cb
     c = copy(W / "built", tmp_path / "c")
     monkeypatch.setattr(cb, "atomic_write_text", _enospc)  # the report, written last
     with unchanged(c):

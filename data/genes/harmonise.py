@@ -121,7 +121,7 @@ def _recognised(table, ids) -> float:
 def _species_of_ids(ids) -> tuple[str | None, float, list[str]]:
     """(species, fraction, examples) when the ids look like another species' (mouse-case symbols,
     ENSMUSG and other non-human Ensembl ids); (None, 0, []) otherwise."""
-    from data.genes import MOUSE_SYMBOL
+    from data.genes.table import MOUSE_SYMBOL
     ids = [str(i).strip() for i in ids][:_PROBE]
     if not ids:
         return None, 0.0, []

@@ -16,7 +16,7 @@ Sources (downloads cached under ``cache/demo/downloads``):
   ``rdata``). ``group`` (Female/Male) becomes ``condition``.
 
 Each is written as an ``.h5ad`` under ``cache/demo/sources`` and the corpus is
-built with ``data.corpus_build.build_corpus`` (gene ids mapped with the
+built with ``data.corpus.build.build_corpus`` (gene ids mapped with the
 offline gene table when it can be obtained, else kept as given, and said so).
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from data import registry
+from data.references import registry
 from data.readers import DataError
 
 SCANPY_VERSION = "1.11.4"
@@ -128,7 +128,7 @@ def human_gender_source(cache: Path, log=print) -> Path:
 
 def _gene_table(log=print):
     """The offline gene table, or None (ids kept as given) when it cannot be obtained; never silent."""
-    from data.genes import GeneTable
+    from data.genes.table import GeneTable
     try:
         return GeneTable.load(log=log)
     except (registry.RegistryError, OSError, ValueError) as e:
@@ -141,7 +141,7 @@ def _gene_table(log=print):
 def build_demo(out: str | Path = "corpora/demo", cache: str | Path = "cache/demo", with_shared: bool = False,
                shared: str | Path = "../shared/data", overwrite: bool = False, log=print) -> dict:
     """Download (cached), convert and build the demo corpus; returns the build report."""
-    from data.corpus_build import BuildConfig, build_corpus
+    from data.corpus.build import BuildConfig, build_corpus
 
     t0 = time.time()
     cache = Path(cache)

@@ -22,8 +22,8 @@ def _kinds(rules: list[str] | None) -> dict:
 
 
 def run_build_corpus(args: argparse.Namespace) -> int:
-    from data.corpus_build import BuildConfig, build_corpus
-    from data.curation import CurationConfig
+    from data.corpus.build import BuildConfig, build_corpus
+    from data.corpus.curation import CurationConfig
 
     cur = CurationConfig(min_cells=args.min_cells, min_genes=args.min_genes, min_counts=args.min_counts,
                          max_mito_fraction=args.max_mito_fraction, deduplicate=not args.keep_duplicates,
@@ -106,7 +106,7 @@ def register_build_corpus(sub) -> None:
 
 
 def run_build_demo(args: argparse.Namespace) -> int:
-    from data.demo import build_demo
+    from data.corpus.demo import build_demo
     build_demo(out=args.out, cache=args.cache, with_shared=args.with_shared, shared=args.shared,
                overwrite=args.overwrite)
     return 0

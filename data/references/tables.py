@@ -1,9 +1,9 @@
 """The reference-table format (read and write): the manifest, relationship pairs and GMT gene sets.
 
 The one reader of every table under a references folder (layout: "Reference tables" in
-docs/formats.md), used by every room; `data.references` builds the tables from the registries and
+docs/formats.md), used by every room; `data.references.fetch` builds the tables from the registries and
 writes them through this module. Imports no other module of `data`, so the gene table
-(`data.genes`) and the gene-set builders (`data.gene_sets`) can read references without a circle.
+(`data.genes.table`) and the gene-set builders (`data.references.gene_sets`) can read references without a circle.
 """
 from __future__ import annotations
 

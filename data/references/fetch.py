@@ -5,11 +5,11 @@ Sources (nothing is downloaded from any other host):
   zipfile, never installed): CORUM, hu.MAP, Reactome, SIGNOR and STRING pairs and CORUM complexes.
 - PyPI wheel ``pegasuspy==1.10.2``: MSigDB v7.5.1 hallmark and canonical-pathway GMTs.
 - Debian ``r-bioc-org.hs.eg.db`` + ``r-bioc-go.db`` (``apt-get download``; SQLite read directly):
-  the gene table (see data/genes.py) and GO biological process gene sets.
+  the gene table (see data/genes/table.py) and GO biological process gene sets.
 
 Layout and manifest: "Reference tables" in docs/formats.md, read and written by
-data/reference_tables.py (the format; import readers from there). Downloads: data/registry.py; gene-set
-builders (MSigDB, GO, CORUM complexes): data/gene_sets.py; `fetch_references` assembles them.
+data/references/tables.py (the format; import readers from there). Downloads: data/references/registry.py; gene-set
+builders (MSigDB, GO, CORUM complexes): data/references/gene_sets.py; `fetch_references` assembles them.
 """
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ from typing import Iterable
 
 import pandas as pd
 
-from data import gene_sets as gs
-from data import registry
-from data.reference_tables import canonical_pairs, load_manifest, write_gmt, write_manifest, write_pairs
+from data.references import gene_sets as gs
+from data.references import registry
+from data.references.tables import canonical_pairs, load_manifest, write_gmt, write_manifest, write_pairs
 from common.atomic import atomic_write_text, sha256_file
-from data.registry import RegistryError
+from data.references.registry import RegistryError
 
 BUILDER_VERSION_REFS = 1  # bump when a table builder changes its output, so caches rebuild
 EFAAR = ("efaar-benchmarking", "1.0")
@@ -92,7 +92,7 @@ def remap_symbols(symbols: Iterable[str], table) -> tuple[dict[str, str], dict]:
     Mapped ones are replaced (when different); ambiguous and unmapped ones are kept as given
     and counted. Returns ({old: new}, {"n_ids", "renamed", "ambiguous", "unmapped"}).
     """
-    from data.genes import mapping_summary
+    from data.genes.table import mapping_summary
     uniq = sorted(set(symbols))
     res = table.map(uniq)
     mapped = res[res["status"] == "mapped"]
@@ -149,11 +149,11 @@ def fetch_references(out: str | Path = "cache/references", force: bool = False,
     import shutil
     import tempfile
 
-    from data.genes import GeneTable, build_gene_table  # genes imports this module
+    from data.genes.table import GeneTable, build_gene_table  # genes imports this module
 
     out = Path(out)
     relations = list(go_relations or gs.DEFAULT_GO_RELATIONS)
-    from data.genes import BUILDER_VERSION
+    from data.genes.table import BUILDER_VERSION
     params = {"builder_version": BUILDER_VERSION_REFS, "gene_table_builder_version": BUILDER_VERSION,
               "go_min_size": go_min_size, "go_max_size": go_max_size, "go_relations": relations,
               "go_evidence": None if go_evidence is None else sorted(set(go_evidence))}
@@ -225,7 +225,7 @@ def fetch_references(out: str | Path = "cache/references", force: bool = False,
 
 
 def _build_go(out: Path, stage: Path, table, params: dict, log) -> dict:
-    from data.genes import ORGDB_PACKAGE, ORGDB_SQLITE
+    from data.genes.table import ORGDB_PACKAGE, ORGDB_SQLITE
     downloads = out / "downloads"
     org_deb = registry.apt_download(ORGDB_PACKAGE, downloads, log=log)
     org = registry.extract_from_deb(org_deb, [ORGDB_SQLITE], downloads, log=log)[ORGDB_SQLITE]

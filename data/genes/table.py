@@ -22,11 +22,10 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from data import reference_tables as refs
+from data.references import tables as refs
 from common.atomic import atomic_write_text, sha256_file
 from common.gene_ids import LEVELS, IdentifierIndex, human_ensembl_id
-from data import registry
-
+from data.references import registry
 GENE_COLUMNS = ["symbol", "ensembl_id", "entrez_id", "name", "aliases", "previous_symbols"]
 EXTRA_COLUMNS = ["gene_type", "other_ensembl_ids"]
 ORGDB_PACKAGE = "r-bioc-org.hs.eg.db"

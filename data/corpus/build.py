@@ -3,7 +3,7 @@
 Pass 1 reads every source chunk by chunk: validates counts, maps gene ids,
 and keeps only per-sample statistics (detected genes, library size,
 mitochondrial counts, a row hash) and per-gene detection counts. The filters
-(see ``data.curation``) and the vocabulary are decided from those. Pass 2
+(see ``data.corpus.curation``) and the vocabulary are decided from those. Pass 2
 reads the sources again and writes the kept samples through
 ``txfm.corpus.CorpusWriter`` (atomic: nothing is left on error). Memory is
 bounded by the chunk size (and, for genes-x-samples text tables, the table).
@@ -23,13 +23,13 @@ import pandas as pd
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from data.build_report import render_markdown
-from data.curation import CurationConfig, cell_filter, cell_threshold, dataset_kind, gene_threshold, \
+from data.corpus.report import render_markdown
+from data.corpus.curation import CurationConfig, cell_filter, cell_threshold, dataset_kind, gene_threshold, \
     pca_consistency, phenoprint_keep, row_hashes
 from common.atomic import atomic_write_text
 from common.options import check_range
 from common.outputs import check_output_target, staged_output
-from data.harmonise import MIN_MAPPED_FRACTION, GeneMapping, check_gene_ids, map_genes, normalise_obs, parse_obs_map
+from data.genes.harmonise import MIN_MAPPED_FRACTION, GeneMapping, check_gene_ids, map_genes, normalise_obs, parse_obs_map
 from data.readers import DataError, SourceReader, check_counts, check_not_empty, check_sample_ids, open_sources, \
     transpose_fix
 from txfm.corpus import CorpusWriter, is_corpus
@@ -96,7 +96,7 @@ def _load_table(spec: str | None):
     """The GeneTable for ``--gene-table``: "default" (cache/references), "none", or a genes.tsv path."""
     if spec in (None, "none"):
         return None
-    from data.genes import GeneTable
+    from data.genes.table import GeneTable
     if spec == "default":
         return GeneTable.load()
     if Path(spec).is_dir():
@@ -104,7 +104,7 @@ def _load_table(spec: str | None):
     if not Path(spec).exists():
         raise DataError(f"{spec}: no such gene table; pass a genes.tsv path, a references folder, 'default' or "
                         f"'none' to --gene-table")
-    from data.genes import MIN_TABLE_GENES
+    from data.genes.table import MIN_TABLE_GENES
     return GeneTable.read_tsv(spec, min_genes=MIN_TABLE_GENES)
 
 
