@@ -60,7 +60,7 @@ def run_curves(run_dir: str | Path, references: str | Path, pca: str | Path | No
     from evaluation.celltype import CellTypeParams, evaluate_celltypes
     from evaluation.embeddings import pca_baseline_embedding, txfm_embedding
     from evaluation.inputs import read_corpus_dataset
-    from precompute.pipeline import BundleParams
+    from precompute.params import BundleParams
     from precompute.recall import recall_population
     from precompute.references import load_pairs, pairs_to_indices
     from evaluation.results import run_checkpoints

@@ -53,7 +53,7 @@ def evaluate(run_dir: Path, pca_path: Path, references_dir: Path, ranks: list[in
     ``final_only`` skips the intermediate checkpoints (no learning curve).
     """
     from txfm.inference import gene_matrices
-    from precompute.pipeline import BundleParams
+    from precompute.params import BundleParams
     from precompute.recall import POPULATION_ALL, recall_population
     from precompute.references import load_pairs, pairs_to_indices
 

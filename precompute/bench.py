@@ -33,7 +33,8 @@ def run_bench(n_genes: int = 45_000, width: int = 768, umap_epochs: int = 100,
 
     Returns {"steps": {step: seconds}, "total_s", "prepare_s", "validate_s", "peak_rss_gib", ...}.
     """
-    from .pipeline import BundleParams, build_bundle
+    from .params import BundleParams
+    from .pipeline import build_bundle
     from .synthetic import synthetic_matrices, write_synthetic_references
     from .validate import validate_bundle
 

@@ -18,7 +18,7 @@ def _add_params(p: argparse.ArgumentParser) -> None:
     """The step parameters, generated from precompute.pipeline.BundleParams (help = its field comments)."""
     from common.cli_args import add_dataclass_args
 
-    from .pipeline import BundleParams
+    from .params import BundleParams
     add_dataclass_args(p, BundleParams, skip=_BY_MATRIX, title="step parameters (recorded in the manifest)")
     g = p.add_argument_group("per-matrix step parameters")
     g.add_argument("--rank", action="append", default=[], metavar="MATRIX=R",
@@ -32,7 +32,7 @@ def params_from_args(a: argparse.Namespace):
     """BundleParams from parsed options (the dataclass checks every range)."""
     from common.cli_args import collect
 
-    from .pipeline import DEFAULT_STANDARDISE, BundleParams
+    from .params import DEFAULT_STANDARDISE, BundleParams
     chosen = []
     for item in a.rank:
         name, _, r = item.partition("=")

@@ -143,7 +143,8 @@ def make_synthetic_bundle(out: Path | str, n_genes: int = 2000,
     Returns:
         The bundle path (validates with precompute.validate.validate_bundle).
     """
-    from .pipeline import BundleParams, build_bundle
+    from .params import BundleParams
+    from .pipeline import build_bundle
 
     dims = dims or {"codebook": 63, "decoder": 128}
     mats, genes, blocks = synthetic_matrices(n_genes, dims, n_blocks=max(4, n_genes // 50), seed=seed)

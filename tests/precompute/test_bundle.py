@@ -9,7 +9,8 @@ import pytest
 
 from common.errors import UserError
 from precompute.bundle_io import BundleError, partial_dir
-from precompute.pipeline import BundleParams, build_bundle
+from precompute.params import BundleParams
+from precompute.pipeline import build_bundle
 from precompute.synthetic import make_synthetic_bundle, synthetic_matrices, write_synthetic_references
 from precompute.validate import check_bundle, validate_bundle
 
@@ -140,11 +141,11 @@ def test_bad_input_leaves_no_output(tmp_path):
 def test_interrupted_build_leaves_nothing_behind(tmp_path, monkeypatch):
     mats, genes, ref = _inputs(tmp_path)
     out = tmp_path / "b"
-    import precompute.pipeline as pl
+    import precompute.steps as steps
 
     def boom(ctx):
         raise RuntimeError("interrupted")
-    monkeypatch.setattr(pl, "_step_umap", boom)
+    monkeypatch.setattr(steps, "umap_step", boom)
     with pytest.raises(RuntimeError):
         build_bundle(mats, genes, ref, out, {"kind": "pca"}, FAST, progress=False)
     assert not out.exists() and not partial_dir(out).exists()

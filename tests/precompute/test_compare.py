@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from precompute.compare import align_layout, compare_bundles
-from precompute.pipeline import BundleParams
+from precompute.params import BundleParams
 from precompute.synthetic import make_synthetic_bundle
 
 

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pandas as pd
 
-from precompute.pipeline import BundleParams, build_bundle
+from precompute.params import BundleParams
+from precompute.pipeline import build_bundle
 from precompute.recall import (POPULATION_ALL, POPULATION_SUPPORTED, recall_population, recall_sweep,
                                restrict_pairs)
 from precompute.subspaces import pca_scores

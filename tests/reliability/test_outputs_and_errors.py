@@ -306,9 +306,9 @@ def _enospc(*a, **k):
 
 
 def test_disk_full_precompute_keeps_previous_bundle(cli, W, tmp_path, monkeypatch, unchanged):
-    import precompute.pipeline as pl
+    import precompute.steps as steps
     b = copy(W / "bundle", tmp_path / "b")
-    monkeypatch.setattr(pl, "save_npy", _enospc)          # the kNN step writes .npy files
+    monkeypatch.setattr(steps, "save_npy", _enospc)       # the kNN step writes .npy files
     with unchanged(b):
         res = cli("precompute", *run_args(W, b, "--k", "6", "--overwrite"))
     assert_refused(res, "disk is full", 2)
