@@ -2,7 +2,7 @@
 
     python -m app.bench --dir bench-out/app --genes 45000 --out bench-out/app/bench.md
 
-Bundles are made once with precompute's generator (``precompute.synthetic.make_synthetic_bundle``)
+Bundles are made once with precompute's generator (``precompute.bundle.synthetic.make_synthetic_bundle``)
 in a separate process (it imports torch; the app never does). Measurements run in a fresh
 process that imports only the app: every page is rendered server-side with streamlit's AppTest
 (first visit, which loads and caches the bundle, then a repeat visit), gene queries are timed
@@ -30,7 +30,7 @@ def make_bundles(d: Path, n_genes: int, dims: dict[str, int], names: list[str]) 
         if (out / "manifest.json").exists():
             print(f"reusing {out}", flush=True)
             continue
-        code = ("import sys, json; from precompute.synthetic import make_synthetic_bundle; "
+        code = ("import sys, json; from precompute.bundle.synthetic import make_synthetic_bundle; "
                 f"make_synthetic_bundle({str(out)!r}, n_genes={n_genes}, dims=json.loads(sys.argv[1]), "
                 f"seed={seed}, progress=True)")
         print(f"building {out} ({n_genes} genes, dims {dims})", flush=True)
@@ -50,7 +50,7 @@ def measure(d: Path, names: list[str], n_queries: int) -> dict:
     import numpy as np
     from streamlit.testing.v1 import AppTest
 
-    from app.bundle import open_bundle
+    from precompute.bundle.reader import open_bundle
     from app.neighbours import top_k, top_k_precomputed, unit_rows
 
     assert "torch" not in sys.modules

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.bundle import Bundle, BundleError, open_bundle, validate
+from precompute.bundle.reader import Bundle, BundleError, open_bundle, validate
 from app.neighbours import PairIndex, top_k, top_k_precomputed, unit_rows
 from app.search import GeneIndex
 from app.text import plain

@@ -15,7 +15,7 @@ if str(HERE.parent) not in sys.path:  # `streamlit run app/main.py` puts app/ on
 import streamlit as st  # noqa: E402
 
 from app import params, ui  # noqa: E402
-from app.bundle import BundleError  # noqa: E402
+from precompute.bundle.reader import BundleError  # noqa: E402
 from app.text import esc  # noqa: E402
 
 log = logging.getLogger("txfm.app")

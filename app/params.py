@@ -13,7 +13,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.bundle import discover_bundles
+from precompute.bundle.reader import discover_bundles
 
 URL_PARAMS = ("bundle", "compare", "gene", "k", "threshold", "matrix", "rank", "resolution", "module", "component")
 DEFAULTS = {"k": 20, "threshold": 0.5}

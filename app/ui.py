@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from app import loaders, params
-from app.bundle import Bundle, BundleError
+from precompute.bundle.reader import Bundle, BundleError
 from app.export import gmt_bytes, graphml_bytes, table_csv, view_json
 from app.text import code, codes, esc
 

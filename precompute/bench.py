@@ -17,7 +17,7 @@ import numpy as np
 
 from common.atomic import atomic_write_text
 
-from .bundle_io import now_iso
+from .bundle.files import now_iso
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
@@ -35,8 +35,8 @@ def run_bench(n_genes: int = 45_000, width: int = 768, umap_epochs: int = 100,
     """
     from .params import BundleParams
     from .pipeline import build_bundle
-    from .synthetic import synthetic_matrices, write_synthetic_references
-    from .validate import validate_bundle
+    from .bundle.synthetic import synthetic_matrices, write_synthetic_references
+    from .bundle.validate import validate_bundle
 
     load_start = os.getloadavg()
     t0 = time.perf_counter()

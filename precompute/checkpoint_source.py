@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .bundle_io import sha256_file
+from .bundle.files import sha256_file
 
 
 def load_gene_matrices(path: Path | str, contextual: bool = False, corpus: Path | str | None = None,

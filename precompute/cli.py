@@ -75,7 +75,7 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 
 def cmd_validate(a: argparse.Namespace) -> int:
-    from .validate import validate_bundle
+    from .bundle.validate import validate_bundle
     problems = validate_bundle(a.bundle, verify_hashes=not a.fast)
     if problems:
         print(f"{a.bundle}: INVALID ({len(problems)} problem(s))")
@@ -89,8 +89,8 @@ def cmd_validate(a: argparse.Namespace) -> int:
 def cmd_synthetic(a: argparse.Namespace) -> int:
     from common.outputs import check_output_target
 
-    from .bundle_io import is_bundle
-    from .synthetic import make_planted_bundle, make_synthetic_bundle
+    from .bundle.files import is_bundle
+    from .bundle.synthetic import make_planted_bundle, make_synthetic_bundle
     check_output_target(a.out, "bundle", is_bundle, a.overwrite)   # synthetic always rebuilds every step
     given = params_from_args(a)
     if a.planted:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def cmd_compare(a: argparse.Namespace) -> int:
-    from .compare import compare_bundles
+    from .bundle.compare import compare_bundles
     out = Path(a.out) if a.out else Path(a.a).parent / "comparisons" / f"{Path(a.a).name}__{Path(a.b).name}"
     res = compare_bundles(a.a, a.b, out, verify_hashes=a.verify, overwrite=a.overwrite)
     import json

@@ -27,14 +27,14 @@ import pandas as pd
 from common.errors import UserError
 from common.outputs import check_output_target, is_empty_dir, remove_stale_staging, stage_dir
 
-from . import bundle_io
+from .bundle import files as bundle_files
 from . import steps
-from .bundle_io import (BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, MANIFEST, finalise, is_bundle, now_iso,
+from .bundle.files import (BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, MANIFEST, finalise, is_bundle, now_iso,
                         partial_dir, save_npy, save_parquet, write_json_atomic)
 from .params import BundleParams, choose_ranks
 
 # The best rank: precompute.recall.best_rank (the unweighted mean of the per-source recalls; the
-# pooled 'combined' row is also stored). The files each step writes: bundle_io.STEP_FILES.
+# pooled 'combined' row is also stored). The files each step writes: bundle_files.STEP_FILES.
 
 def _array_digest(a: np.ndarray) -> str:
     h = hashlib.sha256()
@@ -166,7 +166,7 @@ def _build_in(work: Path, out: Path, existing: bool, matrices, genes, ref_dir, s
             raise UserError(f"{out}: a bundle built from other inputs or parameters already exists there "
                             f"(its step {step!r} {why}); pass --overwrite to replace it, or choose a new --out")
         if not fresh:      # drop the copied files of this step and every later one (no stale files)
-            for later in bundle_io.STEP_FILES[[n for n, _ in bundle_io.STEP_FILES].index(step):]:
+            for later in bundle_files.STEP_FILES[[n for n, _ in bundle_files.STEP_FILES].index(step):]:
                 for rel in later[1]:
                     q = work / rel
                     shutil.rmtree(q, ignore_errors=True) if q.is_dir() else q.unlink(missing_ok=True)
@@ -181,9 +181,9 @@ def _build_in(work: Path, out: Path, existing: bool, matrices, genes, ref_dir, s
         write_json_atomic(work / MANIFEST, manifest)   # progress record; no "files" until complete
 
     def write_matrices() -> dict[str, Any]:
-        save_parquet(work / bundle_io.GENES, steps.genes_table(genes, ref_dir))
+        save_parquet(work / bundle_files.GENES, steps.genes_table(genes, ref_dir))
         for n, m in matrices.items():
-            save_npy(work / bundle_io.matrix_file(n), m)
+            save_npy(work / bundle_files.matrix_file(n), m)
         return {}
 
     digests = {n: _array_digest(m) for n, m in matrices.items()}
@@ -200,8 +200,8 @@ def _build_in(work: Path, out: Path, existing: bool, matrices, genes, ref_dir, s
                       "standardise": {n: params.standardises(n) for n in names}}, lambda: steps.subspaces_step(ctx))
     run("recall", {k: pdict[k] for k in ("ranks", "n_nulls", "null_size", "full_null", "lower", "upper", "seed")}
         | {"similarity": "cosine"}, lambda: steps.recall_step(ctx))
-    best = json.loads((work / bundle_io.BEST).read_text())
-    widths = {n: int(np.load(work / bundle_io.subspace_file(n), mmap_mode="r").shape[1]) for n in names}
+    best = json.loads((work / bundle_files.BEST).read_text())
+    widths = {n: int(np.load(work / bundle_files.subspace_file(n), mmap_mode="r").shape[1]) for n in names}
     ctx.chosen = choose_ranks(names, widths, params, best)
     for n in names:
         manifest["matrices"][n]["rank"] = ctx.chosen[n]
@@ -218,7 +218,7 @@ def _build_in(work: Path, out: Path, existing: bool, matrices, genes, ref_dir, s
         run("training", {"rows": int(len(training_metrics)),
                          "sha256": hashlib.sha256(pd.util.hash_pandas_object(training_metrics).values
                                                   .tobytes()).hexdigest()},
-            lambda: (save_parquet(work / bundle_io.METRICS, training_metrics), {})[1])
+            lambda: (save_parquet(work / bundle_files.METRICS, training_metrics), {})[1])
     if not fresh and existing and old.get("files") is not None:
         shutil.rmtree(work)            # nothing changed: keep the finished bundle as it is
         if status is not None:

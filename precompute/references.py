@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 
 from data.references import tables as _data_refs
+
+
 def _check_dir(ref_dir: Path) -> Path:
     ref_dir = Path(ref_dir)
     if not ref_dir.is_dir():

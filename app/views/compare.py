@@ -7,7 +7,7 @@ import streamlit as st
 
 from app import charts, loaders, params, ui
 from app.text import code, codes, esc, plain
-from precompute.compare import align_layout, neighbourhood_change, row_map
+from precompute.bundle.compare import align_layout, neighbourhood_change, row_map
 from app.search import parse_gene_list
 
 st.title("Compare checkpoints")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from precompute.synthetic import make_planted_bundle as make_bundle
+from precompute.bundle.synthetic import make_planted_bundle as make_bundle
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +30,7 @@ def bad_bundles_dir(bundles_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def alpha(bundles_dir):
-    from app.bundle import open_bundle
+    from precompute.bundle.reader import open_bundle
     return open_bundle(bundles_dir / "alpha")
 
 

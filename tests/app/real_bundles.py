@@ -34,7 +34,7 @@ def build(root: Path) -> dict[str, Path]:
     """Build corpus, runs, references and the bundles `txfm` and `pca` under root/bundles."""
     from common.errors import run_main
     from precompute.cli import main as precompute_main
-    from precompute.synthetic import write_synthetic_references
+    from precompute.bundle.synthetic import write_synthetic_references
     from txfm.__main__ import main as txfm_main
 
     root = Path(root)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.bundle import BundleError, discover_bundles, open_bundle, validate
+from precompute.bundle.reader import BundleError, discover_bundles, open_bundle, validate
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,8 +48,8 @@ def test_missing_file_is_named(bundles_dir, tmp_path):
 
 
 def test_app_modules_never_import_torch():
-    code = ("import sys; import app.params, app.loaders, app.ui, app.bundle, app.enrichment, app.neighbours, app.export, "
-            "app.network, app.charts, app.search, precompute.validate, precompute.compare; "
+    code = ("import sys; import app.params, app.loaders, app.ui, precompute.bundle.reader, app.enrichment, app.neighbours, app.export, "
+            "app.network, app.charts, app.search, precompute.bundle.validate, precompute.bundle.compare; "
             "bad = [m for m in ('torch', 'sklearn', 'umap', 'txfm') if m in sys.modules]; "
             "assert not bad, bad")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)

@@ -1,7 +1,7 @@
 """Bundle comparison: Procrustes alignment and per-gene neighbourhood change."""
 import numpy as np
 
-from precompute.compare import align_layout, neighbourhood_change, row_map
+from precompute.bundle.compare import align_layout, neighbourhood_change, row_map
 
 
 def test_row_map():
@@ -39,7 +39,7 @@ def test_neighbourhood_change_ranks_most_changed_first():
 
 def test_neighbourhood_change_agrees_with_precompute_sets(alpha, bundles_dir):
     """Vectorised Jaccard == Jaccard of Python sets restricted to the shared genes (other gene order in B)."""
-    from app.bundle import open_bundle
+    from precompute.bundle.reader import open_bundle
 
     def neighbour_jaccard(nb_a, nb_b):       # the independent oracle: |A & B| / |A | B|, NaN when empty
         return np.array([len(x & y) / len(x | y) if x | y else np.nan for x, y in zip(nb_a, nb_b)])

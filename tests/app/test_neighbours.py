@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from app.neighbours import PairIndex, neighbour_table, top_k, top_k_precomputed, unit_rows
-from precompute.compare import neighbour_overlap
+from precompute.bundle.compare import neighbour_overlap
 
 # Rows at angles 0, 30, 90, 180 degrees in the first two columns; the third column is noise that
 # rank 2 ignores.

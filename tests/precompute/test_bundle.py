@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 
 from common.errors import UserError
-from precompute.bundle_io import BundleError, partial_dir
+from precompute.bundle.files import BundleError, partial_dir
 from precompute.params import BundleParams
 from precompute.pipeline import build_bundle
-from precompute.synthetic import make_synthetic_bundle, synthetic_matrices, write_synthetic_references
-from precompute.validate import check_bundle, validate_bundle
+from precompute.bundle.synthetic import make_synthetic_bundle, synthetic_matrices, write_synthetic_references
+from precompute.bundle.validate import check_bundle, validate_bundle
 
 FAST = BundleParams(umap_epochs=30, null_size=200, n_nulls=2, k=10, resolutions=(1.0,))
 
@@ -161,7 +161,7 @@ def test_planted_bundle_command_follows_the_contract(tmp_path):
     import subprocess
     import sys
 
-    from precompute import bundle_io
+    from precompute.bundle import files as bundle_files
     from precompute.recall import best_rank
 
     out = tmp_path / "planted"
@@ -170,14 +170,14 @@ def test_planted_bundle_command_follows_the_contract(tmp_path):
     r = subprocess.run(args, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert validate_bundle(out) == []
-    genes = pd.read_parquet(out / bundle_io.GENES)
+    genes = pd.read_parquet(out / bundle_files.GENES)
     assert {"TP53", "ISG15", "RPL3"} <= set(genes.symbol) and "p53" in genes.set_index("symbol").aliases["TP53"]
-    idx = np.load(out / bundle_io.knn_files("decoder")[0])
+    idx = np.load(out / bundle_files.knn_files("decoder")[0])
     p53 = genes.index[genes.symbol == "MDM2"][0]
     # MDM2's neighbours are mostly its planted program (the first 12 genes, the p53 pathway)
     assert np.mean(idx[p53] < 12) > 0.5
-    best = json.loads((out / bundle_io.BEST).read_text())
-    rec = pd.read_parquet(out / bundle_io.RECALL)
+    best = json.loads((out / bundle_files.BEST).read_text())
+    rec = pd.read_parquet(out / bundle_files.RECALL)
     assert best["decoder"]["rank"] == int(best_rank(rec[rec.matrix == "decoder"])["rank"])
     assert best["decoder"]["recall"] > 0.3            # planted programs are recalled well above chance (0.10)
     r = subprocess.run(args, capture_output=True, text=True)

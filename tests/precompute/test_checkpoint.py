@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from precompute.cli import main
-from precompute.synthetic import write_synthetic_references
-from precompute.validate import validate_bundle
+from precompute.bundle.synthetic import write_synthetic_references
+from precompute.bundle.validate import validate_bundle
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pandas as pd
 
-from precompute.compare import align_layout, compare_bundles
+from precompute.bundle.compare import align_layout, compare_bundles
 from precompute.params import BundleParams
-from precompute.synthetic import make_synthetic_bundle
+from precompute.bundle.synthetic import make_synthetic_bundle
 
 
 def test_procrustes_recovers_rotation_scale_shift():
@@ -34,8 +34,8 @@ def test_compare_two_bundles(tmp_path):
     assert c2["summary"]["decoder__decoder"]["median_jaccard"] < 0.2
     assert set(pd.read_parquet(out2 / "recall.parquet").bundle) == {"a", "b"}
     # the app's Compare page and this folder give the same per-gene overlap (one comparison)
-    from app.bundle import open_bundle
-    from precompute.compare import neighbourhood_change
+    from precompute.bundle.reader import open_bundle
+    from precompute.bundle.compare import neighbourhood_change
     ba, bb = open_bundle(a), open_bundle(b)
     page = neighbourhood_change(ba.symbols, ba.knn("decoder")[0], bb.symbols, bb.knn("decoder")[0], 8)
     folder = pd.read_parquet(out2 / "overlap" / "decoder__decoder.parquet")

@@ -10,7 +10,7 @@ from precompute.pipeline import build_bundle
 from precompute.recall import (POPULATION_ALL, POPULATION_SUPPORTED, recall_population, recall_sweep,
                                restrict_pairs)
 from precompute.subspaces import pca_scores
-from precompute.synthetic import write_synthetic_references
+from precompute.bundle.synthetic import write_synthetic_references
 
 FAST = BundleParams(umap_epochs=10, null_size=300, n_nulls=2, k=10, resolutions=(1.0,), ranks=(16,))
 

@@ -204,7 +204,7 @@ def reseal(bundle: Path) -> None:
     """After editing files of a bundle copy, record their new sizes/hashes in its manifest (so the
     edit is a *content* change the validator's size check cannot see)."""
     import json
-    from precompute.bundle_io import file_table
+    from precompute.bundle.files import file_table
     mf = Path(bundle) / "manifest.json"
     m = json.loads(mf.read_text())
     m["files"] = file_table(Path(bundle))

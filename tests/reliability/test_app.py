@@ -85,7 +85,7 @@ def test_bundle_folder_name_and_manifest_fields_are_text(real_bundles, tmp_path)
 
 # ---- 4-6: exports neutralise spreadsheet formulas and still parse -------------------------------------
 def test_csv_export_neutralises_formulas(hostile):
-    from app.bundle import open_bundle
+    from precompute.bundle.reader import open_bundle
     from app.export import table_csv
     from app.neighbours import neighbour_table
     b = open_bundle(hostile / "txfm")

@@ -39,7 +39,7 @@ def world(tmp_path_factory):
     import anndata
 
     from precompute.cli import main as pmain
-    from precompute.synthetic import write_synthetic_references
+    from precompute.bundle.synthetic import write_synthetic_references
     from txfm.config import TrainConfig, model_config
     from txfm.corpus import CorpusWriter
     from txfm.trainer import train
@@ -56,7 +56,7 @@ def world(tmp_path_factory):
     ref = write_synthetic_references(root / "refs", genes, programs, pairs_per_source=60)
     assert pmain(["run", "--checkpoint", str(root / "run" / "last.pt"), "--references", str(ref),
                   "--out", str(root / "bundle"), *FAST]) == 0
-    from precompute.compare import compare_bundles
+    from precompute.bundle.compare import compare_bundles
     compare_bundles(root / "bundle", root / "bundle", root / "comparison")
     from txfm.baseline import PCAConfig, run_baseline
     run_baseline(str(root / "corpus"), root / "pca.pt", PCAConfig(n_components=4, min_cells=1))
@@ -333,7 +333,7 @@ def test_disk_full_embed_keeps_previous_file(cli, W, tmp_path, monkeypatch, unch
 
 
 def test_disk_full_compare_keeps_previous_comparison(cli, W, tmp_path, monkeypatch, unchanged):
-    import precompute.compare as pc
+    import precompute.bundle.compare as pc
     c = copy(W / "comparison", tmp_path / "c")
     monkeypatch.setattr(pc, "write_json_atomic", _enospc)
     with unchanged(c):

@@ -20,9 +20,9 @@ from scipy.linalg import orthogonal_procrustes
 
 from common.outputs import check_output_target, staged_output
 
-from .bundle_io import now_iso, save_parquet, write_json_atomic
+from .files import now_iso, save_parquet, write_json_atomic
 from .validate import check_bundle
-from . import bundle_io
+from . import files as bundle_files
 
 COMPARISON_FORMAT = "txfm-bundle-comparison"
 
@@ -147,8 +147,8 @@ def compare_bundles(a: Path | str, b: Path | str, out: Path | str, verify_hashes
 
 
 def _compare_into(work: Path, a: Path, b: Path, ma: dict, mb: dict) -> None:
-    ga = pd.read_parquet(a / bundle_io.GENES)
-    gb = pd.read_parquet(b / bundle_io.GENES)
+    ga = pd.read_parquet(a / bundle_files.GENES)
+    gb = pd.read_parquet(b / bundle_files.GENES)
     sa, sb = ga.symbol.to_numpy(object), gb.symbol.to_numpy(object)
     shared = set(sa) & set(sb)
     common = sorted(set(ma["matrices"]) & set(mb["matrices"]))
@@ -161,13 +161,13 @@ def _compare_into(work: Path, a: Path, b: Path, ma: dict, mb: dict) -> None:
     b_to_a = row_map(sb, sa)
     for x, y in pairs:
         key = f"{x}__{y}"
-        ka = np.load(a / bundle_io.knn_files(x)[0], mmap_mode="r")
-        kb = np.load(b / bundle_io.knn_files(y)[0], mmap_mode="r")
+        ka = np.load(a / bundle_files.knn_files(x)[0], mmap_mode="r")
+        kb = np.load(b / bundle_files.knn_files(y)[0], mmap_mode="r")
         change = neighbourhood_change(sa, ka, sb, kb, min(ka.shape[1], kb.shape[1]))
         jac = change.drop_duplicates("gene").set_index("gene").loc[order, "jaccard"].to_numpy()
         save_parquet(work / "overlap" / f"{key}.parquet", pd.DataFrame({"symbol": order, "jaccard": jac}))
-        xa = pd.read_parquet(a / bundle_io.umap_file(x))[["x", "y"]].to_numpy(float)
-        xb = align_layout(xa, pd.read_parquet(b / bundle_io.umap_file(y))[["x", "y"]].to_numpy(float), b_to_a)
+        xa = pd.read_parquet(a / bundle_files.umap_file(x))[["x", "y"]].to_numpy(float)
+        xb = align_layout(xa, pd.read_parquet(b / bundle_files.umap_file(y))[["x", "y"]].to_numpy(float), b_to_a)
         ra_, rb_ = row_map(np.asarray(order, dtype=object), sa), row_map(np.asarray(order, dtype=object), sb)
         save_parquet(work / "layout" / f"{key}.parquet",
                      pd.DataFrame({"symbol": order, "x_a": xa[ra_, 0].astype(np.float32),
@@ -175,8 +175,8 @@ def _compare_into(work: Path, a: Path, b: Path, ma: dict, mb: dict) -> None:
                                    "x_b": xb[rb_, 0].astype(np.float32), "y_b": xb[rb_, 1].astype(np.float32)}))
         summary[key] = {"median_jaccard": float(np.nanmedian(jac)) if len(jac) else None,
                         "mean_jaccard": float(np.nanmean(jac)) if len(jac) else None}
-    ra = pd.read_parquet(a / bundle_io.RECALL).assign(bundle="a")
-    rb = pd.read_parquet(b / bundle_io.RECALL).assign(bundle="b")
+    ra = pd.read_parquet(a / bundle_files.RECALL).assign(bundle="a")
+    rb = pd.read_parquet(b / bundle_files.RECALL).assign(bundle="b")
     save_parquet(work / "recall.parquet", pd.concat([ra, rb], ignore_index=True))
     write_json_atomic(work / "comparison.json", {
         "format": COMPARISON_FORMAT, "format_version": 1, "created": now_iso(),
@@ -184,5 +184,5 @@ def _compare_into(work: Path, a: Path, b: Path, ma: dict, mb: dict) -> None:
         "b": {"path": str(b), "created": mb["created"], "source": mb["source"].get("checkpoint")},
         "genes": {"a": len(sa), "b": len(sb), "shared": len(shared)},
         "pairs": [list(p) for p in pairs], "summary": summary,
-        "best": {"a": json.loads((a / bundle_io.BEST).read_text()),
-                 "b": json.loads((b / bundle_io.BEST).read_text())}})
+        "best": {"a": json.loads((a / bundle_files.BEST).read_text()),
+                 "b": json.loads((b / bundle_files.BEST).read_text())}})

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from .bundle_io import MANIFEST, BundleError, read_manifest, sha256_file
-from . import bundle_io
+from .files import MANIFEST, BundleError, read_manifest, sha256_file
+from . import files as bundle_files
 
 GENE_COLUMNS = ["gene", "symbol", "ensembl_id", "aliases"]
 RECALL_COLUMNS = ["matrix", "rank", "source", "recall_mean", "recall_std", "n_pairs", "chance"]
@@ -97,30 +97,30 @@ def _check_matrix(root: Path, name: str, info: dict, g: int, problems: list[str]
         problems.append(f"manifest.matrices.{name}.shape {shape} does not match {g} genes")
         return
     d = shape[1]
-    _check_npy(root / bundle_io.matrix_file(name), (g, d), "float32", problems)
-    sub = _check_npy(root / bundle_io.subspace_file(name), (g, None), "float32", problems)
+    _check_npy(root / bundle_files.matrix_file(name), (g, d), "float32", problems)
+    sub = _check_npy(root / bundle_files.subspace_file(name), (g, None), "float32", problems)
     rank = info.get("rank")
     if sub is not None and not (isinstance(rank, int) and 1 <= rank <= sub.shape[1]):
         problems.append(f"manifest.matrices.{name}.rank {rank!r} is not within 1..{sub.shape[1]}")
-    idx = _check_npy(root / bundle_io.knn_files(name)[0], (g, None), "int32", problems)
-    sims = _check_npy(root / bundle_io.knn_files(name)[1], (g, None), "float32", problems)
+    idx = _check_npy(root / bundle_files.knn_files(name)[0], (g, None), "int32", problems)
+    sims = _check_npy(root / bundle_files.knn_files(name)[1], (g, None), "float32", problems)
     if idx is not None and sims is not None:
         if idx.shape != sims.shape:
-            problems.append(f"{bundle_io.knn_files(name)[0]} {idx.shape} and {bundle_io.knn_files(name)[1]} {sims.shape} differ in shape")
+            problems.append(f"{bundle_files.knn_files(name)[0]} {idx.shape} and {bundle_files.knn_files(name)[1]} {sims.shape} differ in shape")
         else:
             iv = np.asarray(idx)
             if iv.size and (iv.min() < 0 or iv.max() >= g):
-                problems.append(f"{bundle_io.knn_files(name)[0]}: neighbour index outside 0..{g - 1}")
+                problems.append(f"{bundle_files.knn_files(name)[0]}: neighbour index outside 0..{g - 1}")
             elif (iv == np.arange(g)[:, None]).any():
-                problems.append(f"{bundle_io.knn_files(name)[0]}: a gene lists itself as a neighbour")
+                problems.append(f"{bundle_files.knn_files(name)[0]}: a gene lists itself as a neighbour")
             if sims.shape[1] > 1 and (np.diff(np.asarray(sims), axis=1) > 1e-6).any():
-                problems.append(f"{bundle_io.knn_files(name)[1]}: similarities are not descending per row")
-    _check_parquet(root / bundle_io.umap_file(name), ["gene", "x", "y"], g, problems)
-    mod = root / bundle_io.modules_file(name)
+                problems.append(f"{bundle_files.knn_files(name)[1]}: similarities are not descending per row")
+    _check_parquet(root / bundle_files.umap_file(name), ["gene", "x", "y"], g, problems)
+    mod = root / bundle_files.modules_file(name)
     _check_parquet(mod, ["gene"], g, problems)
     if mod.is_file() and not any(c.startswith("res_") for c in _columns(mod)):
         problems.append(f"{mod}: no res_<value> module columns")
-    _check_parquet(root / bundle_io.enrichment_file(name), ENRICH_COLUMNS, None, problems)
+    _check_parquet(root / bundle_files.enrichment_file(name), ENRICH_COLUMNS, None, problems)
 
 
 def validate_bundle(path: Path | str, verify_hashes: bool = True) -> list[str]:
@@ -147,7 +147,7 @@ def validate_bundle(path: Path | str, verify_hashes: bool = True) -> list[str]:
     if not m["matrices"]:
         problems.append(f"{root / MANIFEST}: no matrices listed")
     problems += _check_files(root, m["files"], verify_hashes)
-    gp = root / bundle_io.GENES
+    gp = root / bundle_files.GENES
     _check_parquet(gp, GENE_COLUMNS, None, problems)
     if not gp.is_file() or any("genes.parquet" in q for q in problems):
         return problems
@@ -159,10 +159,10 @@ def validate_bundle(path: Path | str, verify_hashes: bool = True) -> list[str]:
         problems.append(f"{gp}: duplicate symbols")
     for name, info in m["matrices"].items():
         _check_matrix(root, name, info if isinstance(info, dict) else {}, g, problems)
-    _check_parquet(root / bundle_io.SPECTRUM, SPECTRUM_COLUMNS, None, problems)
-    _check_parquet(root / bundle_io.RECALL, RECALL_COLUMNS, None, problems)
-    _check_parquet(root / bundle_io.PAIRS, PAIR_COLUMNS, None, problems)
-    best = root / bundle_io.BEST
+    _check_parquet(root / bundle_files.SPECTRUM, SPECTRUM_COLUMNS, None, problems)
+    _check_parquet(root / bundle_files.RECALL, RECALL_COLUMNS, None, problems)
+    _check_parquet(root / bundle_files.PAIRS, PAIR_COLUMNS, None, problems)
+    best = root / bundle_files.BEST
     if not best.is_file():
         problems.append(f"{best}: missing")
     else:
@@ -178,7 +178,7 @@ def validate_bundle(path: Path | str, verify_hashes: bool = True) -> list[str]:
 
 def check_bundle(path: Path | str, verify_hashes: bool = True) -> dict[str, Any]:
     """Validate and return the manifest; raise BundleError listing every problem otherwise."""
-    from .bundle_io import is_bundle
+    from .files import is_bundle
     if not is_bundle(Path(path)):
         read_manifest(Path(path))       # raises the one clear message: missing folder, not a bundle, ...
     problems = validate_bundle(path, verify_hashes=verify_hashes)

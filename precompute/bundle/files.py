@@ -1,7 +1,7 @@
 """Bundle folder I/O: the manifest, atomic creation, file hashes (docs/formats.md "Bundle").
 
 Light on purpose (numpy, pandas, pyarrow only): the app imports this module through
-`precompute.validate` and must never pull in torch, sklearn or umap.
+`precompute.bundle.validate` and must never pull in torch, sklearn or umap.
 """
 from __future__ import annotations
 

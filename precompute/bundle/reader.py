@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 # precompute owns the contract; these imports are torch-free (numpy/pandas/pyarrow only).
-from precompute.bundle_io import BundleError, read_manifest
-from precompute.validate import check_bundle
-from precompute import bundle_io
+from .files import BundleError, read_manifest
+from .validate import check_bundle
+from . import files as bundle_files
 
 MAKE_BUNDLE_HINT = "rebuild it with `python -m precompute run ... --overwrite --force` (or `make demo`)"
 
@@ -65,7 +65,7 @@ class Bundle:
     @cached_property
     def genes(self) -> pd.DataFrame:
         """``genes.parquet``: one row per gene in matrix row order (gene, symbol, ensembl_id, aliases)."""
-        df = _read_parquet(self.path / bundle_io.GENES)
+        df = _read_parquet(self.path / bundle_files.GENES)
         for col in ("symbol", "ensembl_id", "aliases"):
             if col not in df.columns:
                 df[col] = ""
@@ -87,28 +87,28 @@ class Bundle:
     @cached_property
     def best(self) -> dict:
         """``recall/best.json`` ({matrix: {"rank", "recall"}}) or {} when absent."""
-        p = self.path / bundle_io.BEST
+        p = self.path / bundle_files.BEST
         return json.loads(p.read_text()) if p.exists() else {}
 
     @cached_property
     def recall(self) -> pd.DataFrame:
         """``recall/recall.parquet`` (matrix, rank, source, recall_mean, recall_std, n_pairs, chance)."""
-        return self.optional_table(bundle_io.RECALL)
+        return self.optional_table(bundle_files.RECALL)
 
     @cached_property
     def spectrum(self) -> pd.DataFrame:
         """``subspaces/spectrum.parquet`` (matrix, component, explained_variance, explained_variance_ratio)."""
-        return self.optional_table(bundle_io.SPECTRUM)
+        return self.optional_table(bundle_files.SPECTRUM)
 
     @cached_property
     def metrics(self) -> pd.DataFrame:
         """``training/metrics.parquet`` (step, samples_seen, loss, ...) or an empty table."""
-        return self.optional_table(bundle_io.METRICS)
+        return self.optional_table(bundle_files.METRICS)
 
     @cached_property
     def pairs(self) -> pd.DataFrame:
         """``references/pairs.parquet`` (source, gene_a, gene_b) or an empty table."""
-        df = self.optional_table(bundle_io.PAIRS)
+        df = self.optional_table(bundle_files.PAIRS)
         if df.empty:
             return pd.DataFrame({"source": [], "gene_a": [], "gene_b": []}, dtype=str)
         return df
@@ -120,11 +120,11 @@ class Bundle:
 
     def umap(self, matrix: str) -> pd.DataFrame:
         """``umap/MATRIX.parquet`` sorted by gene row (gene, x, y)."""
-        return _read_parquet(self.path / bundle_io.umap_file(matrix)).sort_values("gene").reset_index(drop=True)
+        return _read_parquet(self.path / bundle_files.umap_file(matrix)).sort_values("gene").reset_index(drop=True)
 
     def modules(self, matrix: str) -> pd.DataFrame:
         """``modules/MATRIX.parquet`` sorted by gene row: gene, res_<value> int columns."""
-        p = self.path / bundle_io.modules_file(matrix)
+        p = self.path / bundle_files.modules_file(matrix)
         if not p.exists():
             return pd.DataFrame({"gene": np.arange(self.n_genes)})
         return _read_parquet(p).sort_values("gene").reset_index(drop=True)
@@ -135,33 +135,33 @@ class Bundle:
 
     def enrichment(self, matrix: str) -> pd.DataFrame:
         """``enrichment/MATRIX.parquet`` (resolution, module, library, term, overlap, ..., p, q, genes)."""
-        return self.optional_table(bundle_io.enrichment_file(matrix))
+        return self.optional_table(bundle_files.enrichment_file(matrix))
 
     def gmt_libraries(self) -> list[str]:
         """Names of the gene-set libraries under ``references/gmt`` (file stem)."""
-        d = self.path / bundle_io.GMT_DIR
+        d = self.path / bundle_files.GMT_DIR
         return sorted(p.stem for p in d.glob("*.gmt")) if d.exists() else []
 
     def gmt_path(self, library: str) -> Path:
         """Path of ``references/gmt/LIBRARY.gmt``."""
-        return self.path / bundle_io.gmt_file(library)
+        return self.path / bundle_files.gmt_file(library)
 
     def has_umap(self, matrix: str) -> bool:
         """True when ``umap/MATRIX.parquet`` exists."""
-        return (self.path / bundle_io.umap_file(matrix)).exists()
+        return (self.path / bundle_files.umap_file(matrix)).exists()
 
     # ---- memory-mapped matrices -----------------------------------------------------------
     def matrix(self, matrix: str) -> np.ndarray:
         """``matrices/MATRIX.npy`` memory-mapped, float32 (G, D)."""
-        return self._npy(bundle_io.matrix_file(matrix))
+        return self._npy(bundle_files.matrix_file(matrix))
 
     def subspace(self, matrix: str) -> np.ndarray:
         """``subspaces/MATRIX.npy`` memory-mapped, float32 (G, W); rank r = first r columns."""
-        return self._npy(bundle_io.subspace_file(matrix))
+        return self._npy(bundle_files.subspace_file(matrix))
 
     def knn(self, matrix: str) -> tuple[np.ndarray, np.ndarray]:
         """(indices int32 (G, k), sims float32 (G, k)) at the matrix's chosen rank, memory-mapped."""
-        return self._npy(bundle_io.knn_files(matrix)[0]), self._npy(bundle_io.knn_files(matrix)[1])
+        return self._npy(bundle_files.knn_files(matrix)[0]), self._npy(bundle_files.knn_files(matrix)[1])
 
     def _npy(self, rel: str) -> np.ndarray:
         cache = self.__dict__.setdefault("_npy_cache", {})

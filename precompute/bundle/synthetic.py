@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import bundle_io
-from .bundle_io import finalise, now_iso, partial_dir, save_npy, save_parquet, write_json_atomic
+from . import files as bundle_files
+from .files import finalise, now_iso, partial_dir, save_npy, save_parquet, write_json_atomic
 
 REFERENCE_SOURCES = ("CORUM", "huMAP", "Reactome", "SIGNOR", "StringDB")
 
@@ -141,10 +141,10 @@ def make_synthetic_bundle(out: Path | str, n_genes: int = 2000,
         references_dir: use this reference folder instead of the synthetic one written in a
             temporary directory.
     Returns:
-        The bundle path (validates with precompute.validate.validate_bundle).
+        The bundle path (validates with precompute.bundle.validate.validate_bundle).
     """
-    from .params import BundleParams
-    from .pipeline import build_bundle
+    from ..params import BundleParams
+    from ..pipeline import build_bundle
 
     dims = dims or {"codebook": 63, "decoder": 128}
     mats, genes, blocks = synthetic_matrices(n_genes, dims, n_blocks=max(4, n_genes // 50), seed=seed)
@@ -226,11 +226,11 @@ def make_planted_bundle(out: Path | str, n_genes: int = 400, n_programs: int = 1
         variant: another "checkpoint" of the same genes: programs, references and libraries stay
             those of ``seed``, the matrices' noise and layout change (for Compare).
     """
-    from .enrichment import enrich_membership
-    from .knn import cosine_knn
-    from .recall import best_rank, recall_sweep
-    from .references import pairs_to_indices
-    from .subspaces import pca_scores, spectrum_table
+    from ..enrichment import enrich_membership
+    from ..knn import cosine_knn
+    from ..recall import best_rank, recall_sweep
+    from ..references import pairs_to_indices
+    from ..subspaces import pca_scores, spectrum_table
 
     rng = np.random.default_rng(seed)
     out = Path(out)
@@ -241,7 +241,7 @@ def make_planted_bundle(out: Path | str, n_genes: int = 400, n_programs: int = 1
     symbols, program, members = _programs(n_genes, n_programs, rng)
     sym = np.asarray(symbols, dtype=object)
     aliases = [ALIASES.get(s, "") for s in symbols]
-    save_parquet(work / bundle_io.GENES, pd.DataFrame({
+    save_parquet(work / bundle_files.GENES, pd.DataFrame({
         "gene": np.arange(n_genes, dtype=np.int64), "symbol": symbols,
         "ensembl_id": [f"ENSG{i + 1:011d}" for i in range(n_genes)], "aliases": aliases}))
 
@@ -256,7 +256,7 @@ def make_planted_bundle(out: Path | str, n_genes: int = 400, n_programs: int = 1
     for rows in prog_rows[: len(NAMED_PROGRAMS)]:   # hubs: the first named gene pairs with four others
         pair_rows += [("CORUM", sym[rows[0]], sym[r]) for r in rows[1:5]]
     pairs = pd.DataFrame(pair_rows, columns=["source", "gene_a", "gene_b"]).drop_duplicates(ignore_index=True)
-    save_parquet(work / bundle_io.PAIRS, pairs)
+    save_parquet(work / bundle_files.PAIRS, pairs)
 
     # Gene-set libraries: the planted programs (half of each, so enrichment is partial) and random sets.
     hallmark = {f"HALLMARK_{n.upper().replace(' ', '_')}": [symbols[r] for r in rows[: max(3, len(rows) * 3 // 4)]]
@@ -264,7 +264,7 @@ def make_planted_bundle(out: Path | str, n_genes: int = 400, n_programs: int = 1
     go = {f"GO_RANDOM_{j:03d}": [symbols[r] for r in rng.choice(n_genes, 15, replace=False)] for j in range(30)}
     libraries = {"Hallmark_synthetic": hallmark, "GO_synthetic": go}
     for lib, sets in libraries.items():
-        p = work / bundle_io.gmt_file(lib)
+        p = work / bundle_files.gmt_file(lib)
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text("".join(f"{t}\tsynthetic\t" + "\t".join(g) + "\n" for t, g in sets.items()))
 
@@ -275,9 +275,9 @@ def make_planted_bundle(out: Path | str, n_genes: int = 400, n_programs: int = 1
         if name == "pca" and not with_pca:
             continue
         m = _program_matrix(program, n_programs, dim, noise={"codebook": 1.4, "decoder": 1.6, "pca": 2.2}[name], rng=rng)
-        save_npy(work / bundle_io.matrix_file(name), m)
+        save_npy(work / bundle_files.matrix_file(name), m)
         scores, ev = pca_scores(m)
-        save_npy(work / bundle_io.subspace_file(name), scores)
+        save_npy(work / bundle_files.subspace_file(name), scores)
         spectra.append(spectrum_table(name, ev))
         ranks = [r for r in (4, 8, 16, 32, 64) if r <= scores.shape[1]]
         rec = recall_sweep(scores, pair_idx, ranks, n_nulls=3, null_size=min(n_genes, 2000), seed=seed)
@@ -291,33 +291,33 @@ def make_planted_bundle(out: Path | str, n_genes: int = 400, n_programs: int = 1
         chosen = 8
         matrices[name] = {"shape": list(m.shape), "rank": chosen}
         idx, sims = cosine_knn(scores[:, :chosen], k)
-        save_npy(work / bundle_io.knn_files(name)[0], idx)
-        save_npy(work / bundle_io.knn_files(name)[1], sims)
+        save_npy(work / bundle_files.knn_files(name)[0], idx)
+        save_npy(work / bundle_files.knn_files(name)[1], sims)
         # A UMAP-like layout: programs as separate clouds, background genes spread in between.
         centres = rng.uniform(-12, 12, size=(n_programs + 1, 2))
         centres[n_programs] = 0
         spread = np.where(program >= 0, 1.0, 6.0)[:, None]
         xy = centres[np.where(program >= 0, program, n_programs)] + rng.normal(size=(n_genes, 2)) * spread
-        save_parquet(work / bundle_io.umap_file(name), pd.DataFrame({"gene": np.arange(n_genes), "x": xy[:, 0], "y": xy[:, 1]}))
+        save_parquet(work / bundle_files.umap_file(name), pd.DataFrame({"gene": np.arange(n_genes), "x": xy[:, 0], "y": xy[:, 1]}))
         coarse = np.where(program >= 0, program, n_programs)
         fine = coarse * 2 + (rng.random(n_genes) < 0.5)
         mods = pd.DataFrame({"gene": np.arange(n_genes), "res_0.5": coarse.astype(np.int64), "res_1.0": fine.astype(np.int64)})
-        save_parquet(work / bundle_io.modules_file(name), mods)
+        save_parquet(work / bundle_files.modules_file(name), mods)
         enr = [enrich_membership(mods[res].to_numpy(), sym, sets, lib, float(res[4:]), min_set_size=3)
                for res in ("res_0.5", "res_1.0") for lib, sets in libraries.items()]
-        save_parquet(work / bundle_io.enrichment_file(name), pd.concat(enr, ignore_index=True))
-    save_parquet(work / bundle_io.SPECTRUM, pd.concat(spectra, ignore_index=True))
+        save_parquet(work / bundle_files.enrichment_file(name), pd.concat(enr, ignore_index=True))
+    save_parquet(work / bundle_files.SPECTRUM, pd.concat(spectra, ignore_index=True))
     table = pd.concat(recall_tables, ignore_index=True)
     table["population"], table["n_genes"] = "whole vocabulary", n_genes
-    save_parquet(work / bundle_io.RECALL, table)
-    write_json_atomic(work / bundle_io.BEST, best)
+    save_parquet(work / bundle_files.RECALL, table)
+    write_json_atomic(work / bundle_files.BEST, best)
     stepno = np.arange(0, 2001, 50)
-    save_parquet(work / bundle_io.METRICS, pd.DataFrame({
+    save_parquet(work / bundle_files.METRICS, pd.DataFrame({
         "step": stepno, "samples_seen": stepno * 64, "loss": 0.6 + 2.0 * np.exp(-stepno / 400) + rng.normal(0, 0.02, len(stepno))}))
     for s in ("subspaces", "recall", "knn", "umap", "modules", "enrichment"):
         steps[s] = {"params": {"synthetic": True, "seed": seed}, "seconds": 0.0, "finished": now_iso()}
     manifest = {
-        "format": bundle_io.BUNDLE_FORMAT, "format_version": bundle_io.BUNDLE_FORMAT_VERSION, "created": now_iso(),
+        "format": bundle_files.BUNDLE_FORMAT, "format_version": bundle_files.BUNDLE_FORMAT_VERSION, "created": now_iso(),
         "source": {"kind": "txfm", "checkpoint": f"synthetic-seed{seed}", "sha256": f"{seed:064x}",
                    "model_config": {"preset": "synthetic", "d_model": 32, "n_layers": 2, "n_heads": 2},
                    "train_config": {"epochs": 1, "batch_size": 64},
