@@ -26,6 +26,7 @@ from data.references import tables as refs
 from common.atomic import atomic_write_text, sha256_file
 from common.gene_ids import LEVELS, IdentifierIndex, human_ensembl_id
 from data.references import registry
+
 GENE_COLUMNS = ["symbol", "ensembl_id", "entrez_id", "name", "aliases", "previous_symbols"]
 EXTRA_COLUMNS = ["gene_type", "other_ensembl_ids"]
 ORGDB_PACKAGE = "r-bioc-org.hs.eg.db"
