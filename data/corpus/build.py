@@ -17,6 +17,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -39,22 +40,22 @@ from txfm.corpus import CorpusWriter, is_corpus
 class BuildConfig:
     """Everything ``build_corpus`` needs besides the sources and the output path."""
 
-    layer: str = "auto"                  # h5ad matrix: auto | X | raw | a layer name
-    orientation: str = "auto"            # text tables: auto | genes_x_samples | samples_x_genes
-    allow_non_integer: bool = False      # round non-integer values instead of refusing them
-    unmapped: str = "keep"               # genes the table cannot map: keep (original id) | drop
+    layer: str = "auto"                  # h5ad matrix: auto (layers['counts'], else X if integer, else raw.X if integer), X, raw, or a layer name
+    orientation: Literal["auto", "genes_x_samples", "samples_x_genes"] = "auto"  # text tables: which axis holds genes; auto uses gene-id patterns, then the longer axis
+    allow_non_integer: bool = False      # round non-integer values instead of refusing them (fine for estimated counts such as salmon or RSEM; rounding TPM/FPKM or log values gives numbers that are not counts)
+    unmapped: Literal["keep", "drop"] = "keep"  # genes the gene table cannot map (or maps ambiguously): keep under their original id, or drop; counted in the report either way
     drop_spike_ins: bool = True          # ERCC spike-ins are not genes
     genes_file: str | None = None        # fixed vocabulary (one gene per line) instead of the union
-    chunk_size: int = 4096               # samples per read chunk (lowered to fit max_memory_gb)
-    shard_size: int = 8192               # samples per corpus shard (lowered to fit max_memory_gb)
-    max_memory_gb: float | None = None   # memory budget for chunks and shard buffers
+    chunk_size: int = 4096               # samples per read chunk (lowered to fit --max-memory-gb)
+    shard_size: int = 8192               # samples per corpus shard (lowered to fit --max-memory-gb)
+    max_memory_gb: float | None = None   # memory budget: chunk and shard sizes are lowered so their buffers fit in it
     curation: CurationConfig = field(default_factory=CurationConfig)
-    obs_map: tuple[str, ...] = ()        # COLUMN=TARGET or DATASET:COLUMN=TARGET rules
-    phenoprint: str | None = None        # None | "pca" | path to a CSV with perturbation,p_value
-    phenoprint_alpha: float = 0.1        # keep perturbations with consistency p < alpha (paper: 0.1)
-    control_label: str = "non-targeting"
-    overwrite: bool = False
-    min_mapped_fraction: float = MIN_MAPPED_FRACTION  # refuse a source whose ids map less (0 = never)
+    obs_map: tuple[str, ...] = ()        # extra metadata renames [DATASET:]COLUMN=TARGET, e.g. hba1c_class=condition or kang2018_pbmc_stim:stim=condition; built-in: bio_rep->batch, grna_target->perturbation, Annotation/cell_line->cell_type, ...
+    phenoprint: str | None = None        # perturbation curation: 'pca' (PCA consistency computed here) or a CSV with columns perturbation,p_value; cells of inconsistent perturbations are dropped (default: off)
+    phenoprint_alpha: float = 0.1        # keep perturbations with consistency p < alpha (the paper's 0.1)
+    control_label: str = "non-targeting"  # perturbation label of the control cells (always kept)
+    overwrite: bool = False              # replace an existing corpus at the output folder
+    min_mapped_fraction: float = MIN_MAPPED_FRACTION  # refuse a source when fewer of its gene ids map to the gene table (wrong id column, transposed matrix, truncated table); 0 accepts any
 
     def __post_init__(self) -> None:
         check_range("chunk_size", self.chunk_size, lo=1, integer=True, what="samples per read chunk")

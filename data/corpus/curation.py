@@ -35,10 +35,10 @@ BULK_MAX_SAMPLES = 100
 class CurationConfig:
     """Filter settings; ``None`` thresholds mean "scaled to the dataset" (see module docstring)."""
 
-    min_cells: int | None = None          # gene kept when detected in >= this many cells of a dataset
-    min_genes: int | None = None          # cell kept with >= this many detected genes (single-cell only)
-    min_counts: int = 1                   # cell kept with >= this many total counts (removes empty cells)
-    max_mito_fraction: float | None = None  # drop cells whose MT- genes hold more than this fraction
+    min_cells: int | None = None          # keep a gene when some single-cell dataset detects it in >= N cells (default: min(1000, 1% of the dataset's cells); bulk datasets use 1)
+    min_genes: int | None = None          # keep a single-cell sample with >= M detected genes (default: min(2000, 1% of the genes the dataset detects); bulk samples are not filtered)
+    min_counts: int = 1                   # drop samples with fewer total counts (1: empty samples)
+    max_mito_fraction: float | None = None  # drop samples whose MT- genes hold more than this fraction of counts (default: off)
     deduplicate: bool = True              # drop exact duplicate samples within a dataset (keep the first)
     kinds: dict = field(default_factory=dict)  # dataset name -> "bulk" | "single-cell" (overrides detection)
 
