@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from data.genes.harmonise import MIN_MAPPED_FRACTION, GeneMapping, check_gene_ids, map_genes
-from data.readers import DataError, ORIENTATIONS, check_counts, check_not_empty, check_sample_ids, open_sources, \
+from data.readers import DataError, check_counts, check_not_empty, check_sample_ids, open_sources, \
     transpose_fix
 
 
@@ -80,8 +80,14 @@ def read_user_counts(path: str | Path, gene_table="default", layer: str = "auto"
                       reader.kind, rounded)
 
 
+# The build-corpus parameters that also govern reading a count file here (the same options, generated).
+READING = {"layer", "orientation", "allow_non_integer", "unmapped", "min_mapped_fraction"}
+
+
 def run_embed(args: argparse.Namespace) -> int:
     from common.atomic import atomic_path
+    from common.cli_args import collect
+    from data.corpus.build import BuildConfig
     from common.options import check_range
     from common.outputs import check_output_file
     from txfm.inference import embed, is_embeddings_file
@@ -94,8 +100,9 @@ def run_embed(args: argparse.Namespace) -> int:
     if not Path(args.checkpoint).is_file():
         raise DataError(f"{args.checkpoint}: no such checkpoint file; pass a .pt written by `python -m txfm train`")
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
-    data = read_user_counts(args.input, args.gene_table, args.layer, args.orientation, args.allow_non_integer,
-                            args.unmapped, min_mapped_fraction=args.min_mapped_fraction, log=log)
+    r = BuildConfig(**{k: v for k, v in collect(args, BuildConfig).items() if k in READING})  # checks the ranges
+    data = read_user_counts(args.input, args.gene_table, r.layer, r.orientation, r.allow_non_integer,
+                            r.unmapped, min_mapped_fraction=r.min_mapped_fraction, log=log)
     s = data.mapping.summary
     log(f"{data.path}: {data.counts.shape[0]} samples, {s['input_ids']} gene ids -> {len(data.genes)} genes "
         f"({s['mapped']} mapped, {s['ambiguous']} ambiguous, {s['unmapped']} unmapped; {data.kind})")
@@ -126,14 +133,10 @@ def register_embed(sub) -> None:
                    help="samples per forward pass (default: 16 on CPU, 256 on GPU)")
     p.add_argument("--seed", type=int, default=0, help="seed of the gene selection when capped (default: 0)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default: cpu)")
-    g = p.add_argument_group("reading (as build-corpus)")
-    g.add_argument("--layer", default="auto", help="h5ad matrix: auto, X, raw, or a layer name (default: %(default)s)")
-    g.add_argument("--orientation", default="auto", choices=ORIENTATIONS, help="text tables: which axis holds genes")
-    g.add_argument("--allow-non-integer", action="store_true", help="round non-integer values instead of refusing")
-    g.add_argument("--gene-table", default="default", help="as build-corpus: 'default', a genes.tsv path or "
-                   "references folder, or 'none' (ids kept as given)")
-    g.add_argument("--unmapped", default="keep", choices=("keep", "drop"),
-                   help="genes the table cannot map: keep under their own id, or drop (default: %(default)s)")
-    g.add_argument("--min-mapped-fraction", type=float, default=MIN_MAPPED_FRACTION,
-                   help="refuse the file when fewer of its gene ids map (default: %(default)s)")
+    from common.cli_args import add_dataclass_args
+    from data.corpus.build import BuildConfig
+    from data.corpus.cli import GENE_TABLE_HELP
+    add_dataclass_args(p, BuildConfig, skip={f.name for f in fields(BuildConfig)} - READING,
+                       title="reading and gene mapping (as build-corpus)")
+    p.add_argument("--gene-table", default="default", help=GENE_TABLE_HELP)
     p.set_defaults(func=run_embed)

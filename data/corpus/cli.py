@@ -20,6 +20,10 @@ def _kinds(rules: list[str] | None) -> dict:
     return out
 
 
+GENE_TABLE_HELP = ("'default' (cache/references/genes/genes.tsv, built by fetch-references on first use), a genes.tsv "
+                   "path or references folder, or 'none' to keep ids as given (offline; sources using different id "
+                   "kinds then do not align)")
+
 # BuildConfig and CurationConfig fields whose options are typed by hand below: file options, and
 # switches whose command-line form is the negation of the field (--keep-duplicates = deduplicate False).
 _BUILD_BY_HAND = {"drop_spike_ins", "genes_file", "curation", "overwrite"}
@@ -58,10 +62,7 @@ def register_build_corpus(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     add_dataclass_args(p, BuildConfig, skip=_BUILD_BY_HAND, title="reading, genes and perturbations")
     g = p.add_argument_group("genes (gene table and vocabulary)")
-    g.add_argument("--gene-table", default="default",
-                   help="'default' (cache/references/genes/genes.tsv, built by fetch-references on first use), "
-                   "a genes.tsv path or references folder, or 'none' to keep ids as given (offline; sources "
-                   "using different id kinds then do not align)")
+    g.add_argument("--gene-table", default="default", help=GENE_TABLE_HELP)
     g.add_argument("--keep-spike-ins", action="store_true", help="keep ERCC spike-in features (dropped by default)")
     g.add_argument("--genes", default=None, help="file with one gene per line: use it as the vocabulary instead "
                    "of the union of the sources' genes")
