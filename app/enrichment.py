@@ -1,6 +1,6 @@
 """Enrichment of a user's gene list, run with precompute's own test (torch-free import).
 
-``precompute.enrichment.enrich_membership`` computes the module enrichment stored in bundles:
+``precompute.bundle.enrichment.enrich_membership`` computes the module enrichment stored in bundles:
 one-sided hypergeometric p = P[X >= overlap], X ~ Hypergeom(background, set_size, list size),
 background = genes that appear in any term of the library, terms restricted to the background
 and tested when min_set_size <= size <= max_set_size, Benjamini-Hochberg per library.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from precompute.enrichment import bh_qvalues, enrich_membership
+from precompute.bundle.enrichment import bh_qvalues, enrich_membership
 
 ENRICHMENT_COLUMNS = ["library", "term", "overlap", "set_size", "list_size", "background", "p", "q", "genes"]
 

@@ -169,7 +169,7 @@ def modules_step(ctx: StepContext) -> dict[str, Any]:
 
 
 def enrichment_step(ctx: StepContext) -> dict[str, Any]:
-    from .enrichment import COLUMNS, enrich_prepared, prepare_library
+    from .bundle.enrichment import COLUMNS, enrich_prepared, prepare_library
     p = ctx.params
     symbols = pd.read_parquet(ctx.work / bundle_files.GENES)["symbol"].to_numpy()
     libs = [prepare_library(symbols, refs.load_gmt(q), q.stem, p.min_set_size, p.max_set_size)

@@ -226,7 +226,7 @@ def make_planted_bundle(out: Path | str, n_genes: int = 400, n_programs: int = 1
         variant: another "checkpoint" of the same genes: programs, references and libraries stay
             those of ``seed``, the matrices' noise and layout change (for Compare).
     """
-    from ..enrichment import enrich_membership
+    from .enrichment import enrich_membership
     from ..knn import cosine_knn
     from ..recall import best_rank, recall_sweep
     from ..references import pairs_to_indices

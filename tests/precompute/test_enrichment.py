@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy.stats import hypergeom
 
-from precompute.enrichment import bh_qvalues, enrich_membership, hypergeom_sf
+from precompute.bundle.enrichment import bh_qvalues, enrich_membership, hypergeom_sf
 
 
 def test_bh_qvalues_hand_computed():
