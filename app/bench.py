@@ -2,8 +2,8 @@
 
     python -m app.bench --dir bench-out/app --genes 45000 --out bench-out/app/bench.md
 
-Bundles are made once with precompute's generator (``precompute.bundle.synthetic.make_synthetic_bundle``)
-in a separate process (it imports torch; the app never does). Measurements run in a fresh
+Bundles are made once by ``python -m precompute synthetic`` (the pipeline on planted-block matrices)
+in its own process: the app imports nothing but the bundle contract, never torch. Measurements run in a fresh
 process that imports only the app: every page is rendered server-side with streamlit's AppTest
 (first visit, which loads and caches the bundle, then a repeat visit), gene queries are timed
 through the page and through the lookup functions, and the process's resident memory is read
@@ -30,12 +30,11 @@ def make_bundles(d: Path, n_genes: int, dims: dict[str, int], names: list[str]) 
         if (out / "manifest.json").exists():
             print(f"reusing {out}", flush=True)
             continue
-        code = ("import sys, json; from precompute.bundle.synthetic import make_synthetic_bundle; "
-                f"make_synthetic_bundle({str(out)!r}, n_genes={n_genes}, dims=json.loads(sys.argv[1]), "
-                f"seed={seed}, progress=True)")
+        cmd = [sys.executable, "-m", "precompute", "synthetic", "--out", str(out), "--n-genes", str(n_genes),
+               "--seed", str(seed), "--dims", *[f"{k}={v}" for k, v in dims.items()]]
         print(f"building {out} ({n_genes} genes, dims {dims})", flush=True)
         t = time.time()
-        subprocess.run([sys.executable, "-c", code, json.dumps(dims)], cwd=ROOT, check=True)
+        subprocess.run(cmd, cwd=ROOT, check=True)
         print(f"built {out} in {time.time() - t:.0f} s", flush=True)
 
 
