@@ -27,7 +27,7 @@ from data.references.tables import canonical_pairs, load_manifest, write_gmt, wr
 from common.atomic import atomic_write_text, sha256_file
 from data.references.registry import RegistryError
 
-BUILDER_VERSION_REFS = 1  # bump when a table builder changes its output, so caches rebuild
+BUILDER_VERSION_REFS = 2  # bump when a table builder changes its output, so caches rebuild (2: CORUM names unescaped)
 EFAAR = ("efaar-benchmarking", "1.0")
 EFAAR_DIR = "efaar_benchmarking/benchmark_annotations"
 # output source name -> file inside the efaar wheel (output names as in docs/formats.md)
@@ -81,9 +81,15 @@ def read_efaar_wheel(wheel: str | Path) -> dict:
                 name, _, genes = line.partition("\t")
                 if not genes.strip():
                     raise ValueError(f"{wheel}:{CORUM_COMPLEXES} line {i}: no genes")
-                complexes.append((name.strip(), list(dict.fromkeys(genes.split()))))
+                complexes.append((_unescape(name.strip()), list(dict.fromkeys(genes.split()))))
         licences = wheel_licences(text("LICENSE"))
     return {"pairs": pairs, "complexes": complexes, "licences": licences}
+
+
+def _unescape(name: str) -> str:
+    """CORUM_clusters.tsv writes some characters as literal escapes ("BARD1\\u2013BRCA1"): decode them, so a
+    complex is shown as BARD1–BRCA1 and not with a backslash sequence."""
+    return re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), name)
 
 
 def remap_symbols(symbols: Iterable[str], table) -> tuple[dict[str, str], dict]:

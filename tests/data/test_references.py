@@ -35,7 +35,7 @@ PAIRS = {
     "SIGNOR.txt": "entity1,entity2\nMDM2,TP53\nTP53,MDM2\n",
     "StringDB.txt": "entity1,entity2\nMT-CO2,CDKN1A\n",
 }
-CLUSTERS = "p53-MDM2 complex\tTP53 MDM2\nseptin complex\tSEPT7 SEPT7 CDKN1A\n"
+CLUSTERS = "p53-MDM2 complex\tTP53 MDM2\nseptin complex\tSEPT7 SEPT7 CDKN1A\nBARD1\\u2013BRCA1 complex\tBARD1 BRCA1\n"
 HALLMARK = "HALLMARK_P53_PATHWAY\thttp://h\tTP53\tMDM2\tCDKN1A\n"
 C2CP = ("REACTOME_A\tdr\tTP53\tP21\nKEGG_B\tdk\tMDM2\tTP53\nWP_C\tdw\tTP53\n"
         "BIOCARTA_D\tdb\tMDM2\nPID_E\tdp\tCDKN1A\nNABA_F\tdn\tSEPT7\n")
@@ -73,7 +73,8 @@ def test_read_efaar_wheel_and_canonical_pairs(tmp_path, table):
     assert raw["licences"] == {"CORUM.txt": "CC-BY-NC 4.0 (https://example.org/by-nc)",
                                "HuMAP.txt": "CC-BY 4.0 (https://example.org/by)"}
     assert raw["complexes"] == [("p53-MDM2 complex", ["TP53", "MDM2"]),
-                                ("septin complex", ["SEPT7", "CDKN1A"])]
+                                ("septin complex", ["SEPT7", "CDKN1A"]),
+                                ("BARD1\u2013BRCA1 complex", ["BARD1", "BRCA1"])]   # the file's literal \u2013 decoded
     corum = raw["pairs"]["CORUM"]
     renames, stats = refs.remap_symbols(pd.concat([corum.entity1, corum.entity2]), table)
     assert renames == {"SEPT7": "SEPTIN7"}
@@ -256,7 +257,8 @@ def test_fetch_references_offline_end_to_end(offline_cache):
     assert (out / "pairs" / "StringDB.tsv").read_text() == "gene_a\tgene_b\nCDKN1A\tMT-CO2\n"
     assert tables.load_pairs(out, ["SIGNOR"]).values.tolist() == [["SIGNOR", "MDM2", "TP53"]]
     assert tables.load_gmt(out / "gmt" / "CORUM_complexes.gmt") == {
-        "p53-MDM2 complex": ["TP53", "MDM2"], "septin complex": ["SEPTIN7", "CDKN1A"]}
+        "p53-MDM2 complex": ["TP53", "MDM2"], "septin complex": ["SEPTIN7", "CDKN1A"],
+        "BARD1\u2013BRCA1 complex": ["BARD1", "BRCA1"]}
     assert tables.load_gmt(out / "gmt" / "MSigDB_Reactome.gmt") == {"REACTOME_A": ["TP53", "CDKN1A"]}
     assert tables.load_gmt(out / "gmt" / "GO_BP.gmt") == {
         "apoptotic process (GO:0006915)": ["CDKN1A", "TP53"],
