@@ -172,12 +172,23 @@ def matrix_choice(b: Bundle, label: str = "Gene matrix", key: str = "matrix", co
     return m
 
 
+_RANK_OWNER = "_rank_owner"   # session only (not in the URL): which bundle/matrix the stored rank is for
+
+
 def rank_choice(b: Bundle, matrix: str, container=st) -> int:
-    """Slider for the subspace rank, synchronised with the ``rank`` URL parameter."""
+    """Slider for the subspace rank, synchronised with the ``rank`` URL parameter.
+
+    A rank belongs to the matrix it was chosen for: after switching matrix (or bundle) the slider
+    starts at the new matrix's chosen rank, the one its label names, not at the previous matrix's."""
     hi, default = b.max_rank(matrix), b.default_rank(matrix)
-    r = min(max(params.as_int(params.get("rank"), default), 1), hi)
     wkey = f"w_rank_{b.name}_{matrix}"
-    if wkey not in st.session_state:  # (re)created: start from the shared/URL value
+    owner = f"{b.name}/{matrix}"
+    if params.get(_RANK_OWNER) not in (None, owner):   # the stored rank was chosen for another matrix
+        params.put("rank", None)
+        st.session_state.pop(wkey, None)
+    params.put(_RANK_OWNER, owner)
+    r = min(max(params.as_int(params.get("rank"), default), 1), hi)
+    if wkey not in st.session_state:  # (re)created: start from the URL value or the chosen rank
         st.session_state[wkey] = r
     r = container.slider(f"Subspace rank (chosen: {default})", 1, hi, key=wkey,
                          help="Similarity uses the first r standardised principal components of the matrix.")

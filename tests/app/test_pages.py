@@ -138,3 +138,17 @@ def test_modules_table_and_component_enrichment(monkeypatch, bundles_dir, alpha)
     enr = [d.value for d in at.dataframe if "term" in d.value.columns]
     assert len(enr) == 1 and {"library", "overlap", "p", "q", "genes"} <= set(enr[0].columns)
     assert (enr[0]["overlap"] >= 1).all() and enr[0]["p"].is_monotonic_increasing
+
+
+def test_switching_matrix_starts_at_the_new_matrix_chosen_rank(monkeypatch, bundles_dir):
+    """A rank chosen for one matrix is not carried to another (the slider's label names the new
+    matrix's chosen rank, so the value must be it); coming back starts at the chosen rank again."""
+    at = make_app(monkeypatch, bundles_dir, gene="MDM2", matrix="decoder", rank="5").run()
+    at.switch_page("views/neighbourhood.py").run()
+    assert "in `decoder` at rank 5" in texts(at.subheader)
+    at.selectbox(key="w_matrix_alpha").set_value("codebook").run()
+    assert not at.exception
+    assert "in `codebook` at rank 8" in texts(at.subheader)          # the codebook's chosen rank
+    assert at.query_params["rank"] in ("8", ["8"]) and at.query_params["matrix"] in ("codebook", ["codebook"])
+    at.selectbox(key="w_matrix_alpha").set_value("decoder").run()
+    assert "in `decoder` at rank 8" in texts(at.subheader)
