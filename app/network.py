@@ -22,8 +22,9 @@ def similarity_graph(unit: np.ndarray, rows: np.ndarray, symbols: np.ndarray, th
             ``sources`` ("|"-joined).
         centre: the query gene's row for an ego network; nodes get ``similarity_to_centre``.
     Returns:
-        Undirected graph; node attributes symbol, row, is_centre, similarity_to_centre; edge
-        attributes cosine, known, sources. All scalar (GraphML-safe).
+        Undirected graph; node attributes symbol, row, is_centre, and similarity_to_centre for an
+        ego network (absent otherwise: no NaN reaches a GraphML file); edge attributes cosine,
+        known, sources. All scalar (GraphML-safe).
     """
     rows = np.asarray(rows, dtype=np.int64)
     sims = similarity_matrix(unit, rows)
@@ -35,8 +36,8 @@ def similarity_graph(unit: np.ndarray, rows: np.ndarray, symbols: np.ndarray, th
     g = nx.Graph()
     centre_sims = unit[rows] @ unit[centre] if centre is not None else None
     for i, r in enumerate(rows):
-        g.add_node(str(symbols[r]), symbol=str(symbols[r]), row=int(r), is_centre=bool(r == centre),
-                   similarity_to_centre=float(centre_sims[i]) if centre_sims is not None else float("nan"))
+        extra = {"similarity_to_centre": float(centre_sims[i])} if centre_sims is not None else {}
+        g.add_node(str(symbols[r]), symbol=str(symbols[r]), row=int(r), is_centre=bool(r == centre), **extra)
     iu, ju = np.triu_indices(len(rows), k=1)
     keep = sims[iu, ju] >= threshold
     for i, j in zip(iu[keep], ju[keep]):
@@ -44,6 +45,25 @@ def similarity_graph(unit: np.ndarray, rows: np.ndarray, symbols: np.ndarray, th
         src = known.get((min(a, b), max(a, b)), set())
         g.add_edge(str(symbols[a]), str(symbols[b]), cosine=float(sims[i, j]), known=bool(src),
                    sources="|".join(sorted(src)))
+    return g
+
+
+def module_network(unit: np.ndarray, rows: np.ndarray, symbols: np.ndarray, threshold: float,
+                   pairs: PairIndex | None, max_genes: int) -> nx.Graph:
+    """Similarity graph of a module's genes: all of them, or its ``max_genes`` most central ones (highest
+    cosine to the module's mean vector, kept in row order) when it is larger. The graph records what
+    it holds (``genes_in_module``, ``genes_in_network``, ``selection``), so a truncated export says so."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) > max_genes:
+        centrality = unit[rows] @ unit[rows].mean(axis=0)
+        kept = rows[np.sort(np.argsort(-centrality)[:max_genes])]
+    else:
+        kept = rows
+    g = similarity_graph(unit, kept, symbols, threshold, pairs)
+    g.graph.update({"edge_threshold": float(threshold), "genes_in_module": int(len(rows)),
+                    "genes_in_network": int(len(kept)),
+                    "selection": "all genes of the module" if len(kept) == len(rows) else
+                    f"the {len(kept)} most central of {len(rows)} genes (highest cosine to the module mean)"})
     return g
 
 

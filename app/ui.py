@@ -122,7 +122,7 @@ def export_buttons(name: str, table=None, sets=None,
         name: file name stem ("TP53_neighbours").
         table: CSV export: a DataFrame, or a function returning one (built on click).
         sets: GMT export: {set name: genes}, or a function returning that dict (built on click).
-        graph: GraphML export (Cytoscape).
+        graph: GraphML export (Cytoscape): a graph, or a function returning one (built on click).
         view: JSON export: dict with keys page, bundle, params, genes.
     """
     cols = st.columns(4)
@@ -133,8 +133,9 @@ def export_buttons(name: str, table=None, sets=None,
     if sets:
         cols[1].download_button("GMT", data=lambda: gmt_bytes(sets() if callable(sets) else sets), file_name=f"{safe}.gmt", mime="text/plain",
                                 key=f"dl_gmt_{key}", on_click="ignore", icon=":material/download:")
-    if graph is not None and graph.number_of_nodes():
-        cols[2].download_button("GraphML (Cytoscape)", data=lambda: graphml_bytes(graph), file_name=f"{safe}.graphml",
+    if graph is not None and (callable(graph) or graph.number_of_nodes()):
+        cols[2].download_button("GraphML (Cytoscape)", data=lambda: graphml_bytes(graph() if callable(graph) else graph),
+                                file_name=f"{safe}.graphml",
                                 mime="application/xml", key=f"dl_graphml_{key}", on_click="ignore",
                                 icon=":material/download:")
     if view is not None:

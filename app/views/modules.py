@@ -6,9 +6,10 @@ import streamlit as st
 
 from app import loaders, params, ui
 from app.text import code, codes, esc, plain
-from app.network import network_figure, similarity_graph
+from app.network import module_network, network_figure
 
-MAX_NETWORK_GENES = 60
+MAX_NETWORK_GENES = 60      # drawn on the page
+MAX_EXPORT_GENES = 500      # in the GraphML export: edges grow with the square of the genes (500: <= 125k)
 
 st.title("Modules")
 b = ui.require_bundles()[0]
@@ -68,17 +69,20 @@ with right:
     rank = b.default_rank(matrix)
     thr = st.slider("Edge threshold (cosine)", -1.0, 1.0, 0.5, 0.05, key="mod_thr")
     unit = loaders.unit(b, matrix, rank)
-    if len(rows) > MAX_NETWORK_GENES:  # keep the module's core: highest mean cosine to the other members
-        centrality = (unit[rows] @ unit[rows].mean(axis=0))
-        shown = rows[np.sort(np.argsort(-centrality)[:MAX_NETWORK_GENES])]
-    else:
-        shown = rows
-    graph = similarity_graph(unit, shown, b.symbols, thr, loaders.pairs(b))
-    graph.graph.update({"bundle": b.name, "matrix": matrix, "rank": rank, "resolution": res, "module": int(module)})
+
+    def module_graph(n: int):
+        g = module_network(unit, rows, b.symbols, thr, loaders.pairs(b), n)
+        g.graph.update({"bundle": b.name, "matrix": matrix, "rank": rank, "resolution": res, "module": int(module)})
+        return g
+
+    graph = module_graph(MAX_NETWORK_GENES)
     st.plotly_chart(network_figure(graph, title=f"Module {module} (rank {rank})"), key="mod_net")
     if len(rows) > MAX_NETWORK_GENES:
         st.caption(f"Network shows the {MAX_NETWORK_GENES} most central of {len(rows)} genes "
                    "(highest cosine to the module mean).")
+    st.caption("GraphML export: " + ("all genes of the module." if len(rows) <= MAX_EXPORT_GENES else
+               f"the {MAX_EXPORT_GENES} most central of {len(rows)} genes (stated in the file); the CSV and GMT "
+               "exports hold every gene."))
 
 
 
@@ -90,7 +94,8 @@ def all_sets() -> dict[str, list[str]]:
 
 st.markdown("**Export this module**")
 ui.export_buttons(f"{b.name}_{matrix}_{res}_module_{module}", table=ui.gene_table(b, rows),
-                  sets={f"{b.name}_{matrix}_{res}_module_{module}": genes}, graph=graph, key="mod_one",
+                  sets={f"{b.name}_{matrix}_{res}_module_{module}": genes},
+                  graph=lambda: module_graph(MAX_EXPORT_GENES), key="mod_one",
                   view={"page": "Modules", "bundle": b.name, "genes": genes,
                         "params": {"matrix": matrix, "resolution": res, "module": int(module)}})
 st.markdown("**Export all modules at this resolution**")

@@ -43,3 +43,25 @@ def test_csv_and_view_json():
     doc = json.loads(view_json("Gene neighbourhood", "demo", {"gene": "TP53", "k": np.int64(20)}, ["TP53", "MDM2"]))
     assert doc["format"] == "txfm-app-view" and doc["params"] == {"gene": "TP53", "k": 20}
     assert doc["genes"] == ["TP53", "MDM2"] and doc["bundle"] == "demo"
+
+
+def test_module_network_export_is_whole_or_says_it_is_not():
+    """A module's GraphML holds all its genes up to the cap; beyond it, the file states the selection.
+    No node attribute is NaN (Cytoscape shows NaN as a broken value)."""
+    from app.network import module_network
+
+    rng = np.random.default_rng(0)
+    x = unit_rows(rng.normal(size=(100, 8)).astype(np.float32), 8)
+    symbols = np.array([f"G{i}" for i in range(100)])
+    rows = np.arange(10, 90)                                     # an 80-gene module
+    whole = nx.read_graphml(io.BytesIO(graphml_bytes(module_network(x, rows, symbols, 0.5, None, 2000))))
+    assert set(whole.nodes) == {f"G{i}" for i in rows}
+    assert whole.graph["selection"] == "all genes of the module" and whole.graph["genes_in_network"] == 80
+    part = module_network(x, rows, symbols, 0.5, None, 60)
+    core = np.argsort(-(x[rows] @ x[rows].mean(0)))[:60]         # independent: the 60 highest cosines to the mean
+    assert set(part.nodes) == {f"G{rows[i]}" for i in core}
+    back = nx.read_graphml(io.BytesIO(graphml_bytes(part)))
+    assert back.graph["genes_in_module"] == 80 and back.graph["genes_in_network"] == 60
+    assert back.graph["selection"].startswith("the 60 most central of 80 genes")
+    for _, d in back.nodes(data=True):
+        assert "similarity_to_centre" not in d and all(not (isinstance(v, float) and np.isnan(v)) for v in d.values())
