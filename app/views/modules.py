@@ -45,15 +45,32 @@ summary = module_summary(str(b.path), matrix, res)
 st.dataframe(summary, hide_index=True, height=260, column_config={
     "q": st.column_config.NumberColumn("q (BH)", format="%.2e"), "term": "top enriched term"})
 options = summary["module"].tolist()
+mod_key = f"mod_sel_{b.name}_{matrix}_{res}"
+# The gene in the URL (or picked on another page) opens the module that contains it; a module chosen
+# here, or given in the URL with the gene, stays until the gene, matrix or resolution changes.
+gene = params.get("gene")
+gene_row = loaders.index_for(b).lookup(gene) if gene else None
+if gene_row is not None:
+    for_key = f"{b.name}/{matrix}/{res}/{gene}"
+    owner = params.get("_module_for")
+    if owner != for_key:
+        if owner is not None or params.get("module") is None:
+            params.put("module", int(mods[res].iloc[gene_row]))
+            st.session_state.pop(mod_key, None)
+        params.put("_module_for", for_key)
 cur_mod = params.as_int(params.get("module"), options[0])
 module = c[2].selectbox("Module", options, index=options.index(cur_mod) if cur_mod in options else 0,
                         format_func=lambda m: f"module {m} ({int(summary.set_index('module').loc[m, 'size'])} genes)",
-                        key=f"mod_sel_{b.name}_{matrix}_{res}")
+                        key=mod_key)
 params.put("module", int(module))
 
 rows = np.flatnonzero(mods[res].to_numpy() == module)
 genes = [str(b.symbols[r]) for r in rows]
 st.subheader(f"Module {module}: {len(rows)} genes")
+if gene_row is not None:
+    home = int(mods[res].iloc[gene_row])
+    st.caption(f"**{esc(b.symbols[gene_row])}** is in this module." if home == module else
+               f"**{esc(b.symbols[gene_row])}** is in module {home}, not this one.")
 left, right = st.columns([1, 1])
 with left:
     st.markdown("**Genes**")

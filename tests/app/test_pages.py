@@ -152,3 +152,20 @@ def test_switching_matrix_starts_at_the_new_matrix_chosen_rank(monkeypatch, bund
     assert at.query_params["rank"] in ("8", ["8"]) and at.query_params["matrix"] in ("codebook", ["codebook"])
     at.selectbox(key="w_matrix_alpha").set_value("decoder").run()
     assert "in `decoder` at rank 8" in texts(at.subheader)
+
+
+def test_modules_page_opens_the_module_of_the_url_gene(monkeypatch, bundles_dir, alpha):
+    res = "res_1.0"
+    row = int(np.flatnonzero(alpha.symbols == "MDM2")[0])
+    home = int(alpha.modules("codebook")[res][row])
+    at = make_app(monkeypatch, bundles_dir, gene="MDM2", resolution=res).run()
+    at.switch_page("views/modules.py").run()
+    assert not at.exception
+    assert texts(at.subheader).startswith(f"Module {home}:")
+    assert "**MDM2** is in this module" in texts(at.caption)
+    # a module given in the URL with the gene is kept (a shared link to a module view)
+    other = next(m for m in sorted(set(alpha.modules("codebook")[res])) if m != home)
+    at = make_app(monkeypatch, bundles_dir, gene="MDM2", resolution=res, module=str(other)).run()
+    at.switch_page("views/modules.py").run()
+    assert texts(at.subheader).startswith(f"Module {other}:")
+    assert f"**MDM2** is in module {home}, not this one" in texts(at.caption)
