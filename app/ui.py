@@ -145,11 +145,15 @@ def export_buttons(name: str, table=None, sets=None,
 
 
 def enrichment_table(df: pd.DataFrame, height: int = 320) -> None:
-    """An enrichment result as a sortable table with p/q in scientific notation."""
+    """An enrichment result as a sortable table, full width, q (BH) and p first in scientific notation,
+    the overlapping genes last."""
     if df.empty:
         st.info("No gene set overlaps this list.")
         return
-    st.dataframe(df, hide_index=True, height=height, column_config={
+    first = [c for c in ("q", "p", "term", "library", "overlap") if c in df.columns]
+    last = [c for c in ("genes",) if c in df.columns]
+    df = df[first + [c for c in df.columns if c not in first + last] + last]
+    st.dataframe(df, hide_index=True, height=height, width="stretch", column_config={
         "p": st.column_config.NumberColumn("p", format="%.2e"),
         "q": st.column_config.NumberColumn("q (BH)", format="%.2e"),
         "genes": st.column_config.TextColumn("overlapping genes", width="large"),

@@ -74,14 +74,7 @@ if gene_row is not None:
 left, right = st.columns([1, 1])
 with left:
     st.markdown("**Genes**")
-    st.dataframe(ui.gene_table(b, rows), hide_index=True, height=240)
-    st.markdown("**Enrichment** (precomputed: hypergeometric, BH per partition and library)")
-    if enr.empty:
-        st.info("No enrichment table for this matrix.")
-        mod_enr = pd.DataFrame()
-    else:
-        mod_enr = enr[np.isclose(enr["resolution"].astype(float), float(res[4:])) & (enr["module"] == module)]
-        ui.enrichment_table(mod_enr.drop(columns=["resolution", "module"]).sort_values("p"))
+    st.dataframe(ui.gene_table(b, rows), hide_index=True, height=480)
 with right:
     rank = b.default_rank(matrix)
     thr = st.slider("Edge threshold (cosine)", -1.0, 1.0, 0.5, 0.05, key="mod_thr")
@@ -101,6 +94,14 @@ with right:
                f"the {MAX_EXPORT_GENES} most central of {len(rows)} genes (stated in the file); the CSV and GMT "
                "exports hold every gene."))
 
+
+
+st.markdown("**Enrichment of this module** (precomputed: hypergeometric, BH per partition and library)")
+if enr.empty:
+    st.info("No enrichment table for this matrix.")
+else:
+    mod_enr = enr[np.isclose(enr["resolution"].astype(float), float(res[4:])) & (enr["module"] == module)]
+    ui.enrichment_table(mod_enr.drop(columns=["resolution", "module"]).sort_values("p"))
 
 
 def all_sets() -> dict[str, list[str]]:
