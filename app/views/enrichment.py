@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 
 from app import loaders, ui
-from app.text import code, codes, esc, plain
+from app.text import code, codes
 from app.search import parse_gene_list
 
 st.title("Enrichment")

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, loaders, params, ui
-from app.text import code, codes, esc, plain
+from app.text import code, codes, plain
 from app.search import parse_gene_list
 
 st.title("Gene map")

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from app import loaders, params, ui
-from app.text import code, codes, esc, plain
+from app.text import code, esc
 from app.network import module_network, network_figure
 
 MAX_NETWORK_GENES = 60      # drawn on the page

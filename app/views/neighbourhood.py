@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 
 from app import loaders, params, ui
-from app.text import code, codes, esc, plain
+from app.text import code, esc, plain
 from app.neighbours import neighbour_table
 from app.network import network_figure, similarity_graph
 

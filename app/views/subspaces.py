@@ -6,7 +6,7 @@ import plotly.express as px
 import streamlit as st
 
 from app import charts, loaders, params, ui
-from app.text import code, codes, esc, plain
+from app.text import code, esc, plain
 
 st.title("Subspaces")
 b = ui.require_bundles()[0]

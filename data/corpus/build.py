@@ -12,7 +12,6 @@ A report is saved inside the corpus as report.json and report.md.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace

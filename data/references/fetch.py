@@ -24,7 +24,7 @@ import pandas as pd
 from data.references import gene_sets as gs
 from data.references import registry
 from data.references.tables import canonical_pairs, load_manifest, write_gmt, write_manifest, write_pairs
-from common.atomic import atomic_write_text, sha256_file
+from common.atomic import sha256_file
 from data.references.registry import RegistryError
 
 BUILDER_VERSION_REFS = 2  # bump when a table builder changes its output, so caches rebuild (2: CORUM names unescaped)

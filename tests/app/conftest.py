@@ -1,7 +1,6 @@
 """Fixtures for the app tests: small synthetic bundles with planted gene programs (built once)."""
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest

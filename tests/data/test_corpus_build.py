@@ -16,7 +16,7 @@ from data.corpus.build import BuildConfig, build_corpus
 from data.corpus.curation import CurationConfig
 from data.genes.table import GeneTable
 from data.readers import DataError
-from txfm.corpus import Corpus, CorpusError
+from txfm.corpus import Corpus
 
 GENES = ["CD3E", "MS4A1", "LYZ"]
 LOOSE = BuildConfig(curation=CurationConfig(min_cells=1, min_genes=1))

@@ -1,6 +1,5 @@
 """Masking law, encoder blindness to masked genes, overfitting one batch."""
 import numpy as np
-import pytest
 import scipy.sparse as sp
 import torch
 from scipy.stats import chisquare
