@@ -21,7 +21,6 @@ class GeneIndex:
     """
 
     symbols: np.ndarray           # (G,) str, row order
-    keys: dict[str, int]          # upper-case token -> row
     key_kind: dict[str, str]      # upper-case token -> "symbol" | "ensembl" | "alias"
     display: list[str]            # autocomplete labels, one per searchable token
     display_rows: np.ndarray      # (n_labels,) int, row of each label
@@ -54,9 +53,8 @@ class GeneIndex:
         # building the dict from the reversed lists lets earlier entries overwrite later ones.
         first = dict(zip(reversed(upper), range(len(upper) - 1, -1, -1)))
         keep = sorted(i for i in first.values() if upper[i])
-        keys = {upper[i]: rows[i] for i in keep}
         kind = {upper[i]: kinds[i] for i in keep}
-        return cls(symbols, keys, kind, [labels[i] for i in keep], np.asarray([rows[i] for i in keep], dtype=np.int64),
+        return cls(symbols, kind, [labels[i] for i in keep], np.asarray([rows[i] for i in keep], dtype=np.int64),
                    np.asarray([upper[i] for i in keep], dtype=str), IdentifierIndex(symbols.tolist(), ens, aliases=ali))
 
     def lookup(self, query: str) -> int | None:

@@ -76,8 +76,7 @@ class Embeddings:
 
 def default_batch_size(device: str | torch.device) -> int:
     """Samples per forward pass when none is given: 16 on a CPU, whose caches a small batch keeps
-    warm (tiny model, K = 256, 2 cores: about 310 samples/s at 8-16 against 170 at 256; `txfm bench`
-    measures the default), 256 on a GPU, which a large batch fills."""
+    warm (`txfm bench` measures it against the training step), 256 on a GPU, which a large batch fills."""
     return 256 if torch.device(device).type == "cuda" else 16
 
 

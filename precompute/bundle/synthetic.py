@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from common.outputs import remove_stale_staging, stage_dir
+
 from . import files as bundle_files
-from .files import finalise, now_iso, partial_dir, save_npy, save_parquet, write_json_atomic
+from .files import finalise, now_iso, save_npy, save_parquet, write_json_atomic
 
 REFERENCE_SOURCES = ("CORUM", "huMAP", "Reactome", "SIGNOR", "StringDB")
 
@@ -206,7 +208,7 @@ def _program_matrix(program: np.ndarray, n_programs: int, dim: int, noise: float
 
 
 def make_planted_bundle(out: Path | str, n_genes: int = 400, n_programs: int = 12, k: int = 20, seed: int = 0,
-                with_pca: bool = True, variant: int = 0) -> Path:
+                        with_pca: bool = True, variant: int = 0) -> Path:
     """Write a complete bundle with planted gene programs to ``out`` directly (seconds for 45,000
     genes, no UMAP or Leiden) and return its path; for the app's tests and benchmark.
 
@@ -217,8 +219,9 @@ def make_planted_bundle(out: Path | str, n_genes: int = 400, n_programs: int = 1
     planted (program clouds, program membership) instead of UMAP and Leiden.
 
     Args:
-        out: bundle folder to create (replaced if present).
-        n_genes: G (>= 60).
+        out: bundle folder to create (an existing one is replaced once the new one is complete; the
+            command checks first that it is a bundle). Built in a staging sibling, removed on failure.
+        n_genes: G (>= 60: the 36 named genes and room for the other programs).
         n_programs: planted programs (>= 4); the first three are named (p53, ribosome, interferon).
         k: neighbours stored in knn/.
         seed: RNG seed; the same seed gives the same bundle.
@@ -226,6 +229,24 @@ def make_planted_bundle(out: Path | str, n_genes: int = 400, n_programs: int = 1
         variant: another "checkpoint" of the same genes: programs, references and libraries stay
             those of ``seed``, the matrices' noise and layout change (for Compare).
     """
+    from common.options import check_range
+    named = sum(len(g) for g in NAMED_PROGRAMS.values())
+    check_range("n_genes", n_genes, lo=named + 24, integer=True, what="genes of a planted bundle")
+    check_range("programs", n_programs, lo=len(NAMED_PROGRAMS) + 1, integer=True, what="planted gene programs")
+    out = Path(out)
+    remove_stale_staging(out)                     # leftovers of killed runs (their PID is gone)
+    work = stage_dir(out)
+    work.mkdir(parents=True)
+    try:
+        return _write_planted(work, out, n_genes, n_programs, k, seed, with_pca, variant)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def _write_planted(work: Path, out: Path, n_genes: int, n_programs: int, k: int, seed: int, with_pca: bool,
+                   variant: int) -> Path:
+    """The body of ``make_planted_bundle``: every file into ``work``, then ``finalise`` onto ``out``."""
     from .enrichment import enrich_membership
     from ..knn import cosine_knn
     from ..recall import best_rank, recall_sweep
@@ -233,11 +254,6 @@ def make_planted_bundle(out: Path | str, n_genes: int = 400, n_programs: int = 1
     from ..subspaces import pca_scores, spectrum_table
 
     rng = np.random.default_rng(seed)
-    out = Path(out)
-    work = partial_dir(out)
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
     symbols, program, members = _programs(n_genes, n_programs, rng)
     sym = np.asarray(symbols, dtype=object)
     aliases = [ALIASES.get(s, "") for s in symbols]

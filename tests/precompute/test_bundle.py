@@ -182,3 +182,7 @@ def test_planted_bundle_command_follows_the_contract(tmp_path):
     assert best["decoder"]["recall"] > 0.3            # planted programs are recalled well above chance (0.10)
     r = subprocess.run(args, capture_output=True, text=True)
     assert r.returncode == 2 and "already exists" in r.stderr
+    small = args[:args.index("--out")] + ["--out", str(tmp_path / "small"), "--n-genes", "10"]
+    r = subprocess.run(small, capture_output=True, text=True)
+    assert r.returncode == 2 and "--n-genes 10: must be >= 60" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["planted"]      # no staging folder left behind
