@@ -26,7 +26,7 @@ PAGES = [
     ("neighbourhood.py", "Gene neighbourhood", ":material/hub:"),
     ("modules.py", "Modules", ":material/workspaces:"),
     ("enrichment.py", "Enrichment", ":material/science:"),
-    ("compare.py", "Compare checkpoints", ":material/compare:"),
+    ("compare.py", "Compare matrices", ":material/compare:"),
     ("subspaces.py", "Subspaces", ":material/stacked_line_chart:"),
 ]
 

@@ -32,13 +32,13 @@ def gene_subset(detected: np.ndarray, min_samples: int) -> np.ndarray:
 
 
 def best_rank_recall(matrix: np.ndarray, pairs: dict[str, np.ndarray], settings: RecallSettings) -> dict:
-    """Recall sweep of a (G, D) gene matrix at its best rank (``precompute.recall.best_rank``: the
+    """Recall sweep of a (G, D) gene matrix at its best rank (``precompute.bundle.recall.best_rank``: the
     mean of the per-source recalls, as bundles and docs/results.md choose it).
 
     Returns {"recall": mean-of-sources recall at that rank, "rank": the rank, "chance": chance at that
     rank, "n_pairs": known pairs scored (all sources)}.
     """
-    from precompute.recall import best_rank, recall_sweep
+    from precompute.bundle.recall import best_rank, recall_sweep
     from precompute.subspaces import pca_scores, rank_sweep
 
     sub, _ = pca_scores(matrix)
@@ -55,7 +55,7 @@ def best_rank_recall(matrix: np.ndarray, pairs: dict[str, np.ndarray], settings:
 def recall_scores(checkpoint: str | os.PathLike, pairs: pd.DataFrame, genes_kept: np.ndarray,
                   settings: RecallSettings) -> dict[str, float]:
     """{"recall_codebook", "rank_codebook", "recall_decoder", "rank_decoder", "recall_chance", "recall_pairs"}."""
-    from precompute.references import pairs_to_indices
+    from precompute.bundle.recall import pairs_to_indices
     from txfm.inference import gene_matrices
 
     mats, genes, _ = gene_matrices(checkpoint)

@@ -78,8 +78,9 @@ def pca_gene_loadings(x: sp.csr_matrix, n_components: int = 256, seed: int = 0
 def crosscheck(data_dir: Path | str, references_dir: Path | str, n_components: int = 256,
                library_over: str = "all", seed: int = 0) -> tuple[pd.DataFrame, dict]:
     """Recall per source for the three gene-vector variants; returns (table, info)."""
-    from precompute.recall import relationship_recall
-    from precompute.references import load_pairs, pairs_to_indices
+    from precompute.bundle.recall import relationship_recall
+    from precompute.references import load_pairs
+    from precompute.bundle.recall import pairs_to_indices
     from precompute.subspaces import pca_scores
 
     x, genes = load_pbmc_matrix(data_dir, library_over=library_over)
@@ -111,8 +112,9 @@ def project_baseline_recall(data_dir: Path | str, references_dir: Path | str, wo
 
     from txfm.inference import gene_matrices
 
-    from precompute.recall import relationship_recall
-    from precompute.references import load_pairs, pairs_to_indices
+    from precompute.bundle.recall import relationship_recall
+    from precompute.references import load_pairs
+    from precompute.bundle.recall import pairs_to_indices
     from precompute.subspaces import pca_scores
 
     from common.outputs import check_output_target

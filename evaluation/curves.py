@@ -1,7 +1,7 @@
 """Learning curves of a run, measured honestly (docs/training-recipe.md):
 
 for every saved checkpoint of a run (and the PCA baseline beside it), on the SAME gene population
-(genes measured well in >= 2 datasets, ``precompute.recall.recall_population``, intersected over
+(genes measured well in >= 2 datasets, ``precompute.bundle.recall.recall_population``, intersected over
 the matrices compared):
 
 * relationship recall of each gene matrix at its best rank (mean of the per-source recalls),
@@ -38,7 +38,7 @@ def hubness(x: np.ndarray, k: int = HUB_K) -> tuple[int, float]:
 
 def matrix_scores(m: np.ndarray, pairs: dict, standardise: bool, seed: int = 0, n_nulls: int = 2) -> dict:
     """Best-rank recall (mean of sources) and hubness at that rank of a (G, D) matrix (rows = population)."""
-    from precompute.recall import best_rank, recall_sweep
+    from precompute.bundle.recall import best_rank, recall_sweep
     from precompute.subspaces import pca_scores, rank_sweep
 
     sub, _ = pca_scores(m, standardise=standardise)
@@ -61,8 +61,9 @@ def run_curves(run_dir: str | Path, references: str | Path, pca: str | Path | No
     from evaluation.embeddings import pca_baseline_embedding, txfm_embedding
     from evaluation.inputs import read_corpus_dataset
     from precompute.params import BundleParams
-    from precompute.recall import recall_population
-    from precompute.references import load_pairs, pairs_to_indices
+    from precompute.bundle.recall import recall_population
+    from precompute.references import load_pairs
+    from precompute.bundle.recall import pairs_to_indices
     from evaluation.results import run_checkpoints
     from txfm.inference import gene_matrices
 

@@ -70,8 +70,8 @@ def mean_embedding_recall(z: np.ndarray, labels: np.ndarray, pairs: pd.DataFrame
     pairs: DataFrame(source, gene_a, gene_b) (``data.references.tables.load_pairs``). Returns
     precompute's table: source, recall_mean, recall_std, n_pairs, chance.
     """
-    from precompute.recall import relationship_recall
-    from precompute.references import pairs_to_indices
+    from precompute.bundle.recall import relationship_recall
+    from precompute.bundle.recall import pairs_to_indices
 
     names, means = perturbation_means(z, labels, set(params.ignore) | {params.control})
     if len(names) < 3:

@@ -21,7 +21,7 @@ SOURCES = ["CORUM", "huMAP", "Reactome", "SIGNOR", "StringDB", "combined", "mean
 
 def _sweep_recall(mat: np.ndarray, pairs: dict, ranks: list[int] | None, n_nulls: int, null_size: int,
                   seed: int, standardise: bool = True) -> pd.DataFrame:
-    from precompute.recall import recall_sweep
+    from precompute.bundle.recall import recall_sweep
     from precompute.subspaces import pca_scores, rank_sweep
     sub, _ = pca_scores(mat, standardise=standardise)
     rs = rank_sweep(sub.shape[1]) if ranks is None else sorted({min(r, sub.shape[1]) for r in ranks})
@@ -46,7 +46,7 @@ def evaluate(run_dir: Path, pca_path: Path, references_dir: Path, ranks: list[in
     """Recall table with columns checkpoint, samples_seen, matrix, rank, source, recall_mean, ...
 
     Every matrix is scored on the same genes: the honest population (genes measured well in >= 2
-    datasets, ``precompute.recall.recall_population``, from the run's last checkpoint) that the
+    datasets, ``precompute.bundle.recall.recall_population``, from the run's last checkpoint) that the
     PCA baseline also has, so null pairs and known pairs come from one population.
     ``whole_vocabulary`` scores all genes shared by the run and the baseline instead (inflated by
     rarely measured genes; kept only to show the difference, and labelled so).
@@ -54,8 +54,9 @@ def evaluate(run_dir: Path, pca_path: Path, references_dir: Path, ranks: list[in
     """
     from txfm.inference import gene_matrices
     from precompute.params import BundleParams
-    from precompute.recall import POPULATION_ALL, recall_population
-    from precompute.references import load_pairs, pairs_to_indices
+    from precompute.bundle.recall import POPULATION_ALL, recall_population
+    from precompute.references import load_pairs
+    from precompute.bundle.recall import pairs_to_indices
 
     cks = run_checkpoints(run_dir)
     pca_m, pca_genes, pca_meta = gene_matrices(pca_path)
@@ -93,8 +94,8 @@ def evaluate(run_dir: Path, pca_path: Path, references_dir: Path, ranks: list[in
 
 
 def best_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Per matrix (final checkpoint/PCA), recall per source at its best rank (``precompute.recall.best_rank``)."""
-    from precompute.recall import best_rank
+    """Per matrix (final checkpoint/PCA), recall per source at its best rank (``precompute.bundle.recall.best_rank``)."""
+    from precompute.bundle.recall import best_rank
     fin = table[table.final]
     rows = []
     for name, g in fin.groupby("matrix"):

@@ -1,4 +1,4 @@
-"""Command line: run, compare, validate, synthetic, bench (results and crosscheck live in `python -m evaluation`)."""
+"""Command line: run, import, compare, validate, synthetic, bench (results and crosscheck live in `python -m evaluation`)."""
 from __future__ import annotations
 
 import argparse
@@ -74,6 +74,30 @@ def cmd_run(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(a: argparse.Namespace) -> int:
+    from .embedding_source import load_embedding
+    from .pipeline import build_bundle
+    params = params_from_args(a)  # option ranges checked before any file is read
+    if not a.name.replace("_", "").isalnum():
+        raise UserError(f"--name {a.name!r}: use letters, digits and _ only (it becomes a file name)")
+    ref = Path(a.references)
+    if not ref.is_dir():
+        raise UserError(f"{ref}: reference folder not found; run `python -m data fetch-references` "
+                        "or pass --references DIR")
+    mats, genes, source = load_embedding(a.embeddings, ref, name=a.name, gene_column=a.gene_column,
+                                         genes=a.genes, varm=a.varm, key=a.key,
+                                         support_from=a.support_from, log=print)
+    status: dict = {}
+    protect = [a.embeddings] + [x for x in (a.genes, a.support_from) if x]
+    out = build_bundle(mats, genes, ref, a.out, source, params, force=a.force, progress=not a.quiet,
+                       overwrite=a.overwrite, status=status, protect=tuple(protect))
+    if status.get("status") == "up to date":
+        print(f"bundle up to date (same embedding and parameters), nothing written: {out}")
+    else:
+        print(f"bundle {status.get('status', 'written')}: {out}")
+    return 0
+
+
 def cmd_validate(a: argparse.Namespace) -> int:
     from .bundle.validate import validate_bundle
     problems = validate_bundle(a.bundle, verify_hashes=not a.fast)
@@ -137,6 +161,32 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_params(r)
     r.set_defaults(func=cmd_run)
+
+    i = sub.add_parser("import", help="another model's gene embedding -> bundle (TSV/CSV, .npy + gene list, "
+                                      ".h5ad, .pt)",
+                       description="Turn a gene x dimension matrix from any model into a bundle with the same "
+                                   "subspaces, recall, kNN, UMAP, modules and enrichment as a TxFM checkpoint; "
+                                   "identifiers are mapped to current symbols with the reference gene table.")
+    i.add_argument("--embeddings", required=True,
+                   help="the embedding file: .tsv/.csv (first column = gene), .npy (with --genes), .h5ad (genes "
+                        "as rows, or --varm KEY), .pt (dict of tensors)")
+    i.add_argument("--out", required=True, help="bundle folder to write, e.g. bundles/NAME")
+    i.add_argument("--name", default="embedding", help="name of the gene matrix in the bundle (default embedding)")
+    i.add_argument("--gene-column", default=None, help="TSV/CSV: the gene column (default: the first)")
+    i.add_argument("--genes", default=None, help=".npy/.pt: text file with one gene identifier per line, in row order")
+    i.add_argument("--varm", default=None, help=".h5ad: read the genes' embedding from varm[KEY] (e.g. PCs)")
+    i.add_argument("--key", default=None, help=".pt: the tensor to read (default: the dict's only 2-D tensor)")
+    i.add_argument("--support-from", default=None, metavar="BUNDLE",
+                   help="score recall on this bundle's honest population (its genes measured well in >= 2 "
+                        "datasets) instead of the embedding's whole vocabulary, e.g. the TxFM bundle it is "
+                        "compared with")
+    i.add_argument("--references", default=DEFAULT_REFERENCES,
+                   help=f"reference folder from `python -m data fetch-references` (default {DEFAULT_REFERENCES})")
+    i.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
+    i.add_argument("--force", action="store_true", help="recompute every step (with --overwrite)")
+    i.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_params(i)
+    i.set_defaults(func=cmd_import)
 
     v = sub.add_parser("validate", help="check a bundle against the contract")
     v.add_argument("bundle", help="bundle folder")

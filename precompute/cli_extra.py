@@ -1,4 +1,4 @@
-"""Sub-commands beyond run/validate/synthetic: compare and bench."""
+"""Sub-commands beyond run/import/validate/synthetic: compare and bench."""
 from __future__ import annotations
 
 import argparse
@@ -15,6 +15,12 @@ def cmd_compare(a: argparse.Namespace) -> int:
     print(f"genes: A {c['genes']['a']:,}, B {c['genes']['b']:,}, shared {c['genes']['shared']:,}")
     for k, v in c["summary"].items():
         print(f"  {k}: median neighbour Jaccard {v['median_jaccard']:.3f}")
+    import pandas as pd
+    rec = pd.read_parquet(res / "recall.parquet")
+    for (pair, side), grp in rec[rec.source == "mean_of_sources"].groupby(["pair", "side"]):
+        n = c["summary"][pair]["recall_n_genes"]
+        print(f"  {pair} {side}: recall {grp.recall_mean.iloc[0]:.3f} at rank {int(grp['rank'].iloc[0])} "
+              f"on the {n:,} genes both share")
     for side in ("a", "b"):
         print(f"  best recall {side.upper()}: " + ", ".join(
             f"{m} {d['recall']:.3f}@{d['rank']}" for m, d in c["best"][side].items() if d["recall"] is not None))
@@ -35,6 +41,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
 def add_commands(sub, add_params) -> None:
     """Register compare and bench on the argparse sub-parser `sub`."""
+
     c = sub.add_parser("compare", help="compare two bundles (shared genes, neighbour overlap, aligned UMAP, recall)")
     c.add_argument("a", help="first bundle folder")
     c.add_argument("b", help="second bundle folder")

@@ -33,7 +33,7 @@ from .bundle.files import (BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, MANIFEST, final
                         partial_dir, save_npy, save_parquet, write_json_atomic)
 from .params import BundleParams, choose_ranks
 
-# The best rank: precompute.recall.best_rank (the unweighted mean of the per-source recalls; the
+# The best rank: precompute.bundle.recall.best_rank (the unweighted mean of the per-source recalls; the
 # pooled 'combined' row is also stored). The files each step writes: bundle_files.STEP_FILES.
 
 def _array_digest(a: np.ndarray) -> str:

@@ -49,27 +49,3 @@ def load_gene_aliases(ref_dir: Path) -> pd.DataFrame | None:
     if not p.is_file():
         return None
     return pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False)
-
-
-def pairs_to_indices(pairs: pd.DataFrame, symbols: list[str] | np.ndarray) -> dict[str, np.ndarray]:
-    """Map symbol pairs to row indices of the vocabulary, per source and 'combined'.
-
-    Returns {source: (P, 2) int64} with pairs whose two genes are both in `symbols`,
-    self-pairs dropped, each unordered pair once (a < b). 'combined' is the union over sources.
-    """
-    pos = pd.Series(np.arange(len(symbols)), index=pd.Index(symbols))
-    pos = pos[~pos.index.duplicated()]
-    ia = pairs["gene_a"].map(pos)
-    ib = pairs["gene_b"].map(pos)
-    ok = ia.notna() & ib.notna()
-    df = pd.DataFrame({"source": pairs["source"][ok].to_numpy(),
-                       "a": ia[ok].to_numpy(np.int64), "b": ib[ok].to_numpy(np.int64)})
-    df = df[df.a != df.b]
-    lo = np.minimum(df.a, df.b)
-    hi = np.maximum(df.a, df.b)
-    df = pd.DataFrame({"source": df.source.to_numpy(), "a": lo.to_numpy(), "b": hi.to_numpy()})
-    out: dict[str, np.ndarray] = {}
-    for src, g in df.groupby("source", sort=True):
-        out[str(src)] = g[["a", "b"]].drop_duplicates().to_numpy(np.int64)
-    out["combined"] = df[["a", "b"]].drop_duplicates().to_numpy(np.int64)
-    return out

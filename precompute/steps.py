@@ -72,7 +72,7 @@ def references_step(ctx: StepContext) -> dict[str, Any]:
 
 
 def subspaces_step(ctx: StepContext) -> dict[str, Any]:
-    from .recall import recall_population
+    from .bundle.recall import recall_population
     from .subspaces import pca_scores, spectrum_table
     pop, label = recall_population(pd.read_parquet(ctx.work / bundle_files.GENES))
     tables = []
@@ -93,12 +93,12 @@ def _sweep(ctx: StepContext, width: int) -> list[int]:
 
 
 def recall_step(ctx: StepContext) -> dict[str, Any]:
-    from .recall import BEST_BY, best_rank, recall_population, recall_sweep, restrict_pairs
+    from .bundle.recall import BEST_BY, best_rank, pairs_to_indices, recall_population, recall_sweep, restrict_pairs
     p = ctx.params
     genes = pd.read_parquet(ctx.work / bundle_files.GENES)
     symbols = genes["symbol"].to_numpy()
     pop, label = recall_population(genes)
-    pairs = restrict_pairs(refs.pairs_to_indices(pd.read_parquet(ctx.work / bundle_files.PAIRS),
+    pairs = restrict_pairs(pairs_to_indices(pd.read_parquet(ctx.work / bundle_files.PAIRS),
                                                  symbols), pop, len(genes))
     frames, best = [], {}
     for name in tqdm(ctx.names, desc="recall", disable=not ctx.progress, leave=False):

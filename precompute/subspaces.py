@@ -17,7 +17,7 @@ def pca_scores(m: np.ndarray, standardise: bool = True,
             by sqrt(eigenvalue), standardising would undo the weighting (whiten them).
         fit_rows: genes (row indices) the column moments and the axes are fitted on; every row is
             then projected onto those axes. The bundle fits on the honest recall population
-            (``precompute.recall.recall_population``), so rarely measured genes, whose rows stay
+            (``precompute.bundle.recall.recall_population``), so rarely measured genes, whose rows stay
             near initialisation, do not shape the subspace, and the population's scores equal a
             fit on the population alone (what ``evaluation curves`` and ``evaluation results`` do).
             None: all rows.

@@ -278,7 +278,7 @@ def gene_statistics(corpus: Corpus, rows: np.ndarray | None = None, spec: BatchS
 
     support: number of datasets in which a gene is *well measured*, i.e. detected (count > 0) in at
     least max(min_samples, min_fraction * n_d) of the dataset's (included) samples. It defines the
-    honest recall population (genes with support >= 2, precompute.recall): a gene seen in one
+    honest recall population (genes with support >= 2, precompute.bundle.recall): a gene seen in one
     dataset only, or in a handful of cells, keeps a vector the model barely trained.
 
     log_mean: log(mean(1 + x)) of each gene's preprocessed value x (``spec``; default BatchSpec())

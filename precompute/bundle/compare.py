@@ -7,7 +7,8 @@ bundles have, compared by Jaccard |A ∩ B| / |A ∪ B|. Layout alignment: ortho
 reference's (a least-squares scale shrinks an unrelated layout towards a point).
 
 Output folder (docs/formats.md "Bundle comparison"): comparison.json, genes.parquet,
-overlap/A__B.parquet, layout/A__B.parquet, recall.parquet.
+overlap/A__B.parquet, layout/A__B.parquet, modules/A__B.RES.parquet, recall.parquet (both matrices
+scored on the gene population they share).
 """
 from __future__ import annotations
 
@@ -146,6 +147,14 @@ def compare_bundles(a: Path | str, b: Path | str, out: Path | str, verify_hashes
     return out
 
 
+def _chosen_rank(manifest: dict, matrix: str, path: Path) -> int:
+    """A matrix's chosen rank (the one its kNN was built at), else its subspace's width."""
+    info = manifest["matrices"].get(matrix, {})
+    if isinstance(info, dict) and info.get("rank"):
+        return int(info["rank"])
+    return int(np.load(path / bundle_files.subspace_file(matrix), mmap_mode="r").shape[1])
+
+
 def _compare_into(work: Path, a: Path, b: Path, ma: dict, mb: dict) -> None:
     ga = pd.read_parquet(a / bundle_files.GENES)
     gb = pd.read_parquet(b / bundle_files.GENES)
@@ -156,7 +165,9 @@ def _compare_into(work: Path, a: Path, b: Path, ma: dict, mb: dict) -> None:
     allg = sorted(set(sa) | set(sb))
     save_parquet(work / "genes.parquet", pd.DataFrame({"symbol": allg, "in_a": [g in set(sa) for g in allg],
                                                        "in_b": [g in set(sb) for g in allg]}))
-    summary = {}
+    summary, recalls = {}, []
+    pairs_a = pd.read_parquet(a / bundle_files.PAIRS) if (a / bundle_files.PAIRS).exists() else \
+        pd.DataFrame(columns=["source", "gene_a", "gene_b"])
     order = sorted(shared)
     b_to_a = row_map(sb, sa)
     for x, y in pairs:
@@ -175,9 +186,25 @@ def _compare_into(work: Path, a: Path, b: Path, ma: dict, mb: dict) -> None:
                                    "x_b": xb[rb_, 0].astype(np.float32), "y_b": xb[rb_, 1].astype(np.float32)}))
         summary[key] = {"median_jaccard": float(np.nanmedian(jac)) if len(jac) else None,
                         "mean_jaccard": float(np.nanmean(jac)) if len(jac) else None}
-    ra = pd.read_parquet(a / bundle_files.RECALL).assign(bundle="a")
-    rb = pd.read_parquet(b / bundle_files.RECALL).assign(bundle="b")
-    save_parquet(work / "recall.parquet", pd.concat([ra, rb], ignore_index=True))
+        rank_x, rank_y = _chosen_rank(ma, x, a), _chosen_rank(mb, y, b)
+        rec, n_pop, label = recall_side_by_side(
+            np.load(a / bundle_files.subspace_file(x), mmap_mode="r")[:, :rank_x],
+            np.load(b / bundle_files.subspace_file(y), mmap_mode="r")[:, :rank_y], ga, gb, pairs_a)
+        recalls.append(rec.assign(pair=key, rank=np.where(rec.side == "A", rank_x, rank_y)))
+        summary[key].update({"recall_population": label, "recall_n_genes": n_pop,
+                             "rank_a": rank_x, "rank_b": rank_y})
+        mod_a, mod_b = a / bundle_files.modules_file(x), b / bundle_files.modules_file(y)
+        if mod_a.exists() and mod_b.exists():
+            ta = pd.read_parquet(mod_a).sort_values("gene")
+            tb = pd.read_parquet(mod_b).sort_values("gene")
+            res = [c for c in ta.columns if c.startswith("res_") and c in tb.columns]
+            rows = np.flatnonzero(row_map(sa, sb) >= 0)
+            for r in res:
+                table, ms = module_change(ta[r].to_numpy()[rows], tb[r].to_numpy()[row_map(sa, sb)[rows]])
+                save_parquet(work / "modules" / f"{key}.{r}.parquet", table)
+                summary[key].setdefault("modules", {})[r] = ms
+    save_parquet(work / "recall.parquet", pd.concat(recalls, ignore_index=True)[
+        ["pair", "side", "rank", "source", "recall_mean", "recall_std", "n_pairs", "chance"]])
     write_json_atomic(work / "comparison.json", {
         "format": COMPARISON_FORMAT, "format_version": 1, "created": now_iso(),
         "a": {"path": str(a), "created": ma["created"], "source": ma["source"].get("checkpoint")},
@@ -186,3 +213,118 @@ def _compare_into(work: Path, a: Path, b: Path, ma: dict, mb: dict) -> None:
         "pairs": [list(p) for p in pairs], "summary": summary,
         "best": {"a": json.loads((a / bundle_files.BEST).read_text()),
                  "b": json.loads((b / bundle_files.BEST).read_text())}})
+
+
+# ---- any two gene matrices (the app's Compare page and `precompute compare`) ------------------
+def shared_population(genes_a: pd.DataFrame, genes_b: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, str]:
+    """The honest recall population two matrices share: genes in both bundles and in both populations.
+
+    Each bundle's population is ``recall.recall_population`` of its genes table (genes measured
+    well in >= 2 datasets; the whole vocabulary for a table without support, e.g. an imported
+    embedding). Returns (rows in A, the same genes' rows in B, label).
+    """
+    from .recall import recall_population
+    sa, sb = genes_a["symbol"].to_numpy(object), genes_b["symbol"].to_numpy(object)
+    a_to_b = row_map(sa, sb)
+    pop_a, label_a = recall_population(genes_a)
+    pop_b, label_b = recall_population(genes_b)
+    in_a = np.zeros(len(sa), bool)
+    in_a[pop_a] = True
+    in_b = np.zeros(len(sb), bool)
+    in_b[pop_b] = True
+    rows_a = np.flatnonzero((a_to_b >= 0) & in_a & in_b[np.maximum(a_to_b, 0)])
+    label = label_a if label_a == label_b else f"{label_a} (A) and {label_b} (B)"
+    return rows_a, a_to_b[rows_a], f"shared genes, {label}"
+
+
+def recall_side_by_side(xa: np.ndarray, xb: np.ndarray, genes_a: pd.DataFrame, genes_b: pd.DataFrame,
+                        pairs: pd.DataFrame, n_nulls: int = 3, null_size: int = 5000,
+                        seed: int = 0) -> tuple[pd.DataFrame, int, str]:
+    """Recall of the same known pairs by two gene matrices on the gene population both share.
+
+    Args:
+        xa, xb: (G_a, r_a), (G_b, r_b) vectors of each bundle's genes (e.g. a subspace at its rank).
+        genes_a, genes_b: the bundles' genes tables (symbol, support).
+        pairs: known pairs (source, gene_a, gene_b) by symbol.
+    Returns:
+        (DataFrame(side "A"/"B", source, recall_mean, recall_std, n_pairs, chance), genes in the
+        population, its label). Both sides use the same pairs, the same null gene samples and the
+        same seed, so the two figures differ only by the matrices.
+    """
+    from .recall import pairs_to_indices, recall_sweep
+    rows_a, rows_b, label = shared_population(genes_a, genes_b)
+    sym = genes_a["symbol"].to_numpy(object)[rows_a]
+    idx = {s: p for s, p in pairs_to_indices(pairs, sym).items() if s != "combined"}
+    frames = []
+    if rows_a.size < 3:
+        return pd.DataFrame(columns=["side", "source", "recall_mean", "recall_std", "n_pairs", "chance"]), \
+            int(rows_a.size), label
+    for side, x, rows in (("A", xa, rows_a), ("B", xb, rows_b)):
+        x = np.asarray(x, dtype=np.float32)[rows]
+        df = recall_sweep(x, idx, [x.shape[1]], n_nulls=n_nulls, null_size=null_size, seed=seed)
+        frames.append(df.drop(columns="rank").assign(side=side))
+    out = pd.concat(frames, ignore_index=True)
+    return out[["side", "source", "recall_mean", "recall_std", "n_pairs", "chance"]], int(rows_a.size), label
+
+
+def neighbour_diff(gene_a: int, knn_a: np.ndarray, knn_b: np.ndarray, symbols_a: np.ndarray,
+                   symbols_b: np.ndarray, k: int) -> pd.DataFrame:
+    """One gene's top-k neighbours in A and in B, restricted to genes both have: kept, lost, gained.
+
+    Args:
+        gene_a: the gene's row in A (it must be in B too).
+        knn_a, knn_b: stored neighbour rows of A and B (B in its own row space).
+        k: neighbours compared per side.
+    Returns:
+        DataFrame(gene, status "in both" / "only in A (lost)" / "only in B (gained)", rank_a,
+        rank_b), ordered by status then best rank; a rank is the position in that bundle's stored
+        list (1-based), NaN where absent.
+    """
+    a_to_b, b_to_a = row_map(symbols_a, symbols_b), row_map(symbols_b, symbols_a)
+    gb = int(a_to_b[gene_a])
+    if gb < 0:
+        raise ValueError(f"{symbols_a[gene_a]} is not in bundle B")
+    # ranks are positions in each stored list (1-based), before neighbours the other bundle lacks are dropped
+    ra = {int(j): i + 1 for i, j in enumerate(np.asarray(knn_a[gene_a])[:k]) if a_to_b[int(j)] >= 0}
+    rb = {int(b_to_a[int(j)]): i + 1 for i, j in enumerate(np.asarray(knn_b[gb])[:k]) if b_to_a[int(j)] >= 0}
+    rows = []
+    for j in dict.fromkeys(list(ra) + list(rb)):
+        status = "in both" if j in ra and j in rb else ("only in A (lost)" if j in ra else "only in B (gained)")
+        rows.append((str(symbols_a[j]), status, ra.get(j, np.nan), rb.get(j, np.nan)))
+    df = pd.DataFrame(rows, columns=["gene", "status", "rank_a", "rank_b"])
+    order = {"in both": 0, "only in A (lost)": 1, "only in B (gained)": 2}
+    df["_o"], df["_r"] = df.status.map(order), df[["rank_a", "rank_b"]].min(axis=1)
+    return df.sort_values(["_o", "_r"], kind="stable").drop(columns=["_o", "_r"]).reset_index(drop=True)
+
+
+def module_change(modules_a: np.ndarray, modules_b: np.ndarray, cover: float = 0.8) -> tuple[pd.DataFrame, dict]:
+    """How each module of A is spread over the modules of B, on genes both have.
+
+    Args:
+        modules_a, modules_b: (n,) module labels of the SAME n shared genes in A and in B.
+        cover: the fraction of a module's genes the ``modules_to_cover`` column counts up to.
+    Returns:
+        (DataFrame(module_a, genes, best_module_b, kept (fraction in best_module_b),
+        modules_to_cover, b_module_genes (size of best_module_b among shared genes)) sorted by
+        size, {"adjusted_rand", "normalised_mutual_info", "genes"}).
+    """
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+    a, b = np.asarray(modules_a), np.asarray(modules_b)
+    if len(a) != len(b):
+        raise ValueError(f"module labels of different lengths: {len(a)} and {len(b)}")
+    tab = pd.crosstab(pd.Series(a, name="a"), pd.Series(b, name="b"))
+    sizes_b = tab.sum(axis=0)
+    rows = []
+    for ma, row in tab.iterrows():
+        n = int(row.sum())
+        srt = np.sort(row.to_numpy())[::-1]
+        need = int(np.searchsorted(np.cumsum(srt), cover * n - 1e-9) + 1)
+        best = row.idxmax()
+        rows.append((ma, n, best, float(row[best]) / n, need, int(sizes_b[best])))
+    df = pd.DataFrame(rows, columns=["module_a", "genes", "best_module_b", "kept", "modules_to_cover",
+                                     "b_module_genes"])
+    df = df.sort_values(["genes", "module_a"], ascending=[False, True], kind="stable").reset_index(drop=True)
+    summary = {"adjusted_rand": float(adjusted_rand_score(a, b)) if len(a) else float("nan"),
+               "normalised_mutual_info": float(normalized_mutual_info_score(a, b)) if len(a) else float("nan"),
+               "genes": int(len(a))}
+    return df, summary

@@ -249,8 +249,8 @@ def _write_planted(work: Path, out: Path, n_genes: int, n_programs: int, k: int,
     """The body of ``make_planted_bundle``: every file into ``work``, then ``finalise`` onto ``out``."""
     from .enrichment import enrich_membership
     from ..knn import cosine_knn
-    from ..recall import best_rank, recall_sweep
-    from ..references import pairs_to_indices
+    from .recall import best_rank, recall_sweep
+    from .recall import pairs_to_indices
     from ..subspaces import pca_scores, spectrum_table
 
     rng = np.random.default_rng(seed)

@@ -17,6 +17,7 @@ from .files import MANIFEST, BundleError, read_manifest, sha256_file
 from . import files as bundle_files
 
 GENE_COLUMNS = ["gene", "symbol", "ensembl_id", "aliases"]
+SOURCE_KINDS = ("txfm", "pca", "imported")   # a checkpoint, the PCA baseline, `precompute import --embeddings`
 RECALL_COLUMNS = ["matrix", "rank", "source", "recall_mean", "recall_std", "n_pairs", "chance"]
 SPECTRUM_COLUMNS = ["matrix", "component", "explained_variance", "explained_variance_ratio"]
 ENRICH_COLUMNS = ["resolution", "module", "library", "term", "overlap", "set_size", "module_size",
@@ -142,8 +143,9 @@ def validate_bundle(path: Path | str, verify_hashes: bool = True) -> list[str]:
             problems.append(f"{root / MANIFEST}: key {key!r} missing or not a {typ.__name__}")
     if problems:
         return problems
-    if m["source"].get("kind") not in ("txfm", "pca"):
-        problems.append(f"{root / MANIFEST}: source.kind {m['source'].get('kind')!r} is not 'txfm' or 'pca'")
+    if m["source"].get("kind") not in SOURCE_KINDS:
+        problems.append(f"{root / MANIFEST}: source.kind {m['source'].get('kind')!r} is not one of "
+                        f"{', '.join(map(repr, SOURCE_KINDS))}")
     if not m["matrices"]:
         problems.append(f"{root / MANIFEST}: no matrices listed")
     problems += _check_files(root, m["files"], verify_hashes)

@@ -116,10 +116,39 @@ def test_bad_bundle_message(monkeypatch, bad_bundles_dir):
     assert "Bundle `broken` is not valid" in err and "knn/codebook.indices.npy" in err
 
 
-def test_compare_needs_two_bundles(monkeypatch, bundles_dir):
-    at = make_app(monkeypatch, bundles_dir, bundle="alpha").run()
+def test_compare_two_matrices_of_one_bundle(monkeypatch, bundles_dir, alpha):
+    """With one bundle, Compare sets its codebook against its decoder; the kept/lost/gained lists of the URL
+    gene are the stored top-20 lists' intersection and differences (computed here from the kNN files)."""
+    at = make_app(monkeypatch, bundles_dir, bundle="alpha", gene="TP53").run()
     at.switch_page("views/compare.py").run()
-    assert "needs 2 bundles" in texts(at.info)
+    assert not at.exception and not at.error, texts(at.error)
+    assert at.query_params["cmp_a"] == "alpha:codebook" and at.query_params["cmp_b"] == "alpha:decoder"
+    row = 0                                                            # TP53 is gene row 0
+    ka = {alpha.symbols[j] for j in alpha.knn("codebook")[0][row, :20]}
+    kb = {alpha.symbols[j] for j in alpha.knn("decoder")[0][row, :20]}
+    tables = {len(d.value): d.value for d in at.dataframe}
+    both = next(d.value for d in at.dataframe if set(d.value["gene"]) == ka & kb)
+    lost = next(d.value for d in at.dataframe if set(d.value["gene"]) == ka - kb)
+    gained = next(d.value for d in at.dataframe if set(d.value["gene"]) == kb - ka)
+    assert len(both) + len(lost) + len(gained) == len(ka | kb) and tables
+    assert lost["rank_b"].isna().all() and gained["rank_a"].isna().all()
+    md = texts(at.markdown)
+    assert f"{len(ka & kb)} of its top-20 neighbours kept" in md
+    # the module table covers every shared gene once
+    mods = next(d.value for d in at.dataframe if "module_a" in d.value.columns)
+    assert mods["genes"].sum() == alpha.n_genes
+
+
+def test_compare_any_two_bundles_and_matrices(monkeypatch, bundles_dir):
+    """A's codebook against B's decoder, chosen on the page and kept in the URL."""
+    at = make_app(monkeypatch, bundles_dir, bundle=["alpha", "beta"], gene="MDM2").run()
+    at.switch_page("views/compare.py").run()
+    assert at.query_params["cmp_b"] == "beta:codebook"               # same matrix name by default
+    at.selectbox(key="w_cmp_b_matrix_beta").set_value("decoder").run()
+    assert not at.exception and not at.error
+    assert at.query_params["cmp_b"] == "beta:decoder"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Shared genes"] == "300" and "Recall, B vs A" in metrics
 
 
 def test_modules_table_and_component_enrichment(monkeypatch, bundles_dir, alpha):

@@ -162,7 +162,7 @@ def test_planted_bundle_command_follows_the_contract(tmp_path):
     import sys
 
     from precompute.bundle import files as bundle_files
-    from precompute.recall import best_rank
+    from precompute.bundle.recall import best_rank
 
     out = tmp_path / "planted"
     args = [sys.executable, "-m", "precompute", "synthetic", "--planted", "--out", str(out), "--n-genes", "300",

@@ -32,7 +32,13 @@ def test_compare_two_bundles(tmp_path):
     c2 = json.loads((out2 / "comparison.json").read_text())
     # different seeds plant different blocks: neighbourhoods barely overlap
     assert c2["summary"]["decoder__decoder"]["median_jaccard"] < 0.2
-    assert set(pd.read_parquet(out2 / "recall.parquet").bundle) == {"a", "b"}
+    rec = pd.read_parquet(out2 / "recall.parquet")
+    assert set(rec.side) == {"A", "B"} and c2["summary"]["decoder__decoder"]["recall_n_genes"] > 0
+    same = pd.read_parquet(out / "recall.parquet")                 # a bundle vs itself: the same figures
+    for _, grp in same.groupby(["pair", "source"]):
+        assert grp.recall_mean.nunique() == 1
+    mods = pd.read_parquet(out / "modules" / "codebook__codebook.res_1.parquet")
+    assert (mods.kept == 1.0).all() and c["summary"]["codebook__codebook"]["modules"]["res_1"]["adjusted_rand"] == 1.0
     # the app's Compare page and this folder give the same per-gene overlap (one comparison)
     from precompute.bundle.reader import open_bundle
     from precompute.bundle.compare import neighbourhood_change

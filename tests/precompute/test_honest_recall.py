@@ -7,7 +7,7 @@ import pandas as pd
 
 from precompute.params import BundleParams
 from precompute.pipeline import build_bundle
-from precompute.recall import (POPULATION_ALL, POPULATION_SUPPORTED, recall_population, recall_sweep,
+from precompute.bundle.recall import (POPULATION_ALL, POPULATION_SUPPORTED, recall_population, recall_sweep,
                                restrict_pairs)
 from precompute.subspaces import pca_scores
 from precompute.bundle.synthetic import write_synthetic_references

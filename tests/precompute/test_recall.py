@@ -3,9 +3,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from precompute.recall import (_null_samples, full_null_thresholds, null_thresholds, null_thresholds_sweep,
+from precompute.bundle.recall import (_null_samples, full_null_thresholds, null_thresholds, null_thresholds_sweep,
                                recall_sweep, relationship_recall)
-from precompute.references import pairs_to_indices
+from precompute.bundle.recall import pairs_to_indices
 
 
 def test_planted_extreme_pairs_are_recalled_and_random_pairs_at_chance():
@@ -92,7 +92,7 @@ def test_source_without_pairs_gives_nan():
 def test_best_rank_is_the_mean_of_sources_rule_with_ties_to_the_lower_rank():
     import pandas as pd
 
-    from precompute.recall import best_rank
+    from precompute.bundle.recall import best_rank
 
     rows = [(32, "mean_of_sources", 0.30), (8, "mean_of_sources", 0.20), (16, "mean_of_sources", 0.30),
             (64, "mean_of_sources", float("nan")), (8, "combined", 0.90), (32, "CORUM", 0.80)]

@@ -4,13 +4,13 @@ the same model's before training (docs/training-recipe.md, "The demo").
 
 Six gene programs of 20 genes; a sample's program activities vary independently, so genes of one
 program rise and fall together. Known pairs = pairs within a program; recall as everywhere
-(`precompute.recall.recall_sweep`, standardised subspace, null = random pairs, chance about 0.10).
+(`precompute.bundle.recall.recall_sweep`, standardised subspace, null = random pairs, chance about 0.10).
 """
 import numpy as np
 import pandas as pd
 import torch
 
-from precompute.recall import recall_sweep
+from precompute.bundle.recall import recall_sweep
 from precompute.subspaces import pca_scores
 from txfm.config import ModelConfig, TrainConfig
 from txfm.corpus import CorpusWriter

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import torch
-
-from .knn import normalise_rows
 
 MEAN_OF_SOURCES = "mean_of_sources"   # unweighted mean of the per-source recalls (not the pooled 'combined')
 BEST_BY = MEAN_OF_SOURCES             # the one "best rank" rule of every room (bundles, results, curves, ablations)
@@ -23,6 +20,14 @@ BEST_BY = MEAN_OF_SOURCES             # the one "best rank" rule of every room (
 MIN_SUPPORT = 2
 POPULATION_SUPPORTED = f"genes measured well in >= {MIN_SUPPORT} datasets"
 POPULATION_ALL = "whole vocabulary"
+
+
+def normalise_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm, float32 (zero rows stay zero)."""
+    x = np.asarray(x, dtype=np.float32)
+    n = np.linalg.norm(x, axis=1, keepdims=True)
+    n[n == 0] = 1.0
+    return x / n
 
 
 def recall_population(genes: pd.DataFrame, min_support: int = MIN_SUPPORT) -> tuple[np.ndarray, str]:
@@ -39,6 +44,30 @@ def recall_population(genes: pd.DataFrame, min_support: int = MIN_SUPPORT) -> tu
         if idx.size >= 2:
             return idx, POPULATION_SUPPORTED if need == min_support else "genes measured well in the corpus"
     return np.arange(len(genes)), POPULATION_ALL
+
+
+def pairs_to_indices(pairs: pd.DataFrame, symbols: list[str] | np.ndarray) -> dict[str, np.ndarray]:
+    """Map symbol pairs to row indices of the vocabulary, per source and 'combined'.
+
+    Returns {source: (P, 2) int64} with pairs whose two genes are both in `symbols`,
+    self-pairs dropped, each unordered pair once (a < b). 'combined' is the union over sources.
+    """
+    pos = pd.Series(np.arange(len(symbols)), index=pd.Index(symbols))
+    pos = pos[~pos.index.duplicated()]
+    ia = pairs["gene_a"].map(pos)
+    ib = pairs["gene_b"].map(pos)
+    ok = ia.notna() & ib.notna()
+    df = pd.DataFrame({"source": pairs["source"][ok].to_numpy(),
+                       "a": ia[ok].to_numpy(np.int64), "b": ib[ok].to_numpy(np.int64)})
+    df = df[df.a != df.b]
+    lo = np.minimum(df.a, df.b)
+    hi = np.maximum(df.a, df.b)
+    df = pd.DataFrame({"source": df.source.to_numpy(), "a": lo.to_numpy(), "b": hi.to_numpy()})
+    out: dict[str, np.ndarray] = {}
+    for src, g in df.groupby("source", sort=True):
+        out[str(src)] = g[["a", "b"]].drop_duplicates().to_numpy(np.int64)
+    out["combined"] = df[["a", "b"]].drop_duplicates().to_numpy(np.int64)
+    return out
 
 
 def restrict_pairs(pairs: dict[str, np.ndarray], keep: np.ndarray, n_genes: int) -> dict[str, np.ndarray]:
@@ -90,25 +119,25 @@ def null_thresholds_sweep(x: np.ndarray, ranks: list[int], rng: np.random.Genera
     g = x.shape[0]
     n = min(null_size, g)
     ia, ib = _null_samples(g, n, rng)
-    xa = torch.from_numpy(np.ascontiguousarray(x[ia], dtype=np.float32))
-    xb = torch.from_numpy(np.ascontiguousarray(x[ib], dtype=np.float32))
-    dot = torch.zeros(n, n)
-    cos = torch.empty(n, n)
-    na2, nb2 = torch.zeros(n), torch.zeros(n)
+    xa = np.ascontiguousarray(x[ia], dtype=np.float32)
+    xb = np.ascontiguousarray(x[ib], dtype=np.float32)
+    dot = np.zeros((n, n), dtype=np.float32)
+    cos = np.empty((n, n), dtype=np.float32)                              # reused: no page faults per rank
+    na2, nb2 = np.zeros(n, np.float32), np.zeros(n, np.float32)
     pos_in_b = np.full(g, -1, dtype=np.int64)
     pos_in_b[ib] = np.arange(n)
     self_rows = np.nonzero(pos_in_b[ia] >= 0)[0]
     self_cols = pos_in_b[ia[self_rows]]
     out, prev = [], 0
     for r in ranks:
-        dot.addmm_(xa[:, prev:r], xb[:, prev:r].T)                       # (n, n) += (n, dr) (dr, n)
+        np.matmul(np.ascontiguousarray(xa[:, prev:r]), np.ascontiguousarray(xb[:, prev:r]).T, out=cos)
+        dot += cos                                                        # (n, n) += (n, dr) (dr, n)
         na2 += (xa[:, prev:r] ** 2).sum(1)
         nb2 += (xb[:, prev:r] ** 2).sum(1)
         prev = r
-        na, nb = na2.sqrt().clamp_min(1e-30), nb2.sqrt().clamp_min(1e-30)
-        torch.div(dot, na[:, None], out=cos)
-        cos.div_(nb[None, :])
-        vals = cos.numpy().reshape(-1)
+        np.multiply(dot, (1.0 / np.maximum(np.sqrt(na2), 1e-30))[:, None], out=cos)
+        cos *= (1.0 / np.maximum(np.sqrt(nb2), 1e-30))[None, :]
+        vals = cos.reshape(-1)
         if self_rows.size:
             vals[self_rows * n + self_cols] = np.nan
         out.append(_quantiles_inplace(vals, n * n - self_rows.size, lower, upper))
@@ -135,46 +164,43 @@ def full_null_thresholds(xn: np.ndarray, lower: float = 0.05, upper: float = 0.9
     Matches np.quantile(all_pair_sims, [lower, upper], method="linear") up to float32 rounding.
     """
     g = xn.shape[0]
-    x = torch.from_numpy(xn)
+    x = np.asarray(xn, dtype=np.float32)
     n_total = g * (g - 1) // 2
-    edges = torch.linspace(-1.0001, 1.0001, bins + 1)
+    edges = np.linspace(-1.0001, 1.0001, bins + 1).astype(np.float32)
 
     def blocks():
         for s in range(0, g, block):
             e = min(s + block, g)
             sim = x[s:e] @ x[s:].T                                   # (b, G - s)
-            r = torch.arange(e - s)
-            mask = torch.arange(g - s)[None, :] > r[:, None]          # j > i only
+            mask = np.arange(g - s)[None, :] > np.arange(e - s)[:, None]   # j > i only
             yield sim[mask]
 
-    counts = torch.zeros(bins, dtype=torch.int64)
+    def bucket(v):
+        return np.searchsorted(edges[1:-1], v, side="left")          # bin i holds edges[i] < v <= edges[i+1]
+
+    counts = np.zeros(bins, dtype=np.int64)
     for v in blocks():
-        counts += torch.bincount(torch.bucketize(v, edges[1:-1]), minlength=bins)
-    cum = torch.cumsum(counts, 0)
-    out = []
+        counts += np.bincount(bucket(v), minlength=bins)
+    cum = np.cumsum(counts)
     wanted = []
     for q in (lower, upper):
         h = q * (n_total - 1)
-        k_lo, k_hi = int(np.floor(h)), int(np.ceil(h))
-        wanted.append((h, k_lo, k_hi))
+        wanted.append((h, int(np.floor(h)), int(np.ceil(h))))
     # collect the values of the bins holding the needed order statistics, then select exactly
-    need_bins = set()
-    for _, k_lo, k_hi in wanted:
-        for kk in (k_lo, k_hi):
-            need_bins.add(int(torch.searchsorted(cum, torch.tensor(kk + 1))))
-    need = sorted(need_bins)
+    need = sorted({int(np.searchsorted(cum, kk + 1)) for _, k_lo, k_hi in wanted for kk in (k_lo, k_hi)})
     collected = {b: [] for b in need}
     for v in blocks():
-        bidx = torch.bucketize(v, edges[1:-1])
+        bidx = bucket(v)
         for b in need:
             collected[b].append(v[bidx == b])
-    sorted_vals = {b: torch.sort(torch.cat(collected[b]))[0].numpy() for b in need}
+    sorted_vals = {b: np.sort(np.concatenate(collected[b])) for b in need}
 
     def order_stat(kk: int) -> float:
-        b = int(torch.searchsorted(cum, torch.tensor(kk + 1)))
+        b = int(np.searchsorted(cum, kk + 1))
         before = int(cum[b - 1]) if b > 0 else 0
         return float(sorted_vals[b][kk - before])
 
+    out = []
     for h, k_lo, k_hi in wanted:
         a, b = order_stat(k_lo), order_stat(k_hi)
         out.append(a + (h - k_lo) * (b - a))
@@ -187,15 +213,14 @@ def pair_similarities_sweep(x: np.ndarray, pairs: np.ndarray, ranks: list[int],
     out = np.empty((len(pairs), len(ranks)), dtype=np.float32)
     w = max(ranks)
     # partial sums up to each rank as one GEMM with a 0/1 (W, R) matrix (faster than cumsum)
-    upto = torch.from_numpy((np.arange(w)[:, None] < np.asarray(ranks)[None, :]).astype(np.float32))
-    xw = np.ascontiguousarray(x[:, :w], dtype=np.float32)
-    xt = torch.from_numpy(xw if xw.flags.writeable else xw.copy())                          # (G, w)
-    norms = ((xt * xt) @ upto).sqrt_().clamp_min_(1e-30)                                   # (G, R)
-    pt = torch.from_numpy(np.asarray(pairs, dtype=np.int64))
-    for s in range(0, len(pairs), chunk):
+    upto = (np.arange(w)[:, None] < np.asarray(ranks)[None, :]).astype(np.float32)
+    xw = np.ascontiguousarray(x[:, :w], dtype=np.float32)                                  # (G, w)
+    norms = np.maximum(np.sqrt((xw * xw) @ upto), 1e-30)                                    # (G, R)
+    pt = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    for s in range(0, len(pt), chunk):
         ia, ib = pt[s:s + chunk, 0], pt[s:s + chunk, 1]
-        dot = (xt.index_select(0, ia) * xt.index_select(0, ib)) @ upto                    # (c, R)
-        out[s:s + chunk] = (dot / (norms.index_select(0, ia) * norms.index_select(0, ib))).numpy()
+        dot = (xw[ia] * xw[ib]) @ upto                                                      # (c, R)
+        out[s:s + chunk] = dot / (norms[ia] * norms[ib])
     return out
 
 
@@ -213,7 +238,7 @@ def recall_sweep(x: np.ndarray, pairs: dict[str, np.ndarray], ranks: list[int], 
 
     Args:
         x: (G, W) gene vectors, e.g. PCA scores with columns by decreasing variance.
-        pairs: {source: (P, 2) row-index pairs}, e.g. from references.pairs_to_indices.
+        pairs: {source: (P, 2) row-index pairs}, e.g. from pairs_to_indices.
         ranks: ranks to evaluate (each <= W).
         n_nulls: independent sampled nulls; the recall is averaged over them (std reported).
             Every null is one sample of null_size x null_size gene pairs shared by all ranks.
