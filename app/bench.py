@@ -1,6 +1,14 @@
-"""Benchmark the app on synthetic 45,000-gene bundles: page render time, gene query time, memory.
+"""Benchmark the app on two 45,000-gene bundles: page render time, gene query time, memory, and what a
+person waits for in a real browser.
 
     python -m app.bench --dir bench-out/app --genes 45000 --out bench-out/app/bench.md
+    python -m app.bench --dir bundles --names shared shared-pca --browser-only    # real bundles, browser part
+
+Browser part (Chromium driven by Playwright against a streamlit server started here): for every page,
+the time from navigation until its title is drawn (first paint) and until the app has finished running
+(streamlit reports the script not running: the page complete), first and repeat visit; and gene queries typed into the
+Gene neighbourhood page's search box: keystroke -> suggestion shown, Enter -> the gene's neighbour
+table rendered.
 
 Bundles are made once by ``python -m precompute synthetic`` (the pipeline on planted-block matrices)
 in its own process: the app imports nothing but the bundle contract, never torch. Measurements run in a fresh
@@ -73,12 +81,11 @@ def measure(d: Path, names: list[str], n_queries: int) -> dict:
             if at.exception:
                 raise RuntimeError(f"page {page} raised: {at.exception[0].value}")
 
-    # Gene query through the neighbourhood page (widget change -> rerun), new gene each time.
+    # Gene query through the neighbourhood page (a pick stores the gene -> page rerun), new gene each time.
     at.switch_page("views/neighbourhood.py").run()
-    box = f"w_gene_{names[0]}"
     page_q = []
     for g in genes[1:]:
-        at.selectbox(key=box).set_value(g)
+        at.session_state["_txfm_params"] = {**at.session_state["_txfm_params"], "gene": g}
         t = time.perf_counter()
         at.run()
         page_q.append(time.perf_counter() - t)
@@ -123,6 +130,94 @@ def measure(d: Path, names: list[str], n_queries: int) -> dict:
             "lookup": out_q, "rss_mb": rss, "peak_rss_mb": hwm, "rss_before_mb": rss0,
             "n_genes": a.n_genes, "widths": {m: a.max_rank(m) for m in a.matrix_names},
             "ranks": {m: a.default_rank(m) for m in a.matrix_names}, "torch_imported": "torch" in sys.modules}
+
+
+def measure_browser(d: Path, names: list[str], n_queries: int, port: int = 8765) -> dict:
+    """What a person waits for in Chromium: page first paint / complete, type-ahead and gene query times."""
+    import re
+    import urllib.request
+
+    import numpy as np
+    from playwright.sync_api import expect, sync_playwright
+
+    from precompute.bundle.reader import open_bundle
+    a = open_bundle(d / names[0])
+    rng = np.random.default_rng(1)
+    genes = [str(a.symbols[i]) for i in rng.choice(a.n_genes, 4 * n_queries, replace=False)]
+    genes = [g for g in genes if re.fullmatch(r"[A-Za-z0-9-]{3,}", g)][:n_queries]
+    log = open(d / "bench-streamlit.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.address",
+                             "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", "--",
+                             "--bundles", str(d)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        query = "&".join(f"bundle={n}" for n in names) + f"&gene={genes[0]}"
+        out: dict = {"pages": {}, "suggest_s": [], "query_s": [], "genes": len(genes)}
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium",
+                                         args=["--headless", "--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(300_000)
+            expect.set_options(timeout=300_000)
+            # streamlit marks its root with the script's state; "notRunning" = the run has finished
+            idle = page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')
+            slugs = {"overview": "", "gene_map": "gene_map", "neighbourhood": "neighbourhood", "modules": "modules",
+                     "enrichment": "enrichment", "compare": "compare", "subspaces": "subspaces"}
+            for visit in ("first", "repeat"):
+                for name, slug in slugs.items():
+                    t = time.perf_counter()
+                    page.goto(f"{url}/{slug}?{query}")
+                    expect(page.locator("h1").first).to_be_visible()
+                    paint = time.perf_counter() - t
+                    expect(idle).to_have_count(1)
+                    done = time.perf_counter() - t
+                    out["pages"].setdefault(name, {})[visit] = {"paint": paint, "complete": done}
+            page.goto(f"{url}/neighbourhood?{'&'.join(f'bundle={n}' for n in names)}")
+            frame = page.frame_locator('iframe[title="streamlit_searchbox.searchbox"]')
+            for g in genes[1:]:
+                box = frame.locator("input")
+                expect(box).to_be_editable()
+                box.press_sequentially(g[:-1], delay=40)
+                t = time.perf_counter()
+                box.press_sequentially(g[-1])
+                expect(frame.get_by_text(g, exact=True).first).to_be_visible()
+                out["suggest_s"].append(time.perf_counter() - t)
+                t = time.perf_counter()
+                box.press("Enter")
+                expect(page.get_by_text(f"{g}: 20 nearest genes")).to_be_visible()
+                expect(page.locator('[data-testid="stDataFrame"]').first).to_be_visible()
+                out["query_s"].append(time.perf_counter() - t)
+                expect(idle).to_have_count(1)
+            browser.close()
+        return out
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+
+
+def browser_report(r: dict, names: list[str], n_genes: list[int]) -> str:
+    """Markdown for one browser measurement."""
+    import numpy as np
+    lines = ["", f"In Chromium (Playwright; server and browser on this machine), bundles "
+                 f"{', '.join(f'`{n}` ({g:,} genes)' for n, g in zip(names, n_genes))}; seconds from navigation "
+                 "until the page's title is drawn (first paint) and until the app has finished running (complete):",
+             "", "| page | first visit: paint / complete, s | repeat visit: paint / complete, s |", "|---|---|---|"]
+    for p, v in r["pages"].items():
+        lines.append(f"| {p} | {v['first']['paint']:.2f} / {v['first']['complete']:.2f} | "
+                     f"{v['repeat']['paint']:.2f} / {v['repeat']['complete']:.2f} |")
+    sq, qq = np.array(r["suggest_s"]), np.array(r["query_s"])
+    lines += ["", f"Gene search in the browser ({len(qq)} genes typed into the Gene neighbourhood box): last "
+                  f"keystroke -> suggestion shown, median {np.median(sq):.2f} s (max {sq.max():.2f}); Enter -> the "
+                  f"gene's neighbour table rendered, median {np.median(qq):.2f} s (max {qq.max():.2f})."]
+    return "\n".join(lines) + "\n"
 
 
 def report(runs: list[dict], cmd: str) -> str:
@@ -175,13 +270,35 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=3,
                     help="fresh measurement processes; tables show the median and the max over them (default 3)")
     ap.add_argument("--out", type=Path, default=None, help="also write the markdown report here")
+    ap.add_argument("--names", nargs=2, default=None, metavar=("A", "B"),
+                    help="two existing bundles in --dir to measure instead of the synthetic ones")
+    ap.add_argument("--browser-only", action="store_true", help="only the Chromium measurements")
+    ap.add_argument("--no-browser", action="store_true", help="skip the Chromium measurements")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
-    names = [f"synthetic{a.genes // 1000}k_a", f"synthetic{a.genes // 1000}k_b"]
+    names = a.names or [f"synthetic{a.genes // 1000}k_a", f"synthetic{a.genes // 1000}k_b"]
     if a.worker:
         print("RESULT " + json.dumps(measure(a.dir, names, a.queries)))
         return
-    make_bundles(a.dir, a.genes, json.loads(a.dims), names)
+    if a.names:
+        from common.errors import UserError
+        missing = [n for n in names if not (a.dir / n / "manifest.json").exists()]
+        if missing:
+            raise UserError(f"{a.dir}: no bundle {', '.join(missing)}; pass bundles that exist with --dir/--names")
+    else:
+        make_bundles(a.dir, a.genes, json.loads(a.dims), names)
+    cmd = "python -m app.bench " + " ".join(sys.argv[1:] if argv is None else argv)
+    browser_text = ""
+    if not a.no_browser:
+        from precompute.bundle.reader import open_bundle
+        r = measure_browser(a.dir, names, min(a.queries, 10))
+        browser_text = browser_report(r, names, [open_bundle(a.dir / n).n_genes for n in names])
+        print(browser_text, flush=True)
+    if a.browser_only:
+        if a.out:
+            from common.atomic import atomic_write_text
+            atomic_write_text(a.out, f"Command: `{cmd.strip()}`\n" + browser_text)
+        return
     runs = []
     for i in range(a.repeats):
         r = subprocess.run([sys.executable, "-m", "app.bench", "--worker", "--dir", str(a.dir), "--genes",
@@ -192,8 +309,7 @@ def main(argv: list[str] | None = None) -> None:
                      "-- rerun `python -m app.bench --worker --dir DIR` to see its output")
         runs.append(json.loads(line[len("RESULT "):]))
         print(f"run {i + 1}/{a.repeats} done", flush=True)
-    cmd = "python -m app.bench " + " ".join(sys.argv[1:] if argv is None else argv)
-    text = report(runs, cmd.strip())
+    text = report(runs, cmd.strip()) + browser_text
     print(text)
     if a.out:
         from common.atomic import atomic_write_text

@@ -82,6 +82,25 @@ def spectrum(spec: pd.DataFrame, height: int = 320, max_components: int = 256) -
     return fig
 
 
+def spaced_labels(hx: np.ndarray, hy: np.ndarray, x: np.ndarray, y: np.ndarray, limit: int = 50,
+                  min_gap: float = 0.035) -> np.ndarray:
+    """Which of the highlighted points get a text label: in order, a point is labelled only when it lies
+    at least ``min_gap`` (a fraction of the map's extent) from every point labelled before it, so labels
+    do not pile up; at most ``limit`` labels. Returns a bool mask over the highlighted points."""
+    span = np.array([np.ptp(x) if len(x) else 1.0, np.ptp(y) if len(y) else 1.0])
+    span[span == 0] = 1.0
+    pts = np.stack([np.asarray(hx, float), np.asarray(hy, float)], axis=1) / span
+    keep = np.zeros(len(pts), dtype=bool)
+    placed: list[np.ndarray] = []
+    for i, p in enumerate(pts):
+        if len(placed) >= limit:
+            break
+        if not placed or np.min(np.abs(np.asarray(placed) - p).max(axis=1)) >= min_gap:
+            keep[i] = True
+            placed.append(p)
+    return keep
+
+
 def gene_map(xy: pd.DataFrame, colour: np.ndarray, colour_name: str, hover: np.ndarray,
              highlight: np.ndarray | None = None, categorical: bool = True, height: int = 640,
              title: str = "") -> go.Figure:
@@ -100,10 +119,12 @@ def gene_map(xy: pd.DataFrame, colour: np.ndarray, colour_name: str, hover: np.n
     if categorical:
         cats = pd.Series(colour, dtype="object").fillna("none").astype(str)
         order = cats.value_counts().index.tolist()
-        order = [c for c in order if c not in ("none", "other")] + [c for c in ("other", "none") if c in order]
-        for i, cat in enumerate(order):
+        named = [c for c in order if c not in ("none", "other")]
+        # Grey background first, then the categories from largest to smallest: a later trace is drawn on
+        # top, so a gene set's members sit above the grey points and small groups above large ones.
+        for cat in [c for c in ("none", "other") if c in order] + named:
             m = (cats == cat).to_numpy()
-            col = "#d0d0d0" if cat in ("none", "other") else PALETTE[i % len(PALETTE)]
+            col = "#d0d0d0" if cat in ("none", "other") else PALETTE[named.index(cat) % len(PALETTE)]
             fig.add_trace(go.Scattergl(x=x[m], y=y[m], mode="markers", name=cat, customdata=rows[m],
                                        text=hover[m], hoverinfo="text", marker=dict(size=4, color=col, opacity=0.8)))
     else:
@@ -113,7 +134,8 @@ def gene_map(xy: pd.DataFrame, colour: np.ndarray, colour_name: str, hover: np.n
     if highlight is not None and len(highlight):
         h = np.asarray(highlight)
         # One WebGL trace for marker and label: an SVG text trace would sit under the WebGL canvas.
-        labels = [t.split("<br>")[0] if i < 50 else "" for i, t in enumerate(hover[h])]
+        keep = spaced_labels(x[h], y[h], x, y, limit=50)
+        labels = [t.split("<br>")[0].split(" · ")[0] if keep[i] else "" for i, t in enumerate(hover[h])]
         fig.add_trace(go.Scattergl(x=x[h], y=y[h], mode="markers+text", name="highlighted", customdata=rows[h],
                                    text=labels, hovertext=hover[h], hoverinfo="text", textposition="top center",
                                    textfont=dict(color="#d62728", size=13),

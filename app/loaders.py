@@ -158,6 +158,9 @@ def _hover(path: str, mtime: float, matrix: str, resolution: str | None) -> np.n
     idx, _ = knn(b, matrix)
     nb = pd.DataFrame(safe[np.asarray(idx[:, :3])])
     text = sym.copy()
+    names = b.genes["name"].astype(str)
+    if (names != "").any():
+        text = text + pd.Series(np.where(names != "", " · " + names.map(plain), ""), dtype=object)
     if resolution:
         text = text + "<br>module " + _table(path, mtime, "modules", matrix)[resolution].astype(str).map(plain).reset_index(drop=True)
     joined = nb[0]
@@ -168,5 +171,6 @@ def _hover(path: str, mtime: float, matrix: str, resolution: str | None) -> np.n
 
 
 def hover_text(b: Bundle, matrix: str, resolution: str | None) -> np.ndarray:
-    """(G,) hover text per gene: symbol, module at ``resolution`` and the top 3 stored neighbours."""
+    """(G,) hover text per gene: symbol and official name, module at ``resolution`` and the top 3 stored
+    neighbours."""
     return _hover(str(b.path), _mtime(b), matrix, resolution)

@@ -49,17 +49,21 @@ def similarity_graph(unit: np.ndarray, rows: np.ndarray, symbols: np.ndarray, th
 
 
 def module_network(unit: np.ndarray, rows: np.ndarray, symbols: np.ndarray, threshold: float,
-                   pairs: PairIndex | None, max_genes: int) -> nx.Graph:
+                   pairs: PairIndex | None, max_genes: int, mark: int | None = None) -> nx.Graph:
     """Similarity graph of a module's genes: all of them, or its ``max_genes`` most central ones (highest
     cosine to the module's mean vector, kept in row order) when it is larger. The graph records what
-    it holds (``genes_in_module``, ``genes_in_network``, ``selection``), so a truncated export says so."""
+    it holds (``genes_in_module``, ``genes_in_network``, ``selection``), so a truncated export says so.
+    ``mark``: the user's gene when it is in the module: always kept, drawn as the centre (is_centre)."""
     rows = np.asarray(rows, dtype=np.int64)
+    mark = mark if mark is not None and mark in set(rows.tolist()) else None
     if len(rows) > max_genes:
         centrality = unit[rows] @ unit[rows].mean(axis=0)
+        if mark is not None:
+            centrality[rows == mark] = np.inf                   # the user's gene is always in the network
         kept = rows[np.sort(np.argsort(-centrality)[:max_genes])]
     else:
         kept = rows
-    g = similarity_graph(unit, kept, symbols, threshold, pairs)
+    g = similarity_graph(unit, kept, symbols, threshold, pairs, centre=mark)
     g.graph.update({"edge_threshold": float(threshold), "genes_in_module": int(len(rows)),
                     "genes_in_network": int(len(kept)),
                     "selection": "all genes of the module" if len(kept) == len(rows) else
@@ -70,7 +74,8 @@ def module_network(unit: np.ndarray, rows: np.ndarray, symbols: np.ndarray, thre
 def network_figure(g: nx.Graph, title: str = "", seed: int = 0, height: int = 520) -> go.Figure:
     """Plotly drawing of a similarity graph: spring layout (fixed seed), known edges in red.
 
-    Node labels are drawn for graphs of up to 40 genes; larger ones show symbols on hover.
+    Every node of a graph of up to 40 genes is labelled; in a larger one the marked gene and the 25
+    best connected (all symbols on hover). The marked gene (``is_centre``) is its own red legend entry.
     """
     if g.number_of_nodes() == 0:
         return go.Figure()
@@ -87,17 +92,26 @@ def network_figure(g: nx.Graph, title: str = "", seed: int = 0, height: int = 52
             fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=colour, width=width),
                                      hoverinfo="skip", name=label))
     nodes = list(g.nodes(data=True))
-    fig.add_trace(go.Scatter(
-        x=[pos[n][0] for n, _ in nodes], y=[pos[n][1] for n, _ in nodes],
-        mode="markers+text" if len(nodes) <= 40 else "markers",
-        text=[plain(n) for n, _ in nodes], textposition="top center", name="genes",
-        marker=dict(size=[18 if d.get("is_centre") else 11 for _, d in nodes],
-                    color=["#d62728" if d.get("is_centre") else "#1f77b4" for _, d in nodes],
-                    line=dict(width=1, color="white")),
-        hovertext=[f"{plain(n)}<br>degree {g.degree(n)}" + (
-            f"<br>cosine to centre {d['similarity_to_centre']:.3f}" if np.isfinite(d.get("similarity_to_centre", np.nan)) else "")
-            for n, d in nodes],
-        hoverinfo="text"))
+    # Labels: every gene of a small graph; in a large one the marked gene and the 25 best connected
+    # (a label per node of a 60-gene module would be unreadable).
+    if len(nodes) <= 40:
+        labelled = {n for n, _ in nodes}
+    else:
+        by_degree = sorted(g.degree, key=lambda nd: (-nd[1], nd[0]))
+        labelled = {n for n, _ in by_degree[:25]} | {n for n, d in nodes if d.get("is_centre")}
+    # The marked gene and the others as separate traces, so each legend swatch has its nodes' colour.
+    for centre, colour, size, label in ((False, "#1f77b4", 11, "genes"), (True, "#d62728", 18, "your gene")):
+        part = [(n, d) for n, d in nodes if bool(d.get("is_centre")) == centre]
+        if not part:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[pos[n][0] for n, _ in part], y=[pos[n][1] for n, _ in part], mode="markers+text",
+            text=[plain(n) if n in labelled else "" for n, _ in part], textposition="top center", name=label,
+            marker=dict(size=size, color=colour, line=dict(width=1, color="white")),
+            hovertext=[f"{plain(n)}<br>degree {g.degree(n)}" + (
+                f"<br>cosine to centre {d['similarity_to_centre']:.3f}"
+                if np.isfinite(d.get("similarity_to_centre", np.nan)) else "") for n, d in part],
+            hoverinfo="text"))
     fig.update_layout(title=title, height=height, showlegend=True, margin=dict(l=10, r=10, t=40, b=10),
                       xaxis=dict(visible=False), yaxis=dict(visible=False), plot_bgcolor="white")
     return fig

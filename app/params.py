@@ -15,7 +15,7 @@ import streamlit as st
 
 from precompute.bundle.reader import discover_bundles
 
-URL_PARAMS = ("bundle", "cmp_a", "cmp_b", "gene", "k", "threshold", "matrix", "rank", "resolution", "module", "component")
+URL_PARAMS = ("bundle", "cmp_a", "cmp_b", "gene", "genes", "k", "threshold", "matrix", "rank", "resolution", "module", "component")
 DEFAULTS = {"k": 20, "threshold": 0.5}
 _STORE = "_txfm_params"
 

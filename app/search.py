@@ -78,6 +78,31 @@ class GeneIndex:
         hits.sort(key=lambda i: (order[self.key_kind[self.display_upper[i]]], len(self.display_upper[i]), self.display_upper[i]))
         return [self.display[i] for i in hits[:limit]]
 
+    def suggest(self, query: str, limit: int = 12) -> list[tuple[str, str]]:
+        """Type-ahead answers for a partial query, answered on the server: [(label, symbol)], best first.
+
+        An exact symbol, Ensembl id or alias comes first (labelled with the symbol it resolves to), then
+        the genes whose symbol, Ensembl id or alias starts with the query (one entry per gene), and when
+        nothing starts with it, the closest symbols ("did you mean").
+        """
+        q = query.strip()
+        if not q:
+            return []
+        out: dict[str, str] = {}
+        row = self.lookup(q)
+        if row is not None:
+            sym = str(self.symbols[row])
+            out[sym] = sym if sym.upper() == q.upper() else f"{q} → {sym}"
+        for label in self.complete(q, limit=4 * limit):
+            sym = str(self.symbols[self.label_to_row(label)])
+            out.setdefault(sym, label)
+            if len(out) >= limit:
+                break
+        if not out:
+            for sym in self.close_matches(q, n=min(limit, 5)):
+                out[str(sym)] = f"{sym} (did you mean?)"
+        return [(label, sym) for sym, label in list(out.items())[:limit]]
+
     def close_matches(self, query: str, n: int = 5) -> list[str]:
         """Symbols closest to a query that matched nothing (prefix matches first, then difflib similarity)."""
         q = query.strip().upper()

@@ -78,40 +78,86 @@ def require_bundles(n: int = 1) -> list[Bundle]:
     return out
 
 
-def gene_picker(b: Bundle, key: str = "gene", label: str = "Gene (symbol, alias or Ensembl id)") -> int | None:
-    """Search box with autocomplete over symbols; aliases and Ensembl ids typed in are resolved.
+def all_bundles() -> list[Bundle]:
+    """Every valid bundle in the bundles folder (a damaged one is left out here; its own page says why)."""
+    out = []
+    for p in params.available(root()):
+        try:
+            out.append(loaders.bundle(p))
+        except (BundleError, OSError, ValueError):
+            continue
+    return out
 
-    Returns the gene's row, or None (after showing close matches) when nothing matches.
+
+def quality_badge(b: Bundle, matrix: str, container=st, detail: bool = True) -> None:
+    """The matrix's trust badge (app.quality) with its one-line reason."""
+    from app.quality import matrix_verdict
+    v, ref = matrix_verdict(b, matrix, all_bundles())
+    container.badge(f"{matrix}: {v.label}", color=v.colour)
+    if detail:
+        container.caption(esc(v.text) + (f" (PCA bundle {code(ref.name)})" if ref is not None else ""))
+
+
+def gene_search(b: Bundle, label: str = "Search a gene to start", then: str | None = None) -> None:
+    """A type-ahead gene box that stores the gene and opens page ``then`` (e.g. "views/neighbourhood.py")."""
+    current = params.get("gene")
+    row = loaders.index_for(b).lookup(current) if current else None
+    _search_box(str(b.path), b.name, "gene", label, str(b.symbols[row]) if row is not None else None, then)
+
+
+def gene_picker(b: Bundle, key: str = "gene", label: str = "Gene (symbol, alias or Ensembl id)") -> int | None:
+    """Type-ahead gene search answered on the server, plus the current gene's resolution.
+
+    The search box (streamlit-searchbox) sends each typed prefix to ``GeneIndex.suggest`` and shows
+    its dozen answers, so the page never carries the bundle's 45,000 symbols. It lives in a fragment:
+    a keystroke reruns only the box; picking a gene stores it in the ``key`` URL parameter and reruns
+    the page. Returns the current gene's row, or None (after showing close matches) when the gene in
+    the URL matches nothing.
     """
     idx = loaders.index_for(b)
     current = params.get(key)
-    options = list(b.symbols)
     row = idx.lookup(current) if current else None
-    wkey = f"w_{key}_{b.name}"
-    if wkey not in st.session_state:
-        st.session_state[wkey] = options[row] if row is not None else (current or None)
-    typed = st.selectbox(label, options, key=wkey, accept_new_options=True, placeholder="type to search, e.g. TP53",
-                         help="Start typing a symbol; aliases (p21) and Ensembl ids (ENSG...) can be typed in full.")
-    if not typed:
-        params.put(key, None)
+    _search_box(str(b.path), b.name, key, label, str(b.symbols[row]) if row is not None else None)
+    if not current:
         return None
-    row = idx.lookup(typed)
     if row is None:
-        close = idx.close_matches(typed)
-        msg = f"Gene {code(typed)} is not in bundle {code(b.name)}."
+        close = idx.close_matches(current)
+        msg = f"Gene {code(current)} is not in bundle {code(b.name)}."
         st.warning(msg + (" Close matches: " + codes(close) if close else " No close matches."))
         cols = st.columns(max(len(close), 1))
         for c, name in zip(cols, close):
             if c.button(esc(name), key=f"close_{key}_{name}"):
-                st.session_state[wkey] = name
                 params.put(key, name)
                 st.rerun()
-        params.put(key, typed)
         return None
-    if str(b.symbols[row]) != typed:
-        st.caption(f"{code(typed)} → **{esc(b.symbols[row])}**")
+    if str(b.symbols[row]) != current:
+        st.caption(f"{code(current)} → **{esc(b.symbols[row])}**")
     params.put(key, str(b.symbols[row]))
     return int(row)
+
+
+@st.fragment
+def _search_box(path: str, name: str, key: str, label: str, current: str | None, then: str | None = None) -> None:
+    from streamlit_searchbox import st_searchbox
+    idx = loaders.index_for(loaders.bundle(Path(path)))
+    box, flag = f"sb_{key}_{name}", f"sb_{key}_{name}_picked"
+
+    def picked(value: str) -> None:
+        st.session_state[flag] = value
+
+    st_searchbox(idx.suggest, key=box, label=label, rerun_scope="fragment", debounce=100, clear_on_submit=True,
+                 submit_function=picked,
+                 placeholder=f"{current} · type to search another gene" if current
+                 else "type to search, e.g. TP53, p21 or ENSG00000141510",
+                 help="Symbols, aliases (p21) and Ensembl ids (ENSG...), any case; suggestions come from the "
+                      "bundle's gene table as you type. Enter picks the first.")
+    value = st.session_state.pop(flag, None)
+    if value:
+        st.session_state[box]["result"] = None     # picking the same gene again later counts as a pick
+        params.put(key, value)
+        if then:
+            st.switch_page(then)
+        st.rerun(scope="app")
 
 
 def export_buttons(name: str, table=None, sets=None,

@@ -192,7 +192,9 @@ def _build_in(work: Path, out: Path, existing: bool, matrices, genes, ref_dir, s
                                            genes.get("support", pd.Series("", index=genes.index)).astype(str)
                                            ).encode()).hexdigest()
     ref_digest = _references_digest(ref_dir)
-    run("matrices", {"sha256": digests, "genes_sha256": gene_digest, "references": ref_digest}, write_matrices)
+    # genes_table 2: genes.parquet also holds the official name and Entrez id (the app's gene cards)
+    run("matrices", {"sha256": digests, "genes_sha256": gene_digest, "references": ref_digest, "genes_table": 2},
+        write_matrices)
     run("references", {"references_dir": str(ref_dir) if ref_dir else None, "digest": ref_digest},
         lambda: steps.references_step(ctx))
     run("subspaces", {"method": "centre (and z-score) columns, PCA (eigh of covariance), fitted on the recall "

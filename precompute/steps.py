@@ -33,22 +33,31 @@ class StepContext:
 
 
 def genes_table(genes: pd.DataFrame, ref_dir: Path | None) -> pd.DataFrame:
+    """genes.parquet: row index, symbol, Ensembl id, support, and from the reference gene table (by
+    Ensembl id, else symbol) the aliases and previous symbols (what the app's search resolves), the
+    official name and the Entrez id (the app's gene cards and their NCBI Gene links)."""
     out = pd.DataFrame({"gene": np.arange(len(genes), dtype=np.int32),
                         "symbol": genes["symbol"].astype(str).to_numpy(),
                         "ensembl_id": genes["ensembl_id"].fillna("").astype(str).to_numpy(),
-                        "aliases": ""})
+                        "aliases": "", "name": "", "entrez_id": ""})
     if "support" in genes.columns:  # datasets measuring each gene well: defines the recall population
         out["support"] = genes["support"].to_numpy().astype(np.int32)
     info = refs.load_gene_aliases(ref_dir) if ref_dir is not None else None
-    if info is not None and "aliases" in info.columns:
+    if info is None:
+        return out
+    if "aliases" in info.columns:
         alias = info["aliases"].astype(str)
         if "previous_symbols" in info.columns:
             alias = (alias + "|" + info["previous_symbols"].astype(str)).str.strip("|")
-        by_sym = dict(zip(info["symbol"], alias))
-        by_ens = dict(zip(info.get("ensembl_id", pd.Series(dtype=str)), alias))
-        out["aliases"] = [by_ens.get(e) or by_sym.get(s, "") if e else by_sym.get(s, "")
-                          for s, e in zip(out.symbol, out.ensembl_id)]
-        out["aliases"] = out["aliases"].fillna("").astype(str)
+        info = info.assign(_alias=alias)
+    for col, src in (("aliases", "_alias"), ("name", "name"), ("entrez_id", "entrez_id")):
+        if src not in info.columns:
+            continue
+        by_sym = dict(zip(info["symbol"], info[src].astype(str)))
+        by_ens = dict(zip(info.get("ensembl_id", pd.Series(dtype=str)), info[src].astype(str)))
+        out[col] = [by_ens.get(e) or by_sym.get(s, "") if e else by_sym.get(s, "")
+                    for s, e in zip(out.symbol, out.ensembl_id)]
+        out[col] = out[col].fillna("").astype(str)
     return out
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app import charts, loaders, params, ui
+from app import cards, charts, loaders, params, ui
 from app.search import parse_gene_list
 from app.text import code, codes, esc, plain
 from precompute.bundle.compare import (align_layout, module_change, neighbour_diff, neighbourhood_change,
@@ -172,13 +172,15 @@ else:
     st.markdown(f"**{esc(ba.symbols[row])}**: {counts.get('in both', 0)} of its top-{k} neighbours kept, "
                 f"{counts.get('only in A (lost)', 0)} only in A, {counts.get('only in B (gained)', 0)} only in B "
                 f"(overlap {jac:.2f}). Known partners of the gene in A's references are named with their sources.")
+    cards.show_card(ba.genes, row)
     lc = st.columns(3)
     for col, status_name in zip(lc, ("in both", "only in A (lost)", "only in B (gained)")):
         part = diff[diff.status == status_name].drop(columns="status")
         col.markdown(f"**{status_name}** ({len(part)})")
-        col.dataframe(part, hide_index=True, height=300, width="stretch", column_config={
+        shown = cards.with_cards(part, ba.genes, [sym_row[g] for g in part["gene"]])
+        col.dataframe(shown, hide_index=True, height=300, width="stretch", column_config={
             "rank_a": st.column_config.NumberColumn("rank in A", format="%d"),
-            "rank_b": st.column_config.NumberColumn("rank in B", format="%d")})
+            "rank_b": st.column_config.NumberColumn("rank in B", format="%d"), **cards.link_columns()})
     ui.export_buttons(f"{ba.symbols[row]}_neighbours_{ba.name}_{ma}_vs_{bb.name}_{mb}", table=diff,
                       key="cmp_gene")
 

@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from app import loaders, ui
+from app import loaders, params, ui
 from app.text import code, codes
 from app.search import parse_gene_list
 
@@ -18,8 +18,13 @@ idx = loaders.index_for(b)
 
 left, right = st.columns([1, 1])
 with left:
+    if "enrich_text" not in st.session_state and params.get("genes"):   # a shared link carries the list
+        st.session_state["enrich_text"] = "\n".join(parse_gene_list(params.get("genes")))
     text = st.text_area("Gene list (symbols, aliases or Ensembl ids; one per line or comma separated)",
-                        key="enrich_text", height=200)
+                        key="enrich_text", height=200,
+                        help="The pasted list is kept in the page's link (the genes parameter), so the result "
+                             "can be shared or bookmarked.")
+    params.put("genes", ",".join(parse_gene_list(text)) or None)
     upload = st.file_uploader("…or upload a text/CSV file (first column)", type=["txt", "csv", "tsv"], key="enrich_file")
 with right:
     chosen = st.multiselect("Libraries", list(libs), default=list(libs), key="enrich_libs")

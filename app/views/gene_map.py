@@ -22,7 +22,10 @@ if matrix not in with_umap:
     matrix = with_umap[0]
 mods = loaders.table(b, "modules", matrix)
 resolutions = [c for c in mods.columns if c.startswith("res_")]
-mode = c2.selectbox("Colour by", ["module", "gene set", "relationship source", "my gene list"], key="map_colour")
+MODES = ["module", "one module", "gene set", "relationship source", "my gene list"]
+if "map_colour" not in st.session_state and params.get("genes"):
+    st.session_state["map_colour"] = "my gene list"          # a shared link with a gene list opens on it
+mode = c2.selectbox("Colour by", MODES, key="map_colour")
 xy = loaders.table(b, "umap", matrix)
 idx = loaders.index_for(b)
 
@@ -41,6 +44,19 @@ if mode == "module" and res:
     counts = pd.Series(colour).value_counts()
     small = counts.index[30:]  # a legend of more than 30 modules is unreadable
     colour[np.isin(colour, small)] = "other"
+elif mode == "one module" and res:
+    labels = mods[res].to_numpy()
+    sizes = pd.Series(labels).value_counts()
+    options = sorted(sizes.index.tolist())
+    home = int(labels[idx.lookup(params.get("gene"))]) if params.get("gene") and idx.lookup(params.get("gene")) is not None \
+        else None
+    cur = params.as_int(params.get("module"), home if home is not None else options[0])
+    one = st.selectbox("Module", options, index=options.index(cur) if cur in options else 0, key=f"map_mod_{res}",
+                       format_func=lambda m: f"module {m} ({int(sizes[m])} genes)"
+                       + (" · your gene's" if m == home else ""))
+    params.put("module", int(one))
+    colour = np.full(b.n_genes, "none", dtype=object)
+    colour[labels == one] = f"module {one}"
 elif mode == "gene set":
     libs = loaders.library(b)
     if not libs:
@@ -61,7 +77,11 @@ elif mode == "relationship source":
     colour = np.full(b.n_genes, "none", dtype=object)
     colour[pi.rows_in_source(source)] = plain(f"in {source}")
 else:
-    text = st.text_area("Your gene list (symbols, aliases or Ensembl ids)", key="map_list", height=90)
+    if "map_list" not in st.session_state:
+        st.session_state["map_list"] = "\n".join(parse_gene_list(params.get("genes") or ""))
+    text = st.text_area("Your gene list (symbols, aliases or Ensembl ids)", key="map_list", height=90,
+                        help="Kept in the page's link (the genes parameter), so the view can be shared.")
+    params.put("genes", ",".join(parse_gene_list(text)) or None)
     rows, unmapped = idx.map_list(parse_gene_list(text))
     if unmapped:
         st.warning(f"{len(unmapped)} not found in this bundle: " + codes(unmapped[:30]))
@@ -79,9 +99,16 @@ if len(hl_rows) == 1:
 
 fig = charts.gene_map(xy, colour, mode, hover, highlight=hl_rows, categorical=categorical,
                       title=plain(f"{b.name} · {matrix} · {b.n_genes:,} genes"))
-event = st.plotly_chart(fig, key=f"map_{b.name}_{matrix}", on_select="rerun", selection_mode=("box", "lasso"),
-                        config={"scrollZoom": True})
-st.caption("Drag a box or lasso on the map to select genes; hover a point for its module and top neighbours.")
+event = st.plotly_chart(fig, key=f"map_{b.name}_{matrix}", on_select="rerun",
+                        selection_mode=("points", "box", "lasso"), config={"scrollZoom": True})
+st.caption("Click a point to open that gene's neighbourhood; drag a box or lasso to select genes; hover a point "
+           "for its name, module and top neighbours.")
+clicked = event.selection if event and event.selection else {}
+if len(clicked.get("points", [])) == 1 and not clicked.get("box") and not clicked.get("lasso"):
+    point = clicked["points"][0]
+    if point.get("customdata") is not None:               # a click on one gene (not a box or lasso)
+        params.put("gene", str(b.symbols[int(point["customdata"])]))
+        st.switch_page("views/neighbourhood.py")
 
 points = event.selection.get("points", []) if event and event.selection else []
 sel_rows = np.unique([int(p["customdata"]) for p in points if p.get("customdata") is not None])

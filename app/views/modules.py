@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import loaders, params, ui
+from app import cards, loaders, params, ui
 from app.text import code, esc
 from app.network import module_network, network_figure
 
@@ -74,14 +74,20 @@ if gene_row is not None:
 left, right = st.columns([1, 1])
 with left:
     st.markdown("**Genes**")
-    st.dataframe(ui.gene_table(b, rows), hide_index=True, height=480)
+    shown = cards.with_cards(ui.gene_table(b, rows), b.genes, rows)
+    if gene_row is not None and gene_row in set(rows.tolist()):        # the user's gene first, marked
+        first = np.flatnonzero(rows == gene_row)
+        shown = pd.concat([shown.iloc[first], shown.drop(index=shown.index[first])], ignore_index=True)
+        shown.insert(0, "your gene", [True] + [False] * (len(shown) - 1))
+    st.dataframe(shown, hide_index=True, height=480, column_config={
+        "your gene": st.column_config.CheckboxColumn("your gene", width="small"), **cards.link_columns()})
 with right:
     rank = b.default_rank(matrix)
     thr = st.slider("Edge threshold (cosine)", -1.0, 1.0, 0.5, 0.05, key="mod_thr")
     unit = loaders.unit(b, matrix, rank)
 
     def module_graph(n: int):
-        g = module_network(unit, rows, b.symbols, thr, loaders.pairs(b), n)
+        g = module_network(unit, rows, b.symbols, thr, loaders.pairs(b), n, mark=gene_row)
         g.graph.update({"bundle": b.name, "matrix": matrix, "rank": rank, "resolution": res, "module": int(module)})
         return g
 

@@ -3,7 +3,7 @@ and an ego network with a similarity threshold."""
 import numpy as np
 import streamlit as st
 
-from app import loaders, params, ui
+from app import cards, loaders, params, ui
 from app.text import code, esc, plain
 from app.neighbours import neighbour_table
 from app.network import network_figure, similarity_graph
@@ -39,14 +39,16 @@ known = pairs.partners(row)
 table = neighbour_table(b.symbols, nb_rows, nb_sims, known)
 n_known_in = int(table["known"].sum())
 st.subheader(f"{esc(symbol)}: {k} nearest genes in {code(matrix)} at rank {rank}")
+ui.quality_badge(b, matrix)
+cards.show_card(b.genes, row)
 st.caption(f"{len(known)} known partners of {esc(symbol)} in the bundle's references; {n_known_in} of them are among "
            f"these {k} neighbours. Similarity = cosine of the first {rank} standardised principal components.")
 
 left, right = st.columns([1, 1])
 with left:
-    st.dataframe(table, hide_index=True, height=520, column_config={
+    st.dataframe(cards.with_cards(table, b.genes, nb_rows), hide_index=True, height=520, column_config={
         "cosine": st.column_config.ProgressColumn("cosine", min_value=-1.0, max_value=1.0, format="%.3f"),
-        "known": st.column_config.CheckboxColumn("known pair"),
+        "known": st.column_config.CheckboxColumn("known pair"), **cards.link_columns(),
     })
 with right:
     graph = similarity_graph(loaders.unit(b, matrix, rank), np.concatenate([[row], nb_rows]), b.symbols,

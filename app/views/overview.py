@@ -9,6 +9,31 @@ from app.text import code, codes, esc, plain
 st.title("Overview")
 bundles = ui.require_bundles()
 
+GLOSSARY = {
+    "Bundle": "Everything precomputed from one trained model (or the PCA baseline) for this app: gene matrices, "
+              "their neighbours, maps, modules and scores. Pick bundles in the sidebar; the first one is shown.",
+    "Codebook": "TxFM's input embedding: one learned vector per gene, what the model reads a gene as. At our scale "
+                "it learns little (see its badge).",
+    "Decoder": "TxFM's output weights: one vector per gene used to predict that gene's expression from the "
+               "cell's state. Genes predicted from the same cell states end up close together.",
+    "PCA": "The baseline: principal components of the same expression data, one vector per gene. A model is "
+           "worth using where it beats PCA.",
+    "Rank": "How many principal directions of a matrix are used to compare genes. Each matrix has a chosen rank "
+            "(the one that recovers known relationships best); the Subspaces page shows the others.",
+}
+with st.container(border=True):
+    st.subheader("Start here")
+    left, right = st.columns([2, 3])
+    with left:
+        ui.gene_search(bundles[0], then="views/neighbourhood.py")
+        st.caption("A gene opens its neighbourhood: the genes each matrix places nearest to it, known partners "
+                   "marked. The badges below say how far to trust each matrix.")
+        for m in bundles[0].matrix_names:
+            ui.quality_badge(bundles[0], m)
+    with right:
+        for term, text in GLOSSARY.items():
+            st.markdown(f"**{term}.** {text}")
+
 for b in bundles:
     st.header(f"Bundle {code(b.name)}")
     src = b.manifest.get("source", {})

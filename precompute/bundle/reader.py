@@ -64,9 +64,10 @@ class Bundle:
     # ---- tables ---------------------------------------------------------------------------
     @cached_property
     def genes(self) -> pd.DataFrame:
-        """``genes.parquet``: one row per gene in matrix row order (gene, symbol, ensembl_id, aliases)."""
+        """``genes.parquet``: one row per gene in matrix row order (gene, symbol, ensembl_id, aliases, name,
+        entrez_id; the last two "" in a bundle made before they were stored)."""
         df = _read_parquet(self.path / bundle_files.GENES)
-        for col in ("symbol", "ensembl_id", "aliases"):
+        for col in ("symbol", "ensembl_id", "aliases", "name", "entrez_id"):
             if col not in df.columns:
                 df[col] = ""
             df[col] = df[col].fillna("").astype(str)

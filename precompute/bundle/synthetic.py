@@ -259,7 +259,10 @@ def _write_planted(work: Path, out: Path, n_genes: int, n_programs: int, k: int,
     aliases = [ALIASES.get(s, "") for s in symbols]
     save_parquet(work / bundle_files.GENES, pd.DataFrame({
         "gene": np.arange(n_genes, dtype=np.int64), "symbol": symbols,
-        "ensembl_id": [f"ENSG{i + 1:011d}" for i in range(n_genes)], "aliases": aliases}))
+        "ensembl_id": [f"ENSG{i + 1:011d}" for i in range(n_genes)], "aliases": aliases,
+        "name": [f"planted gene {i} (programme {program[i]})" if program[i] >= 0 else f"planted gene {i}"
+                 for i in range(n_genes)],
+        "entrez_id": [str(100000 + i) for i in range(n_genes)]}))
 
     # Known pairs: within-program pairs from two sources, plus a few random ones.
     prog_rows = [np.asarray(r) for r in members.values()]

@@ -146,3 +146,28 @@ def test_lasso_selection_goes_to_enrichment(server):
         expect(page.get_by_text(f"{n} genes mapped to bundle alpha")).to_be_visible()
         expect(page.get_by_text(re.compile(r"gene sets overlap the list"))).to_be_visible()
         browser.close()
+
+
+def test_type_ahead_search_in_the_browser(server):
+    """Typing in the gene box asks the server for suggestions (no gene list in the page); Enter opens the
+    first one: an alias resolves to its gene."""
+    from playwright.sync_api import sync_playwright
+    expect = _expect()
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        page.goto(f"{server}/neighbourhood?bundle=alpha")
+        expect(page.get_by_text("Pick a gene")).to_be_visible()
+        frame = page.frame_locator('iframe[title="streamlit_searchbox.searchbox"]')
+        box = frame.locator("input")
+        expect(box).to_be_editable()
+        box.press_sequentially("p21", delay=60)
+        expect(frame.get_by_text("p21 → CDKN1A")).to_be_visible()
+        box.press("Enter")
+        expect(page.get_by_text("CDKN1A: 20 nearest genes")).to_be_visible()
+        expect(page).to_have_url(re.compile(r"gene=CDKN1A"))
+        # the page holds a dozen suggestions at most, never the bundle's gene list
+        assert "GENE00299" not in page.content()
+        browser.close()

@@ -46,7 +46,10 @@ def test_searching_a_gene_shows_its_neighbours(monkeypatch, bundles_dir, alpha):
     at = make_app(monkeypatch, bundles_dir).run()
     at.switch_page("views/neighbourhood.py").run()
     assert "Pick a gene" in texts(at.info)
-    at.selectbox(key="w_gene_alpha").set_value("TP53").run()
+    # A pick in the type-ahead box (a browser component, driven in test_browser.py) stores the gene and
+    # reruns the page; here the same path: the box's submit stores the gene in the view parameters.
+    at.session_state["_txfm_params"] = {**at.session_state["_txfm_params"], "gene": "TP53"}
+    at.run()
     assert not at.exception
     assert "TP53: 20 nearest genes in `codebook` at rank 8" in texts(at.subheader)
     table = at.dataframe[0].value
@@ -197,3 +200,65 @@ def test_modules_page_opens_the_module_of_the_url_gene(monkeypatch, bundles_dir,
     at.switch_page("views/modules.py").run()
     assert texts(at.subheader).startswith(f"Module {other}:")
     assert f"**MDM2** is in module {home}, not this one" in texts(at.caption)
+
+
+def test_gene_cards_name_and_link_the_gene(monkeypatch, bundles_dir, alpha):
+    """The neighbourhood page shows the gene's card (official name, Ensembl id, NCBI Gene / Ensembl / UniProt /
+    GeneCards links built from its identifiers) and every neighbour's name and links in the table."""
+    at = make_app(monkeypatch, bundles_dir, gene="TP53").run()
+    at.switch_page("views/neighbourhood.py").run()
+    urls = {b.proto.label: b.proto.url for b in at.get("link_button")}
+    g = alpha.genes.iloc[0]                                            # TP53 is row 0
+    assert urls["NCBI Gene"] == f"https://www.ncbi.nlm.nih.gov/gene/{g.entrez_id}"
+    assert urls["Ensembl"] == f"https://www.ensembl.org/Homo_sapiens/Gene/Summary?g={g.ensembl_id}"
+    assert urls["GeneCards"] == "https://www.genecards.org/cgi-bin/carddisp.pl?gene=TP53"
+    assert "organism_id:9606" in urls["UniProt"]
+    assert any(unescape(m.value) == f"**TP53** · planted gene 0 (programme 0) · {g.ensembl_id}" for m in at.markdown)
+    table = at.dataframe[0].value
+    rows = [int(np.flatnonzero(alpha.symbols == s)[0]) for s in table["gene"]]
+    assert table["name"].tolist() == alpha.genes["name"].iloc[rows].tolist()
+    assert table["NCBI Gene"].tolist() == [f"https://www.ncbi.nlm.nih.gov/gene/{alpha.genes.entrez_id.iloc[r]}"
+                                           for r in rows]
+
+
+def test_gene_card_links_are_url_encoded():
+    from app.cards import card_text, links
+    import pandas as pd
+    u = links("A B)[x](javascript:1", "ENSG1", "")
+    assert all(" " not in v and ")" not in v.split("?", 1)[-1] for v in u.values())
+    md = card_text(pd.DataFrame({"symbol": ["X](http://evil"], "name": ["[n](http://e)"],
+                                 "ensembl_id": [""], "entrez_id": [""]}), 0)
+    assert "](http://evil" not in md and "[n](http://e)" not in md
+
+
+def test_pasted_gene_list_is_kept_in_the_url(monkeypatch, bundles_dir):
+    at = make_app(monkeypatch, bundles_dir).run()
+    at.switch_page("views/enrichment.py").run()
+    at.text_area(key="enrich_text").input("TP53\nMDM2, CDKN1A").run()
+    assert at.query_params["genes"] == "TP53,MDM2,CDKN1A"
+    # the link opens with the list in place and its result
+    at2 = make_app(monkeypatch, bundles_dir, genes="TP53,MDM2,CDKN1A,BAX,GADD45A,BBC3").run()
+    at2.switch_page("views/enrichment.py").run()
+    assert at2.text_area(key="enrich_text").value.split() == ["TP53", "MDM2", "CDKN1A", "BAX", "GADD45A", "BBC3"]
+    assert at2.dataframe[0].value.iloc[0]["term"] == "HALLMARK_P53_PATHWAY"
+    at2.switch_page("views/gene_map.py").run()                          # the map colours that list
+    assert at2.selectbox(key="map_colour").value == "my gene list"
+    assert not at2.exception and not at2.error
+
+
+def test_map_labels_do_not_pile_up():
+    from app.charts import spaced_labels
+    x = np.array([0.0, 0.001, 0.5, 0.502, 1.0])
+    y = np.array([0.0, 0.0, 0.5, 0.5, 1.0])
+    keep = spaced_labels(x, y, x, y)
+    assert keep.tolist() == [True, False, True, False, True]           # near-duplicates lose their label
+    assert spaced_labels(x, y, x, y, limit=2).sum() == 2
+
+
+def test_gene_set_members_drawn_above_grey(monkeypatch):
+    from app.charts import gene_map
+    import pandas as pd
+    xy = pd.DataFrame({"x": np.arange(6.0), "y": np.arange(6.0)})
+    colour = np.array(["none", "none", "set", "none", "big", "big"], dtype=object)
+    fig = gene_map(xy, colour, "gene set", np.array(list("abcdef"), dtype=object))
+    assert [t.name for t in fig.data] == ["none", "big", "set"]        # grey first, smallest group on top

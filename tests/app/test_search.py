@@ -49,3 +49,20 @@ def test_map_list_dedupes_and_reports_unmapped():
 def test_parse_gene_list_separators_and_header():
     assert parse_gene_list("gene\nTP53\nMDM2, CDKN1A;BAX\tFAS  ") == ["TP53", "MDM2", "CDKN1A", "BAX", "FAS"]
     assert parse_gene_list("  \n ") == []
+
+
+def test_type_ahead_suggestions_are_answered_from_the_index(alpha):
+    """The search box's answers: an exact identifier first (resolved), then prefix hits one per gene, then
+    close matches; never more than the limit, so the page carries a dozen labels, not every gene."""
+    from app.search import GeneIndex
+    idx = GeneIndex.from_genes(alpha.genes)
+    sugg = idx.suggest("tp5")
+    assert sugg[0] == ("TP53", "TP53")                                  # symbols before longer ones
+    assert [s for _, s in sugg] == sorted(set(s for _, s in sugg), key=[s for _, s in sugg].index)   # unique
+    assert all(s.upper().startswith("TP5") or "alias" in lab or "ENSG" in lab for lab, s in sugg)
+    assert idx.suggest("p21")[0] == ("p21 → CDKN1A", "CDKN1A")         # alias resolved first
+    ens = alpha.genes.loc[alpha.genes.symbol == "MDM2", "ensembl_id"].iloc[0]
+    if ens:
+        assert idx.suggest(ens + ".7")[0][1] == "MDM2"                  # Ensembl id, any version
+    assert idx.suggest("TP53X")[0] == ("TP53 (did you mean?)", "TP53")
+    assert len(idx.suggest("G", limit=12)) == 12 and idx.suggest("   ") == []

@@ -35,7 +35,7 @@ def test_synthetic_bundle_validates_and_follows_contract(bundle):
     assert m["matrices"]["codebook"] == {"shape": [600, 63], "rank": 32}
     assert m["matrices"]["decoder"] == {"shape": [600, 128], "rank": 128}   # paper 256, capped at width
     genes = pd.read_parquet(bundle / "genes.parquet")
-    assert list(genes.columns) == ["gene", "symbol", "ensembl_id", "aliases"]
+    assert list(genes.columns) == ["gene", "symbol", "ensembl_id", "aliases", "name", "entrez_id"]
     assert genes.aliases.iloc[3] == "SYNA3|ALT-SYN00003"
     idx = np.load(bundle / "knn" / "codebook.indices.npy")
     assert idx.shape == (600, 10) and idx.dtype == np.int32
