@@ -36,10 +36,23 @@ def main(argv: list[str]) -> None:
     st.set_page_config(page_title="TxFM gene explorer", page_icon=":material/genetics:", layout="wide")
     root = params.bundles_root(argv)
     st.session_state["_bundles_root"] = str(root)
-    nav = st.navigation([st.Page(HERE / "views" / f, title=t, icon=i, default=(n == 0))
-                         for n, (f, t, i) in enumerate(PAGES)])
+    pages = [st.Page(HERE / "views" / f, title=t, icon=i, default=(n == 0)) for n, (f, t, i) in enumerate(PAGES)]
+    # Our own page links (the built-in menu would open a page with an empty URL, a history entry that
+    # Back stops at): drawn at the top of the sidebar after the page has run, carrying its final view.
+    nav = st.navigation(pages, position="hidden")
+    links = st.sidebar.container()
     st.sidebar.title("TxFM explorer")
     ui.bundle_sidebar(root)
+    try:
+        _run(nav)
+    finally:      # also when a page stops early (st.stop): the links and the URL always follow the view
+        params.sync_url()
+        for page in pages:
+            links.page_link(page, query_params=params.url_view(), width="stretch")
+
+
+def _run(nav) -> None:
+    """Run the selected page; expected bundle problems and defects become one line on the page."""
     try:
         nav.run()
     except (BundleError, OSError, UnicodeDecodeError) as e:
@@ -50,7 +63,6 @@ def main(argv: list[str]) -> None:
         log.exception("page failed")
         st.error(f"Internal error ({esc(type(e).__name__)}): {esc(ui.problem_line(e))}. "
                  "The full traceback is in the terminal running streamlit; please report it.")
-    params.sync_url()
 
 
 main(sys.argv[1:])

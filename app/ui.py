@@ -35,7 +35,7 @@ def bundle_sidebar(bundles_root: Path) -> None:
         st.session_state["w_bundles"] = chosen
     picked = st.sidebar.multiselect("Bundles", found, key="w_bundles",
                                     help="The first bundle is the one the pages show; Compare uses the first two.")
-    params.put("bundle", [p for p in picked if p in found])
+    params.put("bundle", [p for p in picked if p in found], default=found[:1])
 
 
 def problem_line(e: BaseException) -> str:
@@ -140,24 +140,22 @@ def gene_picker(b: Bundle, key: str = "gene", label: str = "Gene (symbol, alias 
 def _search_box(path: str, name: str, key: str, label: str, current: str | None, then: str | None = None) -> None:
     from streamlit_searchbox import st_searchbox
     idx = loaders.index_for(loaders.bundle(Path(path)))
-    box, flag = f"sb_{key}_{name}", f"sb_{key}_{name}_picked"
+    box = f"sb_{key}_{name}"
+    state = st.session_state.get(box)
+    if state is not None and state.get("result") not in (None, current):
+        del st.session_state[box]          # the gene changed elsewhere (URL, another page): a fresh box
 
-    def picked(value: str) -> None:
-        st.session_state[flag] = value
+    def picked(value: str) -> None:        # Enter or a click on a suggestion: open it at once (one rerun)
+        params.put(key, value)
+        if then:
+            params.switch_page(then)
+        st.rerun(scope="app")
 
-    st_searchbox(idx.suggest, key=box, label=label, rerun_scope="fragment", debounce=100, clear_on_submit=True,
-                 submit_function=picked,
+    st_searchbox(idx.suggest, key=box, label=label, rerun_scope="fragment", debounce=100, submit_function=picked,
                  placeholder=f"{current} · type to search another gene" if current
                  else "type to search, e.g. TP53, p21 or ENSG00000141510",
                  help="Symbols, aliases (p21) and Ensembl ids (ENSG...), any case; suggestions come from the "
                       "bundle's gene table as you type. Enter picks the first.")
-    value = st.session_state.pop(flag, None)
-    if value:
-        st.session_state[box]["result"] = None     # picking the same gene again later counts as a pick
-        params.put(key, value)
-        if then:
-            st.switch_page(then)
-        st.rerun(scope="app")
 
 
 def export_buttons(name: str, table=None, sets=None,
@@ -219,7 +217,7 @@ def matrix_choice(b: Bundle, label: str = "Gene matrix", key: str = "matrix", co
     idx = names.index(current) if current in names else 0
     m = container.selectbox(label, names, index=idx, key=f"w_{key}_{b.name}",
                             help="codebook = input gene embeddings; decoder = output gene weights; pca = PCA baseline")
-    params.put(key, m)
+    params.put(key, m, default=names[0])
     return m
 
 
@@ -243,5 +241,5 @@ def rank_choice(b: Bundle, matrix: str, container=st) -> int:
         st.session_state[wkey] = r
     r = container.slider(f"Subspace rank (chosen: {default})", 1, hi, key=wkey,
                          help="Similarity uses the first r standardised principal components of the matrix.")
-    params.put("rank", int(r))
+    params.put("rank", int(r), default=default)
     return int(r)

@@ -30,9 +30,10 @@ def side(label: str, key: str, default_bundle: str, default_matrix: str | None, 
     bname = col.selectbox(f"Bundle {label}", names, index=names.index(bname), key=f"w_{key}_bundle")
     b = loaders.bundle(paths[bname])
     ms = b.matrix_names
-    m = wm if wm in ms else (default_matrix if default_matrix in ms else ms[0])
+    fallback = default_matrix if default_matrix in ms else ms[0]
+    m = wm if wm in ms else fallback
     m = col.selectbox(f"Matrix {label}", ms, index=ms.index(m), key=f"w_{key}_matrix_{bname}")
-    params.put(key, f"{bname}:{m}")
+    params.put(key, f"{bname}:{m}", default=f"{default_bundle}:{fallback}" if bname == default_bundle else None)
     return b, m
 
 

@@ -34,7 +34,7 @@ if resolutions:
     cur = params.get("resolution")
     res = c3.selectbox("Module resolution", resolutions, index=resolutions.index(cur) if cur in resolutions else 0,
                        key=f"map_res_{b.name}_{matrix}")
-    params.put("resolution", res)
+    params.put("resolution", res, default=resolutions[0])
 hover = loaders.hover_text(b, matrix, res)
 
 colour: np.ndarray
@@ -108,7 +108,7 @@ if len(clicked.get("points", [])) == 1 and not clicked.get("box") and not clicke
     point = clicked["points"][0]
     if point.get("customdata") is not None:               # a click on one gene (not a box or lasso)
         params.put("gene", str(b.symbols[int(point["customdata"])]))
-        st.switch_page("views/neighbourhood.py")
+        params.switch_page("views/neighbourhood.py")
 
 points = event.selection.get("points", []) if event and event.selection else []
 sel_rows = np.unique([int(p["customdata"]) for p in points if p.get("customdata") is not None])
@@ -121,7 +121,7 @@ if len(sel_rows):
     genes = table["gene"].tolist()
     if st.button("Send selection to Enrichment", icon=":material/science:"):
         st.session_state["enrich_text"] = "\n".join(genes)
-        st.switch_page("views/enrichment.py")
+        params.switch_page("views/enrichment.py")
     ui.export_buttons(f"{b.name}_{matrix}_selection", table=table, sets={"selection": genes},
                       view={"page": "Gene map", "bundle": b.name, "genes": genes,
                             "params": {"matrix": matrix, "colour": mode, "resolution": res}}, key="map_sel")

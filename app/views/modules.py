@@ -23,7 +23,7 @@ if not resolutions:
 cur = params.get("resolution")
 res = c[1].selectbox("Resolution (Leiden)", resolutions, index=resolutions.index(cur) if cur in resolutions else 0,
                      key=f"mod_res_{b.name}_{matrix}")
-params.put("resolution", res)
+params.put("resolution", res, default=resolutions[0])
 enr = loaders.table(b, "enrichment", matrix)
 
 
@@ -62,7 +62,7 @@ cur_mod = params.as_int(params.get("module"), options[0])
 module = c[2].selectbox("Module", options, index=options.index(cur_mod) if cur_mod in options else 0,
                         format_func=lambda m: f"module {m} ({int(summary.set_index('module').loc[m, 'size'])} genes)",
                         key=mod_key)
-params.put("module", int(module))
+params.put("module", int(module), default=int(mods[res].iloc[gene_row]) if gene_row is not None else options[0])
 
 rows = np.flatnonzero(mods[res].to_numpy() == module)
 genes = [str(b.symbols[r]) for r in rows]

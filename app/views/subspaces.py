@@ -45,7 +45,7 @@ width = sub.shape[1]
 if "w_component" not in st.session_state:
     st.session_state["w_component"] = min(max(params.as_int(params.get("component"), 1), 1), width)
 comp = cc[0].number_input(f"Component (1-{width})", 1, width, key="w_component")
-params.put("component", int(comp))
+params.put("component", int(comp), default=1)
 n_top = cc[1].slider("Genes per side", 5, 200, 25, key="comp_n")
 if not spec.empty:
     row_spec = spec[spec["component"] == comp]

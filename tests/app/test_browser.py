@@ -171,3 +171,37 @@ def test_type_ahead_search_in_the_browser(server):
         # the page holds a dozen suggestions at most, never the bundle's gene list
         assert "GENE00299" not in page.content()
         browser.close()
+
+
+def test_back_and_forward_return_to_the_previous_gene_and_page(server):
+    """Each change of view is a browser history entry: Back returns to the previous gene, then to the
+    previous page; Forward goes again."""
+    from playwright.sync_api import sync_playwright
+    expect = _expect()
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        page.goto(f"{server}/modules?bundle=alpha&gene=TP53")
+        expect(page.get_by_role("heading", name="Modules")).to_be_visible()
+        page.get_by_role("link", name="Gene neighbourhood").click()
+        expect(page.get_by_text("TP53: 20 nearest genes")).to_be_visible()
+        box = page.frame_locator('iframe[title="streamlit_searchbox.searchbox"]').locator("input")
+        expect(box).to_be_editable()
+        box.press_sequentially("MDM2", delay=60)
+        expect(page.frame_locator('iframe[title="streamlit_searchbox.searchbox"]')
+               .get_by_text("MDM2", exact=True).first).to_be_visible()
+        box.press("Enter")
+        expect(page.get_by_text("MDM2: 20 nearest genes")).to_be_visible()
+        expect(page).to_have_url(re.compile(r"gene=MDM2"))
+        page.go_back()
+        expect(page.get_by_text("TP53: 20 nearest genes")).to_be_visible()
+        expect(page).to_have_url(re.compile(r"/neighbourhood\?.*gene=TP53"))
+        page.go_back()
+        expect(page.get_by_role("heading", name="Modules")).to_be_visible()
+        page.go_forward()
+        expect(page.get_by_text("TP53: 20 nearest genes")).to_be_visible()
+        page.go_forward()
+        expect(page.get_by_text("MDM2: 20 nearest genes")).to_be_visible()
+        browser.close()

@@ -1,0 +1,108 @@
+"""Real browser on bundles made by the real pipeline (tests/app/real_bundles.py): Compare TxFM against PCA,
+and an embedding imported with `precompute import` browsed like any bundle."""
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.app.test_browser import CHROMIUM, FLAGS, ROOT, START_TIMEOUT_S, UI_TIMEOUT_MS, _expect, free_port
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not __import__("os").path.exists(CHROMIUM),
+                                 reason=f"{CHROMIUM} is missing: install it with `apt-get install -y chromium` "
+                                        "(or `make browser`)")]
+
+
+@pytest.fixture(scope="module")
+def served(real_bundles, tmp_path_factory):
+    """A copy of the real bundles plus `imported` (the PCA bundle's matrix exported to TSV and imported),
+    served by streamlit on a free port."""
+    from common.errors import run_main
+    from precompute.cli import main as precompute_main
+    tmp = tmp_path_factory.mktemp("served")
+    root = tmp / "bundles"
+    root.mkdir()
+    for name in ("txfm", "pca"):
+        shutil.copytree(real_bundles[name], root / name)
+    genes = pd.read_parquet(root / "pca" / "genes.parquet").sort_values("gene")
+    x = np.load(root / "pca" / "matrices" / "pca.npy")
+    table = pd.DataFrame(x, columns=[f"d{i}" for i in range(x.shape[1])])
+    table.insert(0, "gene", genes["symbol"].to_numpy())
+    table.to_csv(tmp / "published.tsv", sep="\t", index=False)
+    refs = real_bundles["root"].parent / "refs"
+    assert run_main(precompute_main, ["import", "--embeddings", str(tmp / "published.tsv"), "--out",
+                                      str(root / "imported"), "--name", "pca", "--references", str(refs), "--support-from",
+                                      str(root / "pca"), "--quiet", "--n-nulls", "1", "--null-size", "100",
+                                      "--k", "10", "--umap-epochs", "10", "--resolutions", "1",
+                                      "--min-set-size", "3"]) == 0
+    port = free_port()
+    log = open(tmp / "streamlit.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none", "--", "--bundles", str(root)],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + START_TIMEOUT_S
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).status == 200:
+                    break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise RuntimeError("streamlit did not start:\n" + (tmp / "streamlit.log").read_text())
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+
+
+def _page(pw):
+    browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    return browser, page
+
+
+def test_compare_txfm_decoder_with_pca(served):
+    from playwright.sync_api import sync_playwright
+    expect = _expect()
+    with sync_playwright() as pw:
+        browser, page = _page(pw)
+        page.goto(f"{served}/compare?bundle=txfm&bundle=pca&gene=GENE3&cmp_a=txfm:decoder&cmp_b=pca:pca")
+        expect(page.get_by_role("heading", name="Compare gene matrices")).to_be_visible()
+        expect(page.get_by_role("heading", name="Recall of known relationships, side by side")).to_be_visible()
+        expect(page.get_by_text(re.compile(r"^Both matrices scored on the same [\d,]+ genes"))).to_be_visible()
+        expect(page.get_by_text(re.compile(r"GENE3: \d+ of its top-10 neighbours kept"))).to_be_visible()
+        expect(page.get_by_role("heading", name="Modules: how A's modules are spread over B's")).to_be_visible()
+        expect(page.get_by_text("Adjusted Rand index")).to_be_visible()
+        assert page.locator('[data-testid="stException"]').count() == 0
+        assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+        browser.close()
+
+
+def test_imported_embedding_is_browsed_like_any_bundle(served):
+    from playwright.sync_api import sync_playwright
+    expect = _expect()
+    with sync_playwright() as pw:
+        browser, page = _page(pw)
+        page.goto(f"{served}/neighbourhood?bundle=imported&gene=GENE3")
+        expect(page.get_by_text("GENE3: 20 nearest genes in pca")).to_be_visible()
+        expect(page.locator('[data-testid="stDataFrame"]').first).to_be_visible()
+        page.goto(f"{served}/?bundle=imported")
+        expect(page.get_by_text("Kind")).to_be_visible()
+        expect(page.get_by_text("imported", exact=True).first).to_be_visible()
+        # the imported copy of PCA against the PCA bundle itself: the same neighbours for every gene
+        page.goto(f"{served}/compare?bundle=imported&bundle=pca&cmp_a=imported:pca&cmp_b=pca:pca")
+        expect(page.get_by_text("Mean overlap of top-10 neighbours")).to_be_visible()
+        expect(page.locator('[data-testid="stMetricValue"]', has_text="1.000").first).to_be_visible()
+        browser.close()
