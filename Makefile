@@ -47,12 +47,13 @@ test: venv browser ## run the default test suite (fast; no GPU; no slow markers)
 test-all: venv browser ## run every test, slow ones included
 	$(PY) -m pytest -q tests
 
-demo: venv references ## demo corpus -> short training -> PCA baseline -> bundles -> start the app
+demo: venv references ## demo corpus -> short training -> PCA baseline -> bundles and the run's series -> start the app
 	test -f $(DEMO_CORPUS)/manifest.json || $(PY) -m data build-demo --out $(DEMO_CORPUS)
 	test -f $(DEMO_RUN)/last.pt || $(PY) -m txfm train --corpus $(DEMO_CORPUS) --out $(DEMO_RUN) $(DEMO_TRAIN)
 	test -f $(DEMO_RUN)-pca/pca.pt || $(PY) -m txfm baseline-pca --corpus $(DEMO_CORPUS) --out $(DEMO_RUN)-pca/pca.pt
 	$(PY) -m precompute run --checkpoint $(DEMO_RUN)/last.pt --references $(REFERENCES) --out bundles/demo --overwrite
 	$(PY) -m precompute run --checkpoint $(DEMO_RUN)-pca/pca.pt --baseline pca --references $(REFERENCES) --out bundles/demo-pca --overwrite
+	$(PY) -m precompute series --run $(DEMO_RUN) --pca bundles/demo-pca --references $(REFERENCES) --out bundles/demo-series --overwrite --quiet
 	@echo "Starting the app on the demo bundles: http://127.0.0.1:$(PORT)  (Ctrl-C to stop)"
 	$(PY) -m streamlit run app/main.py --server.address 127.0.0.1 --server.port $(PORT) --server.headless true --browser.gatherUsageStats false -- --bundles bundles
 

@@ -28,6 +28,7 @@ PAGES = [
     ("enrichment.py", "Enrichment", ":material/science:"),
     ("compare.py", "Compare matrices", ":material/compare:"),
     ("subspaces.py", "Subspaces", ":material/stacked_line_chart:"),
+    ("run.py", "Training run", ":material/timeline:"),
 ]
 
 

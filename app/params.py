@@ -16,7 +16,8 @@ import streamlit as st
 
 from precompute.bundle.reader import discover_bundles
 
-URL_PARAMS = ("bundle", "cmp_a", "cmp_b", "gene", "genes", "k", "threshold", "matrix", "rank", "resolution", "module", "component")
+URL_PARAMS = ("bundle", "cmp_a", "cmp_b", "gene", "genes", "k", "threshold", "matrix", "rank", "resolution", "module", "component",
+              "series", "step")
 DEFAULTS = {"k": 20, "threshold": 0.5}
 _STORE = "_txfm_params"
 

@@ -45,7 +45,7 @@ def load_gene_matrices(path: Path | str, contextual: bool = False, corpus: Path 
     source = {"kind": meta.get("kind", "txfm"), "checkpoint": str(path), "sha256": sha256_file(path),
               "model_config": meta.get("model_config", {}), "train_config": meta.get("train_config", {}),
               "corpus": meta.get("corpus", {}), "n_parameters": int(meta.get("n_parameters", 0) or 0),
-              "samples_seen": int(meta.get("samples_seen", 0) or 0)}
+              "samples_seen": int(meta.get("samples_seen", 0) or 0), "step": int(meta.get("step", 0) or 0)}
     out = pd.DataFrame({"symbol": genes["symbol"].astype(str),
                         "ensembl_id": genes["ensembl_id"].fillna("").astype(str)})
     if "support" in genes.columns:  # datasets measuring each gene well: the honest recall population

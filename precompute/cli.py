@@ -98,6 +98,15 @@ def cmd_import(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_series(a: argparse.Namespace) -> int:
+    from .series import build_series
+    run = Path(a.run)
+    out = Path(a.out) if a.out else Path("bundles") / f"{run.name}-series"
+    res = build_series(run, out, a.references, pca=a.pca, overwrite=a.overwrite, progress=not a.quiet)
+    print(f"run series written: {res}")
+    return 0
+
+
 def cmd_validate(a: argparse.Namespace) -> int:
     from .bundle.validate import validate_bundle
     problems = validate_bundle(a.bundle, verify_hashes=not a.fast)
@@ -187,6 +196,19 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_params(i)
     i.set_defaults(func=cmd_import)
+
+    se = sub.add_parser("series", help="a training run -> one light bundle per saved checkpoint (the app's "
+                                       "Training run page)")
+    se.add_argument("--run", required=True, help="run folder written by `txfm train` (step-*.pt, last.pt)")
+    se.add_argument("--out", default=None, help="series folder (default bundles/RUN-series)")
+    se.add_argument("--references", default=DEFAULT_REFERENCES,
+                    help=f"reference folder from `python -m data fetch-references` (default {DEFAULT_REFERENCES})")
+    se.add_argument("--pca", default=None, metavar="BUNDLE",
+                    help="the PCA bundle of the same corpus, drawn as the reference line on the page")
+    se.add_argument("--overwrite", action="store_true",
+                    help="replace an existing series at --out (its still-valid bundles are reused)")
+    se.add_argument("--quiet", action="store_true", help="no progress bars")
+    se.set_defaults(func=cmd_series)
 
     v = sub.add_parser("validate", help="check a bundle against the contract")
     v.add_argument("bundle", help="bundle folder")

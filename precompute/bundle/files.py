@@ -179,3 +179,8 @@ def finalise(work: Path, out: Path, manifest: dict[str, Any]) -> Path:
     manifest["files"] = file_table(work)
     write_json_atomic(work / MANIFEST, manifest)
     return commit_dir(work, out)
+
+
+# ---- run series (precompute/series.py writes, the app's Training run page reads) --------------
+SERIES_FORMAT = "txfm-run-series"
+SERIES_FILE = "series.json"                       # {"format", "run", "checkpoints": [{step, samples_seen, bundle}]}

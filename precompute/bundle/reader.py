@@ -217,3 +217,34 @@ def discover_bundles(root: Path) -> list[Path]:
     if (root / "manifest.json").exists():
         return [root]
     return sorted(p for p in root.iterdir() if p.is_dir() and (p / "manifest.json").exists())
+
+
+def discover_series(root: Path) -> list[Path]:
+    """Run series folders (``precompute series``) under ``root``, by name."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and (p / bundle_files.SERIES_FILE).is_file())
+
+
+def read_series(path: Path) -> dict:
+    """A series' ``series.json``, checked: its checkpoints (by step) each name a bundle folder inside it.
+
+    Raises BundleError naming the file and the fix.
+    """
+    p = Path(path) / bundle_files.SERIES_FILE
+    fix = "rebuild it with `python -m precompute series --run RUN --overwrite`"
+    try:
+        s = json.loads(p.read_text())
+    except (OSError, ValueError) as e:
+        raise BundleError(f"{p}: cannot be read ({e}); {fix}") from e
+    if not isinstance(s, dict) or s.get("format") != bundle_files.SERIES_FORMAT or not isinstance(s.get("checkpoints"), list):
+        raise BundleError(f"{p}: not a run series file; {fix}")
+    for c in s["checkpoints"]:
+        if not isinstance(c, dict) or not {"step", "samples_seen", "bundle"} <= set(c) \
+                or "/" in str(c["bundle"]) or str(c["bundle"]).startswith("."):
+            raise BundleError(f"{p}: a checkpoint entry is malformed ({str(c)[:80]}); {fix}")
+        if not (Path(path) / c["bundle"] / "manifest.json").is_file():
+            raise BundleError(f"{Path(path) / c['bundle']}: bundle of step {c['step']} is missing; {fix}")
+    s["checkpoints"] = sorted(s["checkpoints"], key=lambda c: int(c["step"]))
+    return s

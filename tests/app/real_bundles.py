@@ -31,7 +31,8 @@ def make_corpus(path: Path, n_samples: int = 160, seed: int = 0) -> tuple[Path, 
 
 
 def build(root: Path) -> dict[str, Path]:
-    """Build corpus, runs, references and the bundles `txfm` and `pca` under root/bundles."""
+    """Build corpus, runs, references, the bundles `txfm` and `pca` under root/bundles, and the run's
+    series `run-series` (checkpoints at steps 2 and 4) beside them."""
     from common.errors import run_main
     from precompute.cli import main as precompute_main
     from precompute.bundle.synthetic import write_synthetic_references
@@ -43,7 +44,7 @@ def build(root: Path) -> dict[str, Path]:
                                       n_random_sets=8)
     run = root / "run"
     argv = ["train", "--corpus", str(corpus), "--out", str(run), "--dim", "16", "--depth", "1", "--heads", "2",
-            "--reveal", "32", "--batch-size", "16", "--max-steps", "4", "--val-every", "0", "--save-every", "4",
+            "--reveal", "32", "--batch-size", "16", "--max-steps", "4", "--val-every", "0", "--save-every", "2",
             "--workers", "0"]
     assert run_main(txfm_main, argv) == 0, "txfm train failed"
     assert run_main(txfm_main, ["baseline-pca", "--corpus", str(corpus), "--out", str(root / "pca" / "pca.pt"),
@@ -56,6 +57,8 @@ def build(root: Path) -> dict[str, Path]:
                     + fast) == 0, "precompute run (txfm) failed"
     assert run_main(precompute_main, ["run", "--checkpoint", str(root / "pca" / "pca.pt"), "--baseline", "pca",
                                       "--out", str(out["pca"])] + fast) == 0, "precompute run (pca) failed"
+    from precompute.series import build_series
+    build_series(run, root / "bundles" / "run-series", refs, pca=out["pca"], progress=False, log=lambda *_: None)
     return out
 
 

@@ -1,5 +1,5 @@
 """Real browser on bundles made by the real pipeline (tests/app/real_bundles.py): Compare TxFM against PCA,
-and an embedding imported with `precompute import` browsed like any bundle."""
+an embedding imported with `precompute import` browsed like any bundle, and a run series followed."""
 import re
 import shutil
 import subprocess
@@ -30,6 +30,7 @@ def served(real_bundles, tmp_path_factory):
     root.mkdir()
     for name in ("txfm", "pca"):
         shutil.copytree(real_bundles[name], root / name)
+    shutil.copytree(real_bundles["root"] / "run-series", root / "run-series")
     genes = pd.read_parquet(root / "pca" / "genes.parquet").sort_values("gene")
     x = np.load(root / "pca" / "matrices" / "pca.npy")
     table = pd.DataFrame(x, columns=[f"d{i}" for i in range(x.shape[1])])
@@ -105,4 +106,23 @@ def test_imported_embedding_is_browsed_like_any_bundle(served):
         page.goto(f"{served}/compare?bundle=imported&bundle=pca&cmp_a=imported:pca&cmp_b=pca:pca")
         expect(page.get_by_text("Mean overlap of top-10 neighbours")).to_be_visible()
         expect(page.locator('[data-testid="stMetricValue"]', has_text="1.000").first).to_be_visible()
+        browser.close()
+
+
+def test_training_run_series_page(served):
+    from playwright.sync_api import sync_playwright
+    expect = _expect()
+    with sync_playwright() as pw:
+        browser, page = _page(pw)
+        page.goto(f"{served}/run?bundle=txfm&gene=GENE5")
+        expect(page.get_by_role("heading", name="Recall of known relationships along the run")).to_be_visible()
+        expect(page.get_by_text(re.compile(r"2 checkpoints, steps 2 to 4"))).to_be_visible()
+        expect(page.get_by_text(re.compile(r"GENE5: its 10 nearest genes"))).to_be_visible()
+        expect(page.get_by_text("codebook at step 4 (64 samples)")).to_be_visible()     # the map, last step
+        handle = page.get_by_role("slider", name="Checkpoint")
+        handle.focus()
+        handle.press("ArrowLeft")                                      # one checkpoint back
+        expect(page).to_have_url(re.compile(r"step=2"))
+        expect(page.get_by_text("codebook at step 2 (32 samples)")).to_be_visible()
+        assert page.locator('[data-testid="stException"]').count() == 0
         browser.close()

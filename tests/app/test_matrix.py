@@ -92,3 +92,43 @@ def test_recall_pages_name_the_honest_population(monkeypatch, real_bundles):
         texts = [unescape(c.value) for c in at.caption]
         said = f"on the same {n:,} genes" if page == "compare" else f"Recall measured on {n:,} genes"
         assert any(said in t for t in texts), (page, texts)
+
+
+def test_training_run_page(monkeypatch, real_bundles):
+    """Recall per checkpoint against samples seen, a gene step by step (entered/left computed here from the
+    stored kNN of each step's bundle), the map at a step chosen in the URL."""
+    import numpy as np
+    from precompute.bundle.reader import open_bundle, read_series
+    series_dir = real_bundles["root"] / "run-series"
+    steps = read_series(series_dir)["checkpoints"]
+    monkeypatch.setenv("TXFM_BUNDLES", str(real_bundles["root"]))
+    at = AppTest.from_file(MAIN, default_timeout=120)
+    at.query_params.update({"bundle": "txfm", "gene": "GENE5", "step": "2"})
+    at.run()
+    at.switch_page("views/run.py").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    curve = at.dataframe[0].value
+    assert curve["step"].tolist() == [2, 4] and curve["samples seen"].tolist() == [32, 64]
+    best = json.loads((series_dir / steps[1]["bundle"] / "recall" / "best.json").read_text())
+    assert abs(curve["decoder"].iloc[1] - best["decoder"]["recall"]) < 1e-12
+    k = at.slider(key="run_k").value
+    lists = []
+    for c in steps:
+        b = open_bundle(series_dir / c["bundle"])
+        r = int(np.flatnonzero(b.symbols == "GENE5")[0])
+        lists.append([str(b.symbols[j]) for j in b.knn("codebook")[0][r, :k]])
+    table = at.dataframe[1].value
+    assert table["neighbours"].tolist() == [", ".join(x) for x in lists]
+    assert table["entered"].iloc[1] == ", ".join(g for g in lists[1] if g not in lists[0])
+    assert table["left"].iloc[1] == ", ".join(g for g in lists[0] if g not in lists[1])
+    assert at.select_slider(key="run_step").value == "step 2"          # the step from the URL
+    assert len(at.get("plotly_chart")) == 2                            # the curve and the map
+
+
+def test_training_run_page_without_series(monkeypatch, bundles_dir):
+    monkeypatch.setenv("TXFM_BUNDLES", str(bundles_dir))
+    at = AppTest.from_file(MAIN, default_timeout=60)
+    at.run()
+    at.switch_page("views/run.py").run()
+    assert not at.exception
+    assert "No run series" in at.info[0].value and "precompute series --run" in at.code[0].value
