@@ -19,7 +19,7 @@ ENRICHMENT_COLUMNS = ["library", "term", "overlap", "set_size", "list_size", "ba
 
 
 def enrich_list(genes: list[str], libraries: dict[str, dict[str, list[str]]], universe: list[str] | np.ndarray,
-                min_set_size: int = 5, max_set_size: int = 500) -> pd.DataFrame:
+                min_set_size: int = 5, max_set_size: int = 500, progress=None) -> pd.DataFrame:
     """Over-representation of a gene list in every term of every library.
 
     Args:
@@ -28,6 +28,7 @@ def enrich_list(genes: list[str], libraries: dict[str, dict[str, list[str]]], un
         universe: gene symbols that could have been drawn (the bundle's genes, or a user's
             background list); per library the background is the universe genes annotated in it.
         min_set_size, max_set_size: tested term sizes after restriction to the background.
+        progress: optional callback(done, total, library name) called before each library.
     Returns:
         DataFrame with ENRICHMENT_COLUMNS, one row per term with overlap >= 1, sorted by p then
         term. ``list_size`` = list genes in the background; ``q`` = BH over the library's tested terms.
@@ -39,7 +40,9 @@ def enrich_list(genes: list[str], libraries: dict[str, dict[str, list[str]]], un
         return pd.DataFrame({c: [] for c in ENRICHMENT_COLUMNS})
     uni_set = set(universe.tolist())
     membership = in_list.astype(np.int64)      # module 1 = the list, module 0 = the rest
-    for name, sets in libraries.items():
+    for i, (name, sets) in enumerate(libraries.items()):
+        if progress is not None:
+            progress(i, len(libraries), name)
         res = enrich_membership(membership, universe, sets, name, resolution=0.0,
                                 min_set_size=min_set_size, max_set_size=max_set_size, top_terms=len(sets) + 1)
         res = res[res["module"] == 1]

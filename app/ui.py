@@ -188,6 +188,20 @@ def export_buttons(name: str, table=None, sets=None,
                                 icon=":material/download:")
 
 
+def enrich_with_progress(genes: list[str], libraries: dict, universe, **kw) -> pd.DataFrame:
+    """``app.enrichment.enrich_list`` with a progress bar naming the library being tested."""
+    from app.enrichment import enrich_list  # scipy.stats loads on first use
+    bar = st.progress(0.0, text=f"Testing {len(libraries)} gene-set libraries…")
+
+    def step(done: int, total: int, name: str) -> None:
+        bar.progress(done / max(total, 1), text=f"Testing {esc(name)} ({done + 1} of {total} libraries)…")
+
+    try:
+        return enrich_list(genes, libraries, universe, progress=step, **kw)
+    finally:
+        bar.empty()
+
+
 def enrichment_table(df: pd.DataFrame, height: int = 320) -> None:
     """An enrichment result as a sortable table, full width, q (BH) and p first in scientific notation,
     the overlapping genes last."""

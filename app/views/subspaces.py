@@ -83,7 +83,6 @@ for col, label, df in ((left, "positive", pos), (right, "negative", neg)):
                                 "params": {"matrix": matrix, "component": int(comp), "side": label, "n": int(n_top)}})
         done = f"_enr_{b.name}_{matrix}_{comp}_{n_top}_{label}"
         if libs and st.button(f"Enrichment of the {label} genes", key=f"enr_{label}"):
-            from app.enrichment import enrich_list  # scipy.stats loads on first use
-            st.session_state[done] = enrich_list(df["gene"].tolist(), libs, b.symbols.astype(str))
+            st.session_state[done] = ui.enrich_with_progress(df["gene"].tolist(), libs, b.symbols.astype(str))
         if done in st.session_state:
             ui.enrichment_table(st.session_state[done].head(50), height=260)

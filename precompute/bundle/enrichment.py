@@ -138,8 +138,8 @@ def enrich_prepared(membership: np.ndarray, symbols, lib: PreparedLibrary, resol
     keep = rank_in_mod < top_terms
     mi, tj = mi[keep], tj[keep]
     mods = present[mi]
-    genes = [("|".join(symbols[np.intersect1d(lib.term_rows[t], np.nonzero(membership == m)[0],
-                                              assume_unique=True)])) for m, t in zip(mods, tj)]
+    # a term's genes in the module: its (sorted) rows whose module is m -- O(term size) per row of output
+    genes = ["|".join(symbols[r[membership[r] == m]]) for m, r in zip(mods, (lib.term_rows[t] for t in tj))]
     return pd.DataFrame({"resolution": float(resolution), "module": mods.astype(np.int32),
                          "library": lib.name, "term": [lib.terms[t] for t in tj],
                          "overlap": overlap[mi, tj].astype(np.int32), "set_size": lib.set_size[tj].astype(np.int32),
