@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -89,7 +90,8 @@ def measure(d: Path, names: list[str], n_queries: int) -> dict:
         t = time.perf_counter()
         at.run()
         page_q.append(time.perf_counter() - t)
-        assert f"{g}: " in "".join(str(s.value) for s in at.subheader), g
+        shown = re.sub(r"\\(.)", r"\1", "".join(str(s.value) for s in at.subheader))   # Markdown escapes off
+        assert f"{g}: " in shown, g
 
     # Enrichment of a 200-gene list (the largest module's first 200 genes) through the page.
     mods = a.modules(a.matrix_names[0])
@@ -134,7 +136,6 @@ def measure(d: Path, names: list[str], n_queries: int) -> dict:
 
 def measure_browser(d: Path, names: list[str], n_queries: int, port: int = 8765) -> dict:
     """What a person waits for in Chromium: page first paint / complete, type-ahead and gene query times."""
-    import re
     import urllib.request
 
     import numpy as np
@@ -220,7 +221,7 @@ def browser_report(r: dict, names: list[str], n_genes: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def report(runs: list[dict], cmd: str) -> str:
+def report(runs: list[dict], cmd: str, names: list[str] | None = None) -> str:
     """Markdown tables over repeated measurements: median (max) of each number."""
     import numpy as np
 
@@ -231,10 +232,13 @@ def report(runs: list[dict], cmd: str) -> str:
     res = runs[0]
     load = os.getloadavg()
     lines = [f"Command: `{cmd}`", "",
-             f"Bundles: 2 synthetic bundles x {res['n_genes']:,} genes (precompute's generator); subspace widths "
+             (f"Bundles: `{names[0]}` ({res['n_genes']:,} genes; the page tables below are its) and `{names[1]}`"
+              if names else f"Bundles: 2 synthetic bundles x {res['n_genes']:,} genes (precompute's generator)")
+             + f"; subspace widths "
              f"{res['widths']}, chosen ranks {res['ranks']}. {len(runs)} fresh measurement processes; each cell "
              f"is the median (max) over them. Machine: {os.cpu_count()} CPU cores shared with other jobs, "
              f"load average {load[0]:.1f} at the end.", "",
+             "Server side (streamlit's AppTest runs each page script in the measuring process):", "",
              "| page | first visit, s | repeat visit, s |", "|---|---|---|"]
     for p in res["pages"]:
         lines.append(f"| {p} | {mm(lambda r: r['pages'][p]['first'])} | {mm(lambda r: r['pages'][p]['repeat'])} |")
@@ -302,14 +306,15 @@ def main(argv: list[str] | None = None) -> None:
     runs = []
     for i in range(a.repeats):
         r = subprocess.run([sys.executable, "-m", "app.bench", "--worker", "--dir", str(a.dir), "--genes",
-                            str(a.genes), "--queries", str(a.queries)], cwd=ROOT, capture_output=True, text=True)
+                            str(a.genes), "--queries", str(a.queries)] + (["--names", *a.names] if a.names else []),
+                           cwd=ROOT, capture_output=True, text=True)
         line = next((x for x in r.stdout.splitlines() if x.startswith("RESULT ")), None)
         if r.returncode != 0 or line is None:
             sys.exit(f"measurement process failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else '?'} "
                      "-- rerun `python -m app.bench --worker --dir DIR` to see its output")
         runs.append(json.loads(line[len("RESULT "):]))
         print(f"run {i + 1}/{a.repeats} done", flush=True)
-    text = report(runs, cmd.strip()) + browser_text
+    text = report(runs, cmd.strip(), a.names) + browser_text
     print(text)
     if a.out:
         from common.atomic import atomic_write_text

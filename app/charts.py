@@ -142,7 +142,7 @@ def gene_map(xy: pd.DataFrame, colour: np.ndarray, colour_name: str, hover: np.n
                                    marker=dict(size=14, color="rgba(255,255,255,0.4)",
                                                line=dict(width=3, color="#d62728"))))
     fig.update_layout(height=height, title=title, legend=dict(title=colour_name, itemsizing="constant"),
-                      margin=dict(l=10, r=10, t=40 if title else 10, b=10), dragmode="lasso",
+                      margin=dict(l=10, r=10, t=40 if title else 10, b=10), dragmode="pan",
                       xaxis=dict(title="UMAP 1", showgrid=False, zeroline=False),
                       yaxis=dict(title="UMAP 2", showgrid=False, zeroline=False), plot_bgcolor="white")
     return fig

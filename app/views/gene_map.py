@@ -101,8 +101,9 @@ fig = charts.gene_map(xy, colour, mode, hover, highlight=hl_rows, categorical=ca
                       title=plain(f"{b.name} · {matrix} · {b.n_genes:,} genes"))
 event = st.plotly_chart(fig, key=f"map_{b.name}_{matrix}", on_select="rerun",
                         selection_mode=("points", "box", "lasso"), config={"scrollZoom": True})
-st.caption("Click a point to open that gene's neighbourhood; drag a box or lasso to select genes; hover a point "
-           "for its name, module and top neighbours.")
+st.caption("Click a point to open that gene's neighbourhood; drag to move, scroll to zoom; to select genes, pick "
+           "Box or Lasso select in the chart's toolbar (top right) and draw; hover a point for its name, module and "
+           "top neighbours.")
 clicked = event.selection if event and event.selection else {}
 if len(clicked.get("points", [])) == 1 and not clicked.get("box") and not clicked.get("lasso"):
     point = clicked["points"][0]

@@ -130,8 +130,10 @@ def test_lasso_selection_goes_to_enrichment(server):
         expect(page.locator(".js-plotly-plot").first).to_be_visible()
         area = page.locator(".js-plotly-plot .nsewdrag").first
         expect(area).to_be_visible()
+        area.hover()                                      # the toolbar shows on hover; a drag pans by default
+        page.locator('.js-plotly-plot .modebar-btn[data-title="Lasso Select"]').first.click()
         b = area.bounding_box()
-        # A lasso around the whole plot area (the map's drag mode is lasso).
+        # A lasso around the whole plot area.
         corners = [(0.05, 0.05), (0.95, 0.05), (0.95, 0.95), (0.05, 0.95), (0.05, 0.07)]
         page.mouse.move(b["x"] + b["width"] * corners[0][0], b["y"] + b["height"] * corners[0][1])
         page.mouse.down()
@@ -204,4 +206,29 @@ def test_back_and_forward_return_to_the_previous_gene_and_page(server):
         expect(page.get_by_text("TP53: 20 nearest genes")).to_be_visible()
         page.go_forward()
         expect(page.get_by_text("MDM2: 20 nearest genes")).to_be_visible()
+        browser.close()
+
+
+def test_clicking_a_map_point_opens_that_gene(server):
+    """A click on one gene of the map (not a box or lasso) opens its neighbourhood."""
+    from playwright.sync_api import sync_playwright
+    expect = _expect()
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        page.goto(f"{server}/gene_map?bundle=alpha&gene=MDM2")
+        expect(page.locator(".js-plotly-plot .legendtext", has_text="highlighted").first).to_be_visible()
+        # the highlighted gene's pixel, from plotly's own axes (data -> pixel), then a click on it
+        xy = page.evaluate("""() => {
+            const gd = document.querySelector('.js-plotly-plot');
+            const tr = gd._fullData.find(t => t.name === 'highlighted');
+            const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+            const box = gd.querySelector('.nsewdrag').getBoundingClientRect();
+            return [box.left + xa.l2p(tr.x[0]), box.top + ya.l2p(tr.y[0])];
+        }""")
+        page.mouse.click(xy[0], xy[1])
+        expect(page.get_by_text("MDM2: 20 nearest genes")).to_be_visible()
+        expect(page).to_have_url(re.compile(r"/neighbourhood\\?.*gene=MDM2"))
         browser.close()

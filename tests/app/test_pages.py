@@ -265,3 +265,22 @@ def test_gene_set_members_drawn_above_grey(monkeypatch):
     colour = np.array(["none", "none", "set", "none", "big", "big"], dtype=object)
     fig = gene_map(xy, colour, "gene set", np.array(list("abcdef"), dtype=object))
     assert [t.name for t in fig.data] == ["none", "big", "set"]        # grey first, smallest group on top
+
+
+def test_map_coloured_by_one_module(monkeypatch, bundles_dir, alpha):
+    """'one module' colours the module of the URL gene (its genes exactly), the rest grey."""
+    at = make_app(monkeypatch, bundles_dir, gene="TP53", resolution="res_1.0").run()
+    at.switch_page("views/gene_map.py").run()
+    at.selectbox(key="map_colour").set_value("one module").run()
+    assert not at.exception and not at.error
+    home = int(alpha.modules("codebook")["res_1.0"][0])                # TP53 is row 0
+    assert at.selectbox(key="map_mod_res_1.0").value == home
+    import json
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    coloured = next(t for t in spec["data"] if t["name"] == f"module {home}")
+    want = np.flatnonzero(alpha.modules("codebook")["res_1.0"].to_numpy() == home)
+    cd = coloured["customdata"]
+    if isinstance(cd, dict):                                           # plotly's typed-array encoding
+        import base64
+        cd = np.frombuffer(base64.b64decode(cd["bdata"]), dtype=cd["dtype"]).tolist()
+    assert sorted(cd) == want.tolist()
