@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import charts, loaders, params, ui
+from app import cards, charts, loaders, params, ui
 from app.text import code, codes, plain
 from app.search import parse_gene_list
 
@@ -118,7 +118,8 @@ if len(sel_rows):
     table = ui.gene_table(b, sel_rows)
     if res:
         table["module"] = mods[res].to_numpy()[sel_rows]
-    st.dataframe(table, hide_index=True, height=240)
+    st.dataframe(cards.with_cards(table, b.genes, sel_rows), hide_index=True, height=240,
+                 column_config=cards.link_columns())
     genes = table["gene"].tolist()
     if st.button("Send selection to Enrichment", icon=":material/science:"):
         st.session_state["enrich_text"] = "\n".join(genes)

@@ -5,7 +5,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app import charts, loaders, params, ui
+from app import cards, charts, loaders, params, ui
 from app.text import code, esc, plain
 
 st.title("Subspaces")
@@ -66,7 +66,8 @@ def extremes(path: str, matrix: str, comp: int, n: int) -> tuple[pd.DataFrame, p
     col = np.asarray(bnd.subspace(matrix)[:, comp - 1], dtype=np.float64)
     order = np.argsort(col)
     pos, neg = order[::-1][:n], order[:n]
-    mk = lambda r: pd.DataFrame({"gene": bnd.symbols[r].astype(str), "score": np.round(col[r], 3)})  # noqa: E731
+    mk = lambda r: pd.DataFrame({"gene": bnd.symbols[r].astype(str), "score": np.round(col[r], 3),  # noqa: E731
+                                 "row": r})
     return mk(pos), mk(neg)
 
 
@@ -76,7 +77,9 @@ libs = loaders.library(b)
 for col, label, df in ((left, "positive", pos), (right, "negative", neg)):
     with col:
         st.markdown(f"**Top {label} genes of component {comp}**")
-        st.dataframe(df, hide_index=True, height=260)
+        rows_, df = df["row"].to_numpy(), df.drop(columns="row")
+        st.dataframe(cards.with_cards(df, b.genes, rows_), hide_index=True, height=260,
+                     column_config=cards.link_columns())
         ui.export_buttons(f"{b.name}_{matrix}_PC{comp}_{label}", table=df,
                           sets={f"{b.name}_{matrix}_PC{comp}_{label}": df["gene"].tolist()}, key=f"comp_{label}",
                           view={"page": "Subspaces", "bundle": b.name, "genes": df["gene"].tolist(),
