@@ -51,24 +51,34 @@ def params_from_args(a: argparse.Namespace):
 
 def cmd_run(a: argparse.Namespace) -> int:
     from .checkpoint_source import find_training_metrics, load_gene_matrices
-    from .pipeline import build_bundle
     params = params_from_args(a)  # option ranges checked before any file is read
     mats, genes, source = load_gene_matrices(a.checkpoint, contextual=a.contextual, corpus=a.corpus,
                                              contextual_samples=a.contextual_samples, seed=params.seed)
     if a.baseline == "pca" and source["kind"] != "pca":
         raise UserError(f"{a.checkpoint}: --baseline pca given but the file is a {source['kind']!r} "
                          "checkpoint; pass the PCA baseline file written by txfm")
+    return _build(a, mats, genes, _references(a), source, params, "checkpoint",
+                  protect=[a.checkpoint] + ([a.corpus] if a.corpus else []),
+                  training_metrics=find_training_metrics(a.checkpoint))
+
+
+def _references(a: argparse.Namespace) -> Path:
     ref = Path(a.references)
     if not ref.is_dir():
         raise UserError(f"{ref}: reference folder not found; run `python -m data fetch-references` "
                         "or pass --references DIR")
+    return ref
+
+
+def _build(a: argparse.Namespace, mats, genes, ref: Path, source: dict, params, what: str, protect: list,
+           training_metrics=None) -> int:
+    """build_bundle for `run` and `import`, and the one line saying what happened."""
+    from .pipeline import build_bundle
     status: dict = {}
-    protect = [a.checkpoint] + ([a.corpus] if a.corpus else [])
-    out = build_bundle(mats, genes, ref, a.out, source, params, force=a.force,
-                       training_metrics=find_training_metrics(a.checkpoint), progress=not a.quiet,
-                       overwrite=a.overwrite, status=status, protect=tuple(protect))
+    out = build_bundle(mats, genes, ref, a.out, source, params, force=a.force, training_metrics=training_metrics,
+                       progress=not a.quiet, overwrite=a.overwrite, status=status, protect=tuple(protect))
     if status.get("status") == "up to date":
-        print(f"bundle up to date (same checkpoint and parameters), nothing written: {out}")
+        print(f"bundle up to date (same {what} and parameters), nothing written: {out}")
     else:
         print(f"bundle {status.get('status', 'written')}: {out}")
     return 0
@@ -76,26 +86,15 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 def cmd_import(a: argparse.Namespace) -> int:
     from .embedding_source import load_embedding
-    from .pipeline import build_bundle
     params = params_from_args(a)  # option ranges checked before any file is read
     if not a.name.replace("_", "").isalnum():
         raise UserError(f"--name {a.name!r}: use letters, digits and _ only (it becomes a file name)")
-    ref = Path(a.references)
-    if not ref.is_dir():
-        raise UserError(f"{ref}: reference folder not found; run `python -m data fetch-references` "
-                        "or pass --references DIR")
+    ref = _references(a)
     mats, genes, source = load_embedding(a.embeddings, ref, name=a.name, gene_column=a.gene_column,
                                          genes=a.genes, varm=a.varm, key=a.key,
                                          support_from=a.support_from, log=print)
-    status: dict = {}
-    protect = [a.embeddings] + [x for x in (a.genes, a.support_from) if x]
-    out = build_bundle(mats, genes, ref, a.out, source, params, force=a.force, progress=not a.quiet,
-                       overwrite=a.overwrite, status=status, protect=tuple(protect))
-    if status.get("status") == "up to date":
-        print(f"bundle up to date (same embedding and parameters), nothing written: {out}")
-    else:
-        print(f"bundle {status.get('status', 'written')}: {out}")
-    return 0
+    return _build(a, mats, genes, ref, source, params, "embedding",
+                  protect=[a.embeddings] + [x for x in (a.genes, a.support_from) if x])
 
 
 def cmd_series(a: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 Opens the gene map, searches a gene, opens its neighbourhood, downloads the CSV and checks it;
 lasso-selects genes on the map and sends them to the Enrichment page.
 """
+import contextlib
 import csv
 import io
 import os
@@ -46,15 +47,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(bundles_dir, tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("server")
+@contextlib.contextmanager
+def serve(bundles: Path, log_path: Path):
+    """`streamlit run app/main.py` on a free localhost port over the bundles folder; yields its URL."""
     port = free_port()
-    log = open(tmp_path / "streamlit.log", "w")
+    log = open(log_path, "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.address", "127.0.0.1",
          "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none", "--", "--bundles", str(bundles_dir)],
+         "--server.fileWatcherType", "none", "--", "--bundles", str(bundles)],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -65,7 +66,7 @@ def server(bundles_dir, tmp_path_factory):
                     break
             except OSError:
                 if time.time() > deadline or proc.poll() is not None:
-                    raise RuntimeError("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text())
+                    raise RuntimeError("streamlit did not start:\n" + Path(log_path).read_text())
                 time.sleep(0.3)
         yield url
     finally:
@@ -74,14 +75,26 @@ def server(bundles_dir, tmp_path_factory):
         log.close()
 
 
+def open_page(pw, **kw):
+    """(browser, page): Debian's Chromium, a 1400 x 1000 page with the UI timeout."""
+    browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000}, **kw)
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    return browser, page
+
+
+@pytest.fixture(scope="module")
+def server(bundles_dir, tmp_path_factory):
+    with serve(bundles_dir, tmp_path_factory.mktemp("server") / "streamlit.log") as url:
+        yield url
+
+
 def test_map_search_neighbourhood_download(server, alpha, tmp_path):
     from playwright.sync_api import sync_playwright
     expect = _expect()
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-        page.set_default_timeout(UI_TIMEOUT_MS)
+        browser, page = open_page(pw, accept_downloads=True)
         page.goto(f"{server}/gene_map")
         expect(page.get_by_role("heading", name="Gene map")).to_be_visible()
         expect(page.locator(".js-plotly-plot").first).to_be_visible()
@@ -123,9 +136,7 @@ def test_lasso_selection_goes_to_enrichment(server):
     expect = _expect()
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(UI_TIMEOUT_MS)
+        browser, page = open_page(pw)
         page.goto(f"{server}/gene_map?bundle=alpha")
         expect(page.locator(".js-plotly-plot").first).to_be_visible()
         area = page.locator(".js-plotly-plot .nsewdrag").first
@@ -157,9 +168,7 @@ def test_type_ahead_search_in_the_browser(server):
     expect = _expect()
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(UI_TIMEOUT_MS)
+        browser, page = open_page(pw)
         page.goto(f"{server}/neighbourhood?bundle=alpha")
         expect(page.get_by_text("Pick a gene")).to_be_visible()
         frame = page.frame_locator('iframe[title="streamlit_searchbox.searchbox"]')
@@ -182,9 +191,7 @@ def test_back_and_forward_return_to_the_previous_gene_and_page(server):
     expect = _expect()
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(UI_TIMEOUT_MS)
+        browser, page = open_page(pw)
         page.goto(f"{server}/modules?bundle=alpha&gene=TP53")
         expect(page.get_by_role("heading", name="Modules")).to_be_visible()
         page.get_by_role("link", name="Gene neighbourhood").click()
@@ -215,9 +222,7 @@ def test_clicking_a_map_point_opens_that_gene(server):
     expect = _expect()
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(UI_TIMEOUT_MS)
+        browser, page = open_page(pw)
         page.goto(f"{server}/gene_map?bundle=alpha&gene=MDM2")
         expect(page.locator(".js-plotly-plot .legendtext", has_text="highlighted").first).to_be_visible()
         # the highlighted gene's pixel, from plotly's own axes (data -> pixel), then a click on it

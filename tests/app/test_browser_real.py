@@ -2,16 +2,12 @@
 an embedding imported with `precompute import` browsed like any bundle, and a run series followed."""
 import re
 import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.app.test_browser import CHROMIUM, FLAGS, ROOT, START_TIMEOUT_S, UI_TIMEOUT_MS, _expect, free_port
+from tests.app.test_browser import CHROMIUM, _expect, open_page, serve
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not __import__("os").path.exists(CHROMIUM),
@@ -38,47 +34,19 @@ def served(real_bundles, tmp_path_factory):
     table.to_csv(tmp / "published.tsv", sep="\t", index=False)
     refs = real_bundles["root"].parent / "refs"
     assert run_main(precompute_main, ["import", "--embeddings", str(tmp / "published.tsv"), "--out",
-                                      str(root / "imported"), "--name", "pca", "--references", str(refs), "--support-from",
-                                      str(root / "pca"), "--quiet", "--n-nulls", "1", "--null-size", "100",
+                                      str(root / "imported"), "--name", "pca", "--references", str(refs),
+                                      "--support-from", str(root / "pca"), "--quiet", "--n-nulls", "1", "--null-size", "100",
                                       "--k", "10", "--umap-epochs", "10", "--resolutions", "1",
                                       "--min-set-size", "3"]) == 0
-    port = free_port()
-    log = open(tmp / "streamlit.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none", "--", "--bundles", str(root)],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + START_TIMEOUT_S
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).status == 200:
-                    break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    raise RuntimeError("streamlit did not start:\n" + (tmp / "streamlit.log").read_text())
-                time.sleep(0.3)
+    with serve(root, tmp / "streamlit.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
-
-
-def _page(pw):
-    browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.set_default_timeout(UI_TIMEOUT_MS)
-    return browser, page
 
 
 def test_compare_txfm_decoder_with_pca(served):
     from playwright.sync_api import sync_playwright
     expect = _expect()
     with sync_playwright() as pw:
-        browser, page = _page(pw)
+        browser, page = open_page(pw)
         page.goto(f"{served}/compare?bundle=txfm&bundle=pca&gene=GENE3&cmp_a=txfm:decoder&cmp_b=pca:pca")
         expect(page.get_by_role("heading", name="Compare gene matrices")).to_be_visible()
         expect(page.get_by_role("heading", name="Recall of known relationships, side by side")).to_be_visible()
@@ -95,7 +63,7 @@ def test_imported_embedding_is_browsed_like_any_bundle(served):
     from playwright.sync_api import sync_playwright
     expect = _expect()
     with sync_playwright() as pw:
-        browser, page = _page(pw)
+        browser, page = open_page(pw)
         page.goto(f"{served}/neighbourhood?bundle=imported&gene=GENE3")
         expect(page.get_by_text("GENE3: 20 nearest genes in pca")).to_be_visible()
         expect(page.locator('[data-testid="stDataFrame"]').first).to_be_visible()
@@ -113,7 +81,7 @@ def test_training_run_series_page(served):
     from playwright.sync_api import sync_playwright
     expect = _expect()
     with sync_playwright() as pw:
-        browser, page = _page(pw)
+        browser, page = open_page(pw)
         page.goto(f"{served}/run?bundle=txfm&gene=GENE5")
         expect(page.get_by_role("heading", name="Recall of known relationships along the run")).to_be_visible()
         expect(page.get_by_text(re.compile(r"2 checkpoints, steps 2 to 4"))).to_be_visible()
