@@ -81,11 +81,13 @@ def require_bundles(n: int = 1) -> list[Bundle]:
 def all_bundles() -> list[Bundle]:
     """Every valid bundle in the bundles folder (a damaged one is left out here; its own page says why)."""
     out = []
-    for p in params.available(root()):
-        try:
-            out.append(loaders.bundle(p))
-        except (BundleError, OSError, ValueError):
-            continue
+    paths = params.available(root())
+    with st.spinner(f"Opening the {len(paths)} bundles of the folder (once per server)…", show_time=True):
+        for p in paths:
+            try:
+                out.append(loaders.bundle(p))
+            except (BundleError, OSError, ValueError):
+                continue
     return out
 
 

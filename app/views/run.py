@@ -83,7 +83,9 @@ c = st.columns([2, 1, 1])
 with c[0]:
     ui.gene_search(last, label="Gene")
 gene = params.get("gene")
-matrix = c[1].selectbox("Gene matrix", last.matrix_names, key="run_matrix")
+# the matrix that recovers known pairs best at the last checkpoint comes first
+scored = sorted(last.matrix_names, key=lambda m: -(last.best.get(m, {}).get("recall") or 0.0))
+matrix = c[1].selectbox("Gene matrix", scored, key="run_matrix")
 k = c[2].slider("Neighbours", 5, 50, 10, key="run_k")
 row_last = loaders.index_for(last).lookup(gene) if gene else None
 if row_last is None:

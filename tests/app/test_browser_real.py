@@ -86,11 +86,11 @@ def test_training_run_series_page(served):
         expect(page.get_by_role("heading", name="Recall of known relationships along the run")).to_be_visible()
         expect(page.get_by_text(re.compile(r"2 checkpoints, steps 2 to 4"))).to_be_visible()
         expect(page.get_by_text(re.compile(r"GENE5: its 10 nearest genes"))).to_be_visible()
-        expect(page.get_by_text("codebook at step 4 (64 samples)")).to_be_visible()     # the map, last step
+        expect(page.get_by_text(re.compile(r"^(codebook|decoder) at step 4 \(64 samples\)$"))).to_be_visible()
         handle = page.get_by_role("slider", name="Checkpoint")
         handle.focus()
         handle.press("ArrowLeft")                                      # one checkpoint back
         expect(page).to_have_url(re.compile(r"step=2"))
-        expect(page.get_by_text("codebook at step 2 (32 samples)")).to_be_visible()
+        expect(page.get_by_text(re.compile(r"^(codebook|decoder) at step 2 \(32 samples\)$"))).to_be_visible()
         assert page.locator('[data-testid="stException"]').count() == 0
         browser.close()

@@ -112,6 +112,7 @@ def test_training_run_page(monkeypatch, real_bundles):
     best = json.loads((series_dir / steps[1]["bundle"] / "recall" / "best.json").read_text())
     assert abs(curve["decoder"].iloc[1] - best["decoder"]["recall"]) < 1e-12
     k = at.slider(key="run_k").value
+    at.selectbox(key="run_matrix").set_value("codebook").run()
     lists = []
     for c in steps:
         b = open_bundle(series_dir / c["bundle"])
