@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from precompute.bundle.reader import Bundle, BundleError, open_bundle, validate
+from precompute.bundle.reader import Bundle, BundleError, discover_bundles, open_bundle, validate
 from app.neighbours import PairIndex, top_k, top_k_precomputed, unit_rows
 from app.search import GeneIndex
 from app.text import plain
@@ -22,6 +22,25 @@ def load_bundle(path: str, mtime: float) -> Bundle:
     """Open and validate a bundle once per server (``mtime`` of its manifest invalidates the cache)."""
     validate(Path(path))
     return open_bundle(Path(path))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _folder(root: str, stamp: tuple) -> list[Bundle]:
+    out = []
+    for p in discover_bundles(Path(root)):
+        try:
+            out.append(open_bundle(p))
+        except (BundleError, OSError, ValueError):
+            continue        # a damaged bundle: its own page says why
+    return out
+
+
+def folder_bundles(root: Path) -> list[Bundle]:
+    """Every bundle of the folder opened lazily (manifest read, nothing validated or loaded): what the trust
+    badges need to find the PCA bundle of the same corpus, cheap enough for every page's request path."""
+    paths = discover_bundles(Path(root))
+    stamp = tuple((p.name, (p / "manifest.json").stat().st_mtime) for p in paths)
+    return _folder(str(Path(root).resolve()), stamp)
 
 
 def bundle(path: Path) -> Bundle:

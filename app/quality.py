@@ -51,7 +51,11 @@ def verdict(recall: float | None, chance: float, pca: float | None, is_pca: bool
 
 
 def best_recall(b: Bundle, matrix: str) -> float | None:
-    v = b.best.get(matrix, {}).get("recall")
+    """The matrix's best recall from ``recall/best.json``; None when absent or unreadable."""
+    try:
+        v = b.best.get(matrix, {}).get("recall")
+    except (OSError, ValueError, AttributeError):
+        return None
     return None if v is None else float(v)
 
 

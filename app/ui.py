@@ -78,23 +78,10 @@ def require_bundles(n: int = 1) -> list[Bundle]:
     return out
 
 
-def all_bundles() -> list[Bundle]:
-    """Every valid bundle in the bundles folder (a damaged one is left out here; its own page says why)."""
-    out = []
-    paths = params.available(root())
-    with st.spinner(f"Opening the {len(paths)} bundles of the folder (once per server)…", show_time=True):
-        for p in paths:
-            try:
-                out.append(loaders.bundle(p))
-            except (BundleError, OSError, ValueError):
-                continue
-    return out
-
-
 def quality_badge(b: Bundle, matrix: str, container=st, detail: bool = True) -> None:
     """The matrix's trust badge (app.quality) with its one-line reason."""
     from app.quality import matrix_verdict
-    v, ref = matrix_verdict(b, matrix, all_bundles())
+    v, ref = matrix_verdict(b, matrix, loaders.folder_bundles(root()))
     container.badge(f"{matrix}: {v.label}", color=v.colour)
     if detail:
         container.caption(esc(v.text) + (f" (PCA bundle {code(ref.name)})" if ref is not None else ""))

@@ -46,18 +46,12 @@ def light_params(params: BundleParams | None = None) -> BundleParams:
 
 
 def run_checkpoints(run: Path) -> list[Path]:
-    """The run's step checkpoints by step, then last.pt when it is not one of them (by its step)."""
+    """The run's step checkpoints by step, then last.pt (skipped by the build when its step is already in)."""
     run = Path(run)
     if not run.is_dir():
         raise UserError(f"{run}: run folder not found; pass the folder `txfm train --out` wrote")
     found = sorted((int(m.group(1)), p) for p in run.iterdir() if (m := _STEP.match(p.name)))
-    out = [p for _, p in found]
-    last = run / "last.pt"
-    if last.is_file():
-        import torch
-        step = int(torch.load(last, map_location="cpu", weights_only=True).get("step", -1))
-        if step not in {s for s, _ in found}:
-            out.append(last)
+    out = [p for _, p in found] + ([run / "last.pt"] if (run / "last.pt").is_file() else [])
     if not out:
         raise UserError(f"{run}: no checkpoints (step-*.pt or last.pt); train with --save-every N to keep "
                         "checkpoints along the run")
@@ -83,6 +77,8 @@ def build_series(run: Path | str, out: Path | str, references: Path | str, param
             mats, genes, source = load_gene_matrices(ck)
             if source.get("kind") != "txfm":
                 raise UserError(f"{ck}: not a TxFM checkpoint; a series is built from a training run")
+            if int(source.get("step", 0)) in {e["step"] for e in entries}:
+                continue                                     # last.pt = the last step checkpoint
             name = f"step-{int(source.get('step', 0)):07d}"
             if out.is_dir() and (out / name / "manifest.json").is_file():
                 shutil.copytree(out / name, work / name, copy_function=_link_or_copy)   # reuse what is valid
