@@ -204,6 +204,64 @@ def cls_anatomy(checkpoint: str | Path, corpus: str | Path, dataset: str = CELLT
     return pd.DataFrame(rows)
 
 
+def reveal_ceiling(corpus: str | Path, dataset: str = CELLTYPE_DATASET, label_column: str = CELLTYPE_COLUMN,
+                   reveals: tuple[int, ...] = (256, 512, 1024), detected_shares: tuple[float, ...] = (0.0, 0.5, 1.0),
+                   n_components: int = 50, seed: int = 0) -> pd.DataFrame:
+    """How much cell type the revealed genes alone carry, whatever the encoder does with them.
+
+    For each K and share of K drawn first from a cell's non-zero genes (``txfm.masking.reveal_genes``,
+    the law training uses), every cell keeps its log-normalised values (library 1e4, log1p) at its
+    revealed genes only, zeros elsewhere; a PCA of those partial profiles (``n_components``) is scored
+    with the same leave-one-out 15-NN accuracy as the CLS. A first row scores every gene (nothing
+    hidden). The figure is a linear read-out of the visible values, so it bounds what a CLS trained
+    on that reveal can be expected to show at this data size, not what a perfect encoder could infer.
+    Rows: reveal, detected_share, nonzero_revealed (median per cell), knn_accuracy.
+    """
+    import scipy.sparse as sp
+    from sklearn.decomposition import PCA
+
+    from evaluation.celltype import CellTypeParams, evaluate_celltypes
+    from evaluation.inputs import read_corpus_dataset
+    from txfm.masking import reveal_genes
+    from txfm.preprocessing import preprocess
+    from common.options import check_range
+
+    for k in reveals:
+        check_range("reveal", k, lo=1, integer=True, what="genes revealed per cell")
+    for share in detected_shares:
+        check_range("detected_share", share, lo=0, hi=1, what="share of K from non-zero genes")
+    cells = read_corpus_dataset(corpus, dataset)
+    labels = cells.column(label_column)
+    x = sp.csr_matrix(preprocess(sp.csr_matrix(cells.counts, dtype=np.float32), "libnorm_log1p", 1e4))
+    x.sort_indices()
+    n, g = x.shape
+    params = CellTypeParams(resolutions=())
+
+    def score(m: sp.csr_matrix) -> float:
+        z = PCA(min(n_components, n - 1, g), random_state=seed).fit_transform(m.toarray())
+        return float(evaluate_celltypes(z, labels, params)["knn_accuracy"])
+
+    rows = [{"reveal": g, "detected_share": float("nan"),
+             "nonzero_revealed": float(np.median(np.diff(x.indptr))), "knn_accuracy": score(x)}]
+    every = np.arange(g)
+    for k in tqdm(reveals, desc="reveal"):
+        for share in detected_shares:
+            rng = np.random.default_rng(seed)
+            keep_r, keep_c = [], []
+            for i in range(n):
+                cols = x.indices[x.indptr[i]:x.indptr[i + 1]]
+                det = cols[x.data[x.indptr[i]:x.indptr[i + 1]] != 0]
+                c = reveal_genes(every, k, rng, None, det, share)
+                keep_r.append(np.full(c.size, i)), keep_c.append(c)
+            mask = sp.csr_matrix((np.ones(sum(c.size for c in keep_c), dtype=np.float32),
+                                  (np.concatenate(keep_r), np.concatenate(keep_c))), shape=(n, g))
+            seen = x.multiply(mask).tocsr()
+            seen.eliminate_zeros()
+            rows.append({"reveal": k, "detected_share": share,
+                         "nonzero_revealed": float(np.median(np.diff(seen.indptr))), "knn_accuracy": score(seen)})
+    return pd.DataFrame(rows)
+
+
 def stream_mix(corpus: str | Path, dataset: str, n_batches: int = 1000, batch_size: int = 32, seed: int = 0,
                settings: tuple[tuple[str, int, float], ...] = (("one shard at a time, T = 1", 1, 1.0),
                                                                 ("16 shards pooled, T = 1", 16, 1.0),

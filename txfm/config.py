@@ -89,7 +89,7 @@ class TrainConfig:
     beta2: float = 0.999
     eps: float = 1e-6
     grad_clip: float = 1.0  # max global gradient norm (0 = off)
-    precision: Precision = "auto"  # auto = bf16 autocast on CUDA and on CPUs with fast bf16 matmuls, else fp32
+    precision: Precision = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU
     seed: int = 0  # seeds model init, data order, masking, stochastic depth
     workers: int = 0  # DataLoader worker processes per rank
     library_norm: Literal["fixed", "measured"] = "measured"  # normalise to L, or to L x (measured genes / G) so narrow panels are not inflated

@@ -67,29 +67,15 @@ def make_optimizer(model: TxFM, cfg: TrainConfig, steps: int):
     return opt, sched, wd
 
 
-def cpu_bf16_is_fast(n: int = 512, repeats: int = 5) -> bool:
-    """Whether this CPU multiplies bf16 matrices at least twice as fast as fp32 (native bf16 units,
-    e.g. AMX / AVX512-BF16); without them bf16 autocast is slower than fp32."""
-    import time
-
-    def rate(dtype):
-        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-        a @ b
-        t = time.perf_counter()
-        for _ in range(repeats):
-            a @ b
-        return repeats / (time.perf_counter() - t)
-
-    return rate(torch.bfloat16) >= 2 * rate(torch.float32)
-
-
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' -> bf16 on CUDA, and on a CPU with fast bf16 matmuls; fp32 otherwise."""
+    """'auto' -> bf16 on CUDA, fp32 on a CPU (``--precision bf16`` asks for bf16 autocast there).
+
+    The choice depends on the device only: it used to time a bf16 against an fp32 matmul at the start
+    of a CPU run, and on a loaded machine the same command then trained in either precision from one
+    run to the next (docs/training-recipe.md, experiment 17)."""
     if precision != "auto":
         return precision
-    if device.type == "cuda":
-        return "bf16"
-    return "bf16" if cpu_bf16_is_fast() else "fp32"
+    return "bf16" if device.type == "cuda" else "fp32"
 
 
 def _autocast(device: torch.device, precision: str):

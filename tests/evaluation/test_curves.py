@@ -105,3 +105,31 @@ def test_time_to_quality_command_writes_a_readable_table(tmp_path):
     r = subprocess.run([sys.executable, "-m", "evaluation", "time-to-quality", "--curves", str(bad)],
                        capture_output=True, text=True)
     assert r.returncode != 0 and "not a learning-curve table" in r.stderr
+
+
+def test_reveal_ceiling_sees_cell_type_only_when_the_reveal_shows_the_markers(monkeypatch):
+    """Three types, each with 5 marker genes always expressed, in 200 genes that are otherwise zero
+    (plus one housekeeping gene every cell expresses): every gene, or K = 4 drawn from the non-zero
+    genes, shows markers and separates the types; K = 4 drawn uniformly shows a marker in about 1 cell
+    in 10 and cannot."""
+    import pandas as pd
+    import scipy.sparse as sp
+
+    import evaluation.inputs as inputs
+    from evaluation.curves import reveal_ceiling
+    from evaluation.inputs import LabelledCounts
+
+    rng = np.random.default_rng(0)
+    n, g = 150, 200
+    labels = np.repeat(["a", "b", "c"], n // 3)
+    x = np.zeros((n, g))
+    for t, lab in enumerate("abc"):
+        x[np.ix_(labels == lab, range(5 * t, 5 * t + 5))] = rng.poisson(20, (n // 3, 5)) + 1
+    x[:, 199] = 7
+    cells = LabelledCounts(sp.csr_matrix(x), [f"G{i}" for i in range(g)], pd.DataFrame({"cell_type": labels}), "fake")
+    monkeypatch.setattr(inputs, "read_corpus_dataset", lambda corpus, dataset: cells)
+    t = reveal_ceiling("corpus", reveals=(4,), detected_shares=(0.0, 1.0), n_components=10)
+    everything, uniform, detected = t.iloc[0], t.iloc[1], t.iloc[2]
+    assert everything.reveal == 200 and everything.nonzero_revealed == 6 and everything.knn_accuracy == 1.0
+    assert uniform.nonzero_revealed == 0 and uniform.knn_accuracy < 0.6
+    assert detected.nonzero_revealed == 4 and detected.knn_accuracy > 0.95

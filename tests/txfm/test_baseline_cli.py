@@ -77,7 +77,7 @@ def test_precision_resolution():
     assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
     assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
     assert resolve_precision("auto", torch.device("cuda")) == "bf16"
-    assert resolve_precision("auto", torch.device("cpu")) in ("fp32", "bf16")
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"   # never a load-dependent timing
 
 
 def test_the_run_records_its_resolved_precision(tiny_corpus, tmp_path):
