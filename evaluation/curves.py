@@ -241,25 +241,22 @@ def reveal_ceiling(corpus: str | Path, dataset: str = CELLTYPE_DATASET, label_co
         z = PCA(min(n_components, n - 1, g), random_state=seed).fit_transform(m.toarray())
         return float(evaluate_celltypes(z, labels, params)["knn_accuracy"])
 
-    rows = [{"reveal": g, "detected_share": float("nan"),
-             "nonzero_revealed": float(np.median(np.diff(x.indptr))), "knn_accuracy": score(x)}]
+    table = [{"reveal": g, "detected_share": float("nan"),
+              "nonzero_revealed": float(np.median(np.diff(x.indptr))), "knn_accuracy": score(x)}]
     every = np.arange(g)
     for k in tqdm(reveals, desc="reveal"):
         for share in detected_shares:
             rng = np.random.default_rng(seed)
-            keep_r, keep_c = [], []
-            for i in range(n):
-                cols = x.indices[x.indptr[i]:x.indptr[i + 1]]
-                det = cols[x.data[x.indptr[i]:x.indptr[i + 1]] != 0]
-                c = reveal_genes(every, k, rng, None, det, share)
-                keep_r.append(np.full(c.size, i)), keep_c.append(c)
-            mask = sp.csr_matrix((np.ones(sum(c.size for c in keep_c), dtype=np.float32),
-                                  (np.concatenate(keep_r), np.concatenate(keep_c))), shape=(n, g))
+            chosen = [reveal_genes(every, k, rng, None, x.indices[x.indptr[i]:x.indptr[i + 1]][
+                x.data[x.indptr[i]:x.indptr[i + 1]] != 0], share) for i in range(n)]
+            rows = np.repeat(np.arange(n), [c.size for c in chosen])
+            cols = np.concatenate(chosen)
+            mask = sp.csr_matrix((np.ones(cols.size, dtype=np.float32), (rows, cols)), shape=(n, g))
             seen = x.multiply(mask).tocsr()
             seen.eliminate_zeros()
-            rows.append({"reveal": k, "detected_share": share,
-                         "nonzero_revealed": float(np.median(np.diff(seen.indptr))), "knn_accuracy": score(seen)})
-    return pd.DataFrame(rows)
+            table.append({"reveal": k, "detected_share": share,
+                          "nonzero_revealed": float(np.median(np.diff(seen.indptr))), "knn_accuracy": score(seen)})
+    return pd.DataFrame(table)
 
 
 def stream_mix(corpus: str | Path, dataset: str, n_batches: int = 1000, batch_size: int = 32, seed: int = 0,
