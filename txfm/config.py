@@ -85,6 +85,7 @@ class TrainConfig:
     lr: float = 1e-3  # peak learning rate of the one-cycle cosine schedule
     warmup: float = 0.1  # fraction of steps spent warming up
     weight_decay: float = -1.0  # AdamW weight decay; < 0 means 1 / (lr * total_steps) as in the paper
+    codebook_lr_mult: float = 1.0  # the codebook's peak learning rate is lr x this (its rows see a gradient only when revealed)
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-6
@@ -117,6 +118,7 @@ class TrainConfig:
         check_range("lr", self.lr, lo=0, lo_open=True)
         check_range("warmup", self.warmup, lo=0, hi=1, hi_open=True, what="fraction of steps")
         check_range("weight_decay", self.weight_decay, lo=-1e9, hi=1e9, what="< 0 = 1 / (lr * steps)")
+        check_range("codebook_lr_mult", self.codebook_lr_mult, lo=0, hi=1e4, lo_open=True, what="1 = the shared rate")
         check_range("beta1", self.beta1, lo=0, hi=1, hi_open=True)
         check_range("beta2", self.beta2, lo=0, hi=1, hi_open=True)
         check_range("eps", self.eps, lo=0, lo_open=True)

@@ -58,11 +58,17 @@ def total_steps(cfg: TrainConfig, n_train: int) -> int:
 def make_optimizer(model: TxFM, cfg: TrainConfig, steps: int):
     """AdamW (decay on matrices and the codebook, none on norms/biases/gains) and one-cycle cosine."""
     wd = cfg.weight_decay if cfg.weight_decay >= 0 else 1.0 / (cfg.lr * steps)
-    decay = [p for p in model.parameters() if p.ndim >= 2]
+    own_rate = cfg.codebook_lr_mult != 1.0  # the codebook in a third group of its own (two groups otherwise)
+    codebook = model.codebook.weight
+    decay = [p for p in model.parameters() if p.ndim >= 2 and not (own_rate and p is codebook)]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=cfg.warmup,
+    groups = [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
+    max_lr = [cfg.lr, cfg.lr]
+    if own_rate:
+        groups.append({"params": [codebook], "weight_decay": wd})
+        max_lr.append(cfg.lr * cfg.codebook_lr_mult)
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=steps, pct_start=cfg.warmup,
                                                 anneal_strategy="cos", cycle_momentum=False)
     return opt, sched, wd
 
