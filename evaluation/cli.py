@@ -215,6 +215,18 @@ class _Forward(argparse.ArgumentParser):
         return super().parse_known_args(args, namespace)
 
 
+def _add_labelled_dataset(p: argparse.ArgumentParser, corpus_required: bool) -> None:
+    """--corpus, --dataset, --label-column: the labelled cells the CLS kNN accuracy is scored on."""
+    from .curves import CELLTYPE_COLUMN, CELLTYPE_DATASET
+
+    if corpus_required:
+        p.add_argument("--corpus", required=True, default=argparse.SUPPRESS, help="corpus holding the labelled dataset")
+    else:
+        p.add_argument("--corpus", default=None, help="corpus holding the labelled dataset (%(default)s: the run's corpus)")
+    p.add_argument("--dataset", default=CELLTYPE_DATASET, help="labelled dataset of the corpus (CLS kNN reference)")
+    p.add_argument("--label-column", default=CELLTYPE_COLUMN, help="obs column with the labels")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m evaluation",
                                 description="Cell-embedding benchmarks and the ablation runner (docs/evaluation.md)", epilog=EXIT_CODES_HELP)
@@ -250,7 +262,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_args(t, CellTypeParams, title="benchmark parameters")
     t.set_defaults(func=_celltype)
 
-    from .curves import CELLTYPE_COLUMN, CELLTYPE_DATASET
     v = sub.add_parser("curves", help="learning curves of a run: honest recall, hubness, CLS kNN per checkpoint",
                        description="For every saved checkpoint of a run (and the PCA baseline): recall of known "
                                    "pairs at the best rank on the honest gene population, neighbourhood hubness, "
@@ -259,9 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--run", required=True, help="run folder (python -m txfm train --out)")
     v.add_argument("--references", default="cache/references", help="reference folder (python -m data fetch-references)")
     v.add_argument("--pca", default=None, help="PCA baseline file on the same corpus (scored beside the run)")
-    v.add_argument("--corpus", default=None, help="corpus holding the labelled dataset (default: the run's corpus)")
-    v.add_argument("--dataset", default=CELLTYPE_DATASET, help="labelled dataset of the corpus for CLS kNN")
-    v.add_argument("--label-column", default=CELLTYPE_COLUMN, help="obs column with the labels")
+    _add_labelled_dataset(v, corpus_required=False)
     v.add_argument("--every", type=int, default=1, help="score every n-th checkpoint (the last always)")
     v.add_argument("--seed", type=int, default=0, help="seed of nulls and gene selection")
     v.add_argument("--out", required=True, help="result folder (curves.csv, curves.md, run.json)")
@@ -296,9 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "under another draw of revealed genes.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     c.add_argument("--checkpoint", required=True, help="TxFM checkpoint (.pt)")
-    c.add_argument("--corpus", default=None, help="corpus holding the labelled dataset (default: the run's corpus)")
-    c.add_argument("--dataset", default=CELLTYPE_DATASET, help="labelled dataset of the corpus")
-    c.add_argument("--label-column", default=CELLTYPE_COLUMN, help="obs column with the labels")
+    _add_labelled_dataset(c, corpus_required=False)
     c.add_argument("--seed", type=int, default=0, help="reveal seed (the stability uses seed and seed + 1)")
     c.set_defaults(func=_cls_anatomy)
 
@@ -308,9 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "accuracy as the CLS: a linear bound on what a CLS trained on that reveal "
                                    "shows. The first row keeps every gene.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    r.add_argument("--corpus", required=True, help="corpus holding the labelled dataset")
-    r.add_argument("--dataset", default=CELLTYPE_DATASET, help="labelled dataset of the corpus")
-    r.add_argument("--label-column", default=CELLTYPE_COLUMN, help="obs column with the labels")
+    _add_labelled_dataset(r, corpus_required=True)
     r.add_argument("--reveal", type=int, nargs="+", default=[256, 512, 1024], help="genes revealed per cell (K)")
     r.add_argument("--detected-share", type=float, nargs="+", default=[0.0, 0.5, 1.0],
                    help="share of K drawn first from the cell's non-zero genes (0 = the paper's uniform draw)")

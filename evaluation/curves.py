@@ -233,6 +233,7 @@ def reveal_ceiling(corpus: str | Path, dataset: str = CELLTYPE_DATASET, label_co
     cells = read_corpus_dataset(corpus, dataset)
     labels = cells.column(label_column)
     x = sp.csr_matrix(preprocess(sp.csr_matrix(cells.counts, dtype=np.float32), "libnorm_log1p", 1e4))
+    x.eliminate_zeros()
     x.sort_indices()
     n, g = x.shape
     params = CellTypeParams(resolutions=())
@@ -244,11 +245,11 @@ def reveal_ceiling(corpus: str | Path, dataset: str = CELLTYPE_DATASET, label_co
     table = [{"reveal": g, "detected_share": float("nan"),
               "nonzero_revealed": float(np.median(np.diff(x.indptr))), "knn_accuracy": score(x)}]
     every = np.arange(g)
+    detected = np.split(x.indices, x.indptr[1:-1])  # each cell's non-zero genes
     for k in tqdm(reveals, desc="reveal"):
         for share in detected_shares:
             rng = np.random.default_rng(seed)
-            chosen = [reveal_genes(every, k, rng, None, x.indices[x.indptr[i]:x.indptr[i + 1]][
-                x.data[x.indptr[i]:x.indptr[i + 1]] != 0], share) for i in range(n)]
+            chosen = [reveal_genes(every, k, rng, None, det, share) for det in detected]
             rows = np.repeat(np.arange(n), [c.size for c in chosen])
             cols = np.concatenate(chosen)
             mask = sp.csr_matrix((np.ones(cols.size, dtype=np.float32), (rows, cols)), shape=(n, g))

@@ -31,9 +31,11 @@ def _codebook_step(mult: float) -> torch.Tensor:
 
 def test_default_keeps_two_groups_and_one_rate():
     model = _model()
-    opt, _, _ = make_optimizer(model, _cfg(), steps=4)
+    opt, sched, _ = make_optimizer(model, _cfg(), steps=4)
     assert len(opt.param_groups) == 2  # checkpoints of earlier runs resume into the same layout
     assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+    sched.step()  # the peak
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([1e-3, 1e-3])
 
 
 def test_codebook_has_its_own_group_and_rate():
