@@ -25,6 +25,7 @@ class ModelConfig:
     drop_path: float = 0.0  # stochastic depth rate of the last block (linearly increasing from 0)
     layerscale_init: float = 0.1  # initial LayerScale gain of each residual branch
     codebook_init: float = 0.02  # std of the initial codebook; ~1 puts gene identity on the scale of the value channel
+    decoder_init: float = 0.02  # std of the initial per-gene decoder weights (smaller: rows closer to what training put there)
     decoder_depth: int = 4  # residual MLP blocks on the CLS embedding (0 = a single Linear)
     decoder_hidden: int = 0  # width h of the decoder (and of the per-gene decoder weights); 0 = dim
     activation: Activation = "rect_tanh"  # output activation phi(z), see txfm/activations.py
@@ -40,6 +41,8 @@ class ModelConfig:
         check_range("drop_path", self.drop_path, lo=0, hi=1, hi_open=True)
         check_range("layerscale_init", self.layerscale_init, lo=0)
         check_range("codebook_init", self.codebook_init, lo=0, lo_open=True)
+        check_range("decoder_init", self.decoder_init, lo=0, lo_open=True,
+                    what="zeros would leave rect_tanh and relu outputs dead at 0")
         check_range("decoder_depth", self.decoder_depth, lo=0, integer=True)
         check_range("decoder_hidden", self.decoder_hidden, lo=0, integer=True, what="0 = dim")
         check_range("library_size", self.library_size, lo=0, lo_open=True)

@@ -108,6 +108,8 @@ class TxFM(nn.Module):
         self.apply(self._init)
         nn.init.normal_(self.cls_token, std=0.02)
         nn.init.normal_(self.codebook.weight, std=cfg.codebook_init)
+        if cfg.decoder_init != 0.02:  # 0.02 is _init's; redrawing only otherwise keeps default runs bit-identical
+            nn.init.trunc_normal_(self.decoder.out.weight, std=cfg.decoder_init)
 
     @staticmethod
     def _init(m: nn.Module) -> None:
