@@ -25,7 +25,7 @@ class ModelConfig:
     drop_path: float = 0.0  # stochastic depth rate of the last block (linearly increasing from 0)
     layerscale_init: float = 0.1  # initial LayerScale gain of each residual branch
     codebook_init: float = 0.02  # std of the initial codebook; ~1 puts gene identity on the scale of the value channel
-    decoder_init: float = 0.02  # std of the initial per-gene decoder weights (smaller: rows closer to what training put there)
+    decoder_init: float = 0.02  # std of the initial per-gene decoder weights (0.02 was best of 0.002-0.05, docs/training-recipe.md exp. 19)
     decoder_depth: int = 4  # residual MLP blocks on the CLS embedding (0 = a single Linear)
     decoder_hidden: int = 0  # width h of the decoder (and of the per-gene decoder weights); 0 = dim
     activation: Activation = "rect_tanh"  # output activation phi(z), see txfm/activations.py

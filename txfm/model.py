@@ -93,6 +93,9 @@ class ResidualMLPDecoder(nn.Module):
         return self.out(self.norm(h))  # [B, G]
 
 
+INIT_STD = 0.02  # std of every Linear and Embedding weight at initialisation (ModelConfig.decoder_init's default)
+
+
 class TxFM(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -106,19 +109,19 @@ class TxFM(nn.Module):
         self.decoder = ResidualMLPDecoder(d, cfg.hidden if cfg.decoder_depth > 0 else d, cfg.decoder_depth, cfg.n_genes)
         self.log_theta = nn.Parameter(torch.zeros(cfg.n_genes)) if cfg.loss == "negbin" else None
         self.apply(self._init)
-        nn.init.normal_(self.cls_token, std=0.02)
+        nn.init.normal_(self.cls_token, std=INIT_STD)
         nn.init.normal_(self.codebook.weight, std=cfg.codebook_init)
-        if cfg.decoder_init != 0.02:  # 0.02 is _init's; redrawing only otherwise keeps default runs bit-identical
+        if cfg.decoder_init != INIT_STD:  # redrawn only when changed: default runs stay bit-identical
             nn.init.trunc_normal_(self.decoder.out.weight, std=cfg.decoder_init)
 
     @staticmethod
     def _init(m: nn.Module) -> None:
         if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
+            nn.init.trunc_normal_(m.weight, std=INIT_STD)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Embedding):
-            nn.init.normal_(m.weight, std=0.02)
+            nn.init.normal_(m.weight, std=INIT_STD)
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
