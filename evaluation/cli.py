@@ -47,7 +47,8 @@ def _curves(ns: argparse.Namespace) -> int:
     is_own = result_folder_test("curves.csv")
     protect = [p for p in (ns.run, ns.pca, ns.corpus, ns.references) if p]
     check_output_target(ns.out, "learning-curve result folder", is_own, ns.overwrite, protect=protect)
-    df = run_curves(ns.run, ns.references, ns.pca, ns.corpus, ns.dataset, ns.label_column, ns.every, ns.seed)
+    df = run_curves(ns.run, ns.references, ns.pca, ns.corpus, ns.dataset, ns.label_column, ns.every, ns.seed,
+                    ns.device)
     text = markdown(df)
     with staged_output(ns.out, "learning-curve result folder", is_own, ns.overwrite, protect=protect) as out:
         df.to_csv(out / "curves.csv", index=False)
@@ -179,6 +180,21 @@ def _reveal_ceiling(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _gpu_check(ns: argparse.Namespace) -> int:
+    from .gpu_check import run_gpu_check
+
+    runs = dict(r.split("=", 1) for r in ns.quality_run) if ns.quality_run else None
+    if runs and any(not k or not v for k, v in runs.items()):
+        raise UserError("--quality-run: expected NAME='txfm train options', e.g. "
+                        "--quality-run S='--preset S --reveal 1024 --batch-size 256'")
+    label = tuple(ns.label.split(":", 1)) if ns.label else None
+    if label is not None and len(label) != 2:
+        raise UserError(f"--label {ns.label!r}: expected DATASET:COLUMN, e.g. pbmc_sorted_reference_mudan:cell_type")
+    run_gpu_check(ns.corpus, ns.references, ns.out, ns.doc, ns.pca, ns.device, ns.workers, ns.toy, ns.budget_s,
+                  ns.train_s, ns.skip_tests, runs, label, ns.work)
+    return 0
+
+
 def _ablate(ns: argparse.Namespace) -> int:
     from .ablate import main as ablate_main
 
@@ -273,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_labelled_dataset(v, corpus_required=False)
     v.add_argument("--every", type=int, default=1, help="score every n-th checkpoint (the last always)")
     v.add_argument("--seed", type=int, default=0, help="seed of nulls and gene selection")
+    v.add_argument("--device", default="auto", help="where CLS embeddings are computed: auto (a GPU when there is "
+                                                    "one), cpu, cuda, cuda:N")
     v.add_argument("--out", required=True, help="result folder (curves.csv, curves.md, run.json)")
     v.add_argument("--overwrite", action="store_true", help="replace an existing learning-curve result folder")
     v.set_defaults(func=_curves)
@@ -345,6 +363,31 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--null-size", type=int, default=5000, help="genes per null sample (default 5000)")
     r.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     r.set_defaults(func=_results)
+
+    g = sub.add_parser("gpu-check", help="on a lent GPU: GPU tests, throughput/MFU table, quality step -> docs/bench-gpu.md",
+                       description="One prepared run for a GPU (make gpu-check): the GPU tests, a throughput table "
+                                   "of the tiny/S/B presets at K = 256/1,024/2,048 through the real data path "
+                                   "(samples/s, MFU against a matmul peak measured in the same run, peak memory, "
+                                   "the loader alone), and short training runs of the GPU recipe scored by "
+                                   "evaluation curves, within a time budget.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g.add_argument("--corpus", required=True, help="corpus to train and measure on (e.g. corpora/shared)")
+    g.add_argument("--references", default="cache/references", help="reference folder for the recall scores")
+    g.add_argument("--pca", default=None, help="PCA baseline file of the corpus (fitted on the CPU during the run if absent)")
+    g.add_argument("--out", required=True, help="folder for bench-gpu.md, gpu-check.json, curves.csv and log.txt")
+    g.add_argument("--doc", default="docs/bench-gpu.md", help="markdown report to write (also copied into --out)")
+    g.add_argument("--device", default="auto", help="auto (a GPU when there is one), cuda, cuda:N or cpu")
+    g.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: cores - 4, 2 to 10)")
+    g.add_argument("--budget-s", type=float, default=480, help="wall-clock budget of the whole check, seconds")
+    g.add_argument("--train-s", type=float, default=150, help="seconds of training in the quality step, shared by its runs")
+    g.add_argument("--quality-run", action="append", metavar="NAME=OPTIONS",
+                   help="a quality run: a name and txfm train options (repeatable; default: the GPU recipe)")
+    g.add_argument("--label", default=None, metavar="DATASET:COLUMN",
+                   help="corpus dataset and obs column for the CLS kNN accuracy (default: the sorted PBMC reference)")
+    g.add_argument("--work", default=None, help="folder for the quality runs (default: a temporary one, removed)")
+    g.add_argument("--skip-tests", action="store_true", help="do not run pytest -m gpu")
+    g.add_argument("--toy", action="store_true", help="toy sizes (the CPU test of this command)")
+    g.set_defaults(func=_gpu_check)
 
     a = sub.add_parser("ablate", forward=True, add_help=False,
                        help="ablation grid: train variants, score recall and perturbations (ablate --help)")

@@ -54,9 +54,11 @@ def matrix_scores(m: np.ndarray, pairs: dict, standardise: bool, seed: int = 0, 
 
 def run_curves(run_dir: str | Path, references: str | Path, pca: str | Path | None = None,
                corpus: str | Path | None = None, dataset: str = CELLTYPE_DATASET,
-               label_column: str = CELLTYPE_COLUMN, every: int = 1, seed: int = 0) -> pd.DataFrame:
+               label_column: str = CELLTYPE_COLUMN, every: int = 1, seed: int = 0,
+               device: str = "auto") -> pd.DataFrame:
     """Rows (checkpoint, step, samples_seen, train_minutes, matrix, recall, rank, chance, n_genes,
-    hub_max, hub_skew, knn_accuracy) for the run's checkpoints (every ``every``-th, and the last)."""
+    hub_max, hub_skew, knn_accuracy) for the run's checkpoints (every ``every``-th, and the last).
+    ``device``: where the CLS embeddings are computed ('auto': a GPU when there is one)."""
     from evaluation.celltype import CellTypeParams, evaluate_celltypes
     from evaluation.embeddings import pca_baseline_embedding, txfm_embedding
     from evaluation.inputs import read_corpus_dataset
@@ -65,8 +67,10 @@ def run_curves(run_dir: str | Path, references: str | Path, pca: str | Path | No
     from precompute.references import load_pairs
     from precompute.bundle.recall import pairs_to_indices
     from evaluation.results import run_checkpoints
+    from txfm.feed import resolve_device
     from txfm.inference import gene_matrices
 
+    device = str(resolve_device(device))
     run_dir = Path(run_dir)
     import filecmp
     cks = run_checkpoints(run_dir)
@@ -103,7 +107,7 @@ def run_curves(run_dir: str | Path, references: str | Path, pca: str | Path | No
         knn = float("nan")
         if cells is not None:
             z, _ = (pca_baseline_embedding(path, cells) if kind == "pca"
-                    else txfm_embedding(path, cells, seed=seed, progress=False))
+                    else txfm_embedding(path, cells, seed=seed, device=device, progress=False))
             knn = evaluate_celltypes(z, labels, CellTypeParams(resolutions=()))["knn_accuracy"]
         step = int(meta.get("step", 0))
         for name, m in restrict(mats, genes).items():

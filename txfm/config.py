@@ -108,6 +108,7 @@ class TrainConfig:
     save_every: int = 500  # steps between checkpoints (the last step is always saved)
     keep_last: int = 3  # step checkpoints kept besides last.pt (0 = keep all)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    compile: bool = False  # torch.compile the model for the training steps (docs/bench-gpu.md measures it; the first steps compile)
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:

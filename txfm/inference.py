@@ -15,7 +15,7 @@ from tqdm import tqdm
 from common.gene_ids import IdentifierIndex
 
 from .checkpoint import load_file, load_model, CheckpointError
-from .dataset import BatchSpec, collate, encoder_inputs, library_targets, sample_rng
+from .dataset import BatchSpec, MeasuredGenes, encoder_inputs, library_targets, sample_rng, sparse_batch
 from .model import TxFM
 from .preprocessing import preprocess
 
@@ -150,7 +150,7 @@ def encode_counts(model: TxFM, x: sp.csr_matrix, measured: np.ndarray, spec: Bat
         gene_idx, values, pad = encoder_inputs(z, measured, [sample_rng(seed, 0, i + j) for j in range(rows.shape[0])],
                                                spec)
         res = model.forward_encoder(torch.from_numpy(gene_idx).to(device), torch.from_numpy(values).to(device),
-                                    torch.from_numpy(pad).to(device), all_layers=all_layers)
+                                    torch.from_numpy(pad).to(device) if pad.any() else None, all_layers=all_layers)
         if all_layers:
             cls_out.append(res[0].float().cpu().numpy())
             layer_out.append(torch.stack(res[1], dim=1).float().cpu().numpy())
@@ -178,15 +178,16 @@ def contextual_gene_embeddings(checkpoint: str | os.PathLike, corpus: str | os.P
                      reveal_weights(ck), library_norm=tc.get("library_norm", "fixed"),
                      reveal_detected=tc.get("reveal_detected", 0.0))
     rows = np.sort(np.random.default_rng(seed).permutation(c.n_samples)[:n_samples])
-    measured = c.measured_matrix()
+    measured = MeasuredGenes(c.measured_matrix())
     sums = torch.zeros(model.cfg.n_genes, model.cfg.dim, dtype=torch.float64)
     counts = torch.zeros(model.cfg.n_genes, dtype=torch.float64)
     for i in tqdm(range(0, rows.size, batch_size), disable=not progress, desc="contextual", unit="batch"):
         sel = rows[i:i + batch_size]
         x, d = c.read_rows(sel)
-        b = collate(x, d, [sample_rng(seed, 0, r) for r in sel], measured, spec)
-        tok = model.forward_encoder(b["gene_idx"], b["values"], b["pad_mask"], tokens=True)[:, 1:]  # [B, K, d]
-        keep = ~b["pad_mask"]
+        b = sparse_batch(x, d, [sample_rng(seed, 0, r) for r in sel], measured, spec)  # the encoder's inputs only
+        pad = b.get("pad_mask", torch.zeros(b["gene_idx"].shape, dtype=torch.bool))
+        tok = model.forward_encoder(b["gene_idx"], b["values"], b.get("pad_mask"), tokens=True)[:, 1:]  # [B, K, d]
+        keep = ~pad
         sums.index_add_(0, b["gene_idx"][keep], tok[keep].double())
         counts.index_add_(0, b["gene_idx"][keep], torch.ones(int(keep.sum()), dtype=torch.float64))
     out = sums / counts.clamp(min=1)[:, None]

@@ -54,14 +54,15 @@ def elementwise_loss(name: str, p: torch.Tensor, t: torch.Tensor, log_theta: tor
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over genes where mask, per sample, then mean over samples that have any."""
+    """Mean over genes where mask, per sample, then mean over samples that have any (0 if none has).
+
+    Written without data-dependent shapes or branches, so that a training step never waits for the
+    device (no boolean indexing, no ``.item()``)."""
     m = mask.to(x.dtype)
-    per = (x * m).sum(-1)
     cnt = m.sum(-1)
-    has = cnt > 0
-    if not bool(has.any()):
-        return x.new_zeros(())
-    return (per[has] / cnt[has]).mean()
+    has = (cnt > 0).to(x.dtype)
+    per = (x * m).sum(-1) / cnt.clamp(min=1)
+    return (per * has).sum() / has.sum().clamp(min=1)
 
 
 def reconstruction_loss(name: str, pred: torch.Tensor, target: torch.Tensor, measured: torch.Tensor,

@@ -130,7 +130,10 @@ class TxFM(nn.Module):
                         all_layers: bool = False, tokens: bool = False):
         """Encode the revealed genes only.
 
-        gene_idx: [B, K] long, values: [B, K] float (preprocessed), pad_mask: [B, K] bool (True = padding).
+        gene_idx: [B, K] long, values: [B, K] float (preprocessed), pad_mask: [B, K] bool (True = padding),
+        or None when no row is padded: attention then runs without a mask, so the flash kernel is eligible.
+        (A mask on the host with no True is dropped here; one on a GPU is used as given, since asking it
+        would stall the device.)
         Returns the CLS embedding [B, d] (after the final LayerNorm); with ``all_layers`` also the
         CLS state after each block (list of [B, d]); with ``tokens`` instead every output token
         [B, 1+K, d] after the final LayerNorm (position 0 is CLS).
@@ -139,7 +142,7 @@ class TxFM(nn.Module):
         tok = torch.cat([self.codebook(gene_idx), values.unsqueeze(-1).to(self.codebook.weight.dtype)], dim=-1)  # [B, K, d]
         x = torch.cat([self.cls_token.expand(b, -1, -1).to(tok.dtype), tok], dim=1)  # [B, 1+K, d]
         attn_mask = None
-        if pad_mask is not None and bool(pad_mask.any()):
+        if pad_mask is not None and (pad_mask.device.type != "cpu" or bool(pad_mask.any())):
             keep = torch.cat([pad_mask.new_zeros(b, 1), pad_mask], dim=1)  # [B, 1+K]
             attn_mask = (~keep)[:, None, None, :]  # [B, 1, 1, 1+K]: True = may be attended to
         layers = []
@@ -174,8 +177,9 @@ class TxFM(nn.Module):
         return apply_activation(self.cfg.activation, z, self.cfg.library_size, measured)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[LossParts, torch.Tensor]:
-        """Loss on one batch (see txfm.dataset.collate for the keys) and the predictions [B, G]."""
-        cls = self.forward_encoder(batch["gene_idx"], batch["values"], batch["pad_mask"])
+        """Loss on one dense batch (txfm.dataset.densify: gene_idx, values, target, measured, revealed and
+        pad_mask when a row is padded) and the predictions [B, G]."""
+        cls = self.forward_encoder(batch["gene_idx"], batch["values"], batch.get("pad_mask"))
         pred = self.forward_decoder(cls, batch["measured"])
         parts = reconstruction_loss(self.cfg.loss, pred, batch["target"], batch["measured"], batch["revealed"],
                                     self.log_theta)

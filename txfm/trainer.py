@@ -27,6 +27,7 @@ from .checkpoint import load_file, prune, save_checkpoint, step_checkpoints, voc
 from .config import ModelConfig, TrainConfig, from_dict
 from .corpus import Corpus
 from .dataset import BatchSpec, CorpusStream, detection_counts, gene_statistics, validation_batches
+from .feed import DeviceFeed
 from .masking import frequency_weights
 from .model import TxFM
 
@@ -46,8 +47,8 @@ def _dist_setup(device_pref: str) -> tuple[int, int, torch.device]:
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    if "RANK" in os.environ and not dist.is_initialized():   # launched by torchrun, even with one process:
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")   # the run then goes through DDP
     return rank, world, device
 
 
@@ -67,10 +68,29 @@ def make_optimizer(model: TxFM, cfg: TrainConfig, steps: int):
     if own_rate:
         groups.append({"params": [codebook], "weight_decay": wd})
         max_lr.append(cfg.lr * cfg.codebook_lr_mult)
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
+                            fused=True if _fused_adamw(model) else None)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=steps, pct_start=cfg.warmup,
                                                 anneal_strategy="cos", cycle_momentum=False)
     return opt, sched, wd
+
+
+def _fused_adamw(model: torch.nn.Module) -> bool:
+    """Fused AdamW (one kernel for all parameters) on CUDA; the default implementation elsewhere, so CPU
+    runs keep their numbers."""
+    return next(model.parameters()).device.type == "cuda"
+
+
+def _set_fused(opt: torch.optim.Optimizer, fused: bool) -> None:
+    """After loading an optimiser state saved on another kind of device: the implementation this device
+    uses (a loaded state keeps the saved one's), with the step counters where that implementation wants
+    them (on the parameters' device for fused, on the host otherwise)."""
+    for group in opt.param_groups:
+        group["fused"], group["foreach"] = (True, False) if fused else (None, None)
+        for p in group["params"]:
+            st = opt.state.get(p, {})
+            if "step" in st:
+                st["step"] = st["step"].to(p.device if fused else "cpu", torch.float32)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -106,7 +126,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
 # Options that may differ on --resume without changing what the run computes: where/how it runs and
 # its bookkeeping, plus --max-steps to extend (or shorten, not below the last checkpoint) the run.
 # Every other TrainConfig / ModelConfig option given with --resume must equal the run's own.
-SAFE_ON_RESUME = ("corpus", "out", "workers", "device", "log_every", "save_every", "keep_last", "max_steps")
+SAFE_ON_RESUME = ("corpus", "out", "workers", "device", "log_every", "save_every", "keep_last", "max_steps", "compile")
 
 
 def is_run(path: str | os.PathLike) -> bool:
@@ -146,13 +166,13 @@ def resume_changes(stored_train: TrainConfig, stored_model: ModelConfig, given: 
 
 
 @torch.no_grad()
-def evaluate(model: TxFM, batches, device: torch.device, precision: str) -> dict[str, float]:
-    """Mean loss parts over the given batches (eval mode)."""
+def evaluate(model: TxFM, batches, precision: str) -> dict[str, float]:
+    """Mean loss parts over the given dense batches on the model's device (eval mode)."""
     was = model.training
     model.eval()
+    device = next(model.parameters()).device
     sums, n = {}, 0
     for batch in batches:
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         with _autocast(device, precision):
             parts, _ = model(batch)
         for k, v in parts.as_floats().items():
@@ -168,7 +188,8 @@ class _Run:
     cfg: TrainConfig
     model_cfg: ModelConfig
     model: TxFM
-    ddp: torch.nn.Module              # the model, wrapped in DDP when world > 1
+    ddp: torch.nn.Module              # the model, wrapped in DDP when launched by torchrun
+    forward: torch.nn.Module          # what a step calls: ddp, compiled with --compile
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
     wd: float                         # the weight decay in use (recorded in config.json)
@@ -245,14 +266,15 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool =
         if ck is None and cfg.output_bias_init:
             model.init_output_bias(torch.from_numpy(log_mean))
 
-    ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model
+    ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if dist.is_initialized() else model
     local_bs = cfg.batch_size // world
     stream = CorpusStream(cfg.corpus, local_bs, spec, train_rows, cfg.seed, rank, world, start_batch=start,
                           mix_shards=cfg.mix_shards, temperature=cfg.dataset_temperature)
     loader = DataLoader(stream, batch_size=None, num_workers=cfg.workers, pin_memory=device.type == "cuda",
                         generator=torch.Generator().manual_seed(cfg.seed),  # keeps the global RNG untouched
                         persistent_workers=False)
-    run = _Run(cfg, model_cfg, model, ddp, opt, sched, wd, corpus, val, n_train, steps, start, samples_seen,
+    forward = torch.compile(ddp) if cfg.compile else ddp
+    run = _Run(cfg, model_cfg, model, ddp, forward, opt, sched, wd, corpus, val, n_train, steps, start, samples_seen,
                support, spec, loader, local_bs, device, world, rank == 0, quiet, resume, out, write_dir)
 
     staged = run.is_main and write_dir != out
@@ -266,7 +288,7 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool =
         raise
     if staged:
         commit_dir(write_dir, out)
-    if world > 1:
+    if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
     return out / "last.pt"
@@ -318,6 +340,7 @@ def _restore(ck: dict, model: TxFM, opt, sched, steps: int, device: torch.device
                         "give; pass --max-steps N with N >= the current step")
     model.load_state_dict(ck["model"])
     opt.load_state_dict(ck["optimizer"])       # restores lr and the weight decay the run started with
+    _set_fused(opt, _fused_adamw(model))
     if ck["scheduler"].get("total_steps", steps) == steps:
         sched.load_state_dict(ck["scheduler"])
     else:   # --max-steps changed: the remaining steps follow the one-cycle schedule of the new total
@@ -330,8 +353,7 @@ def _restore(ck: dict, model: TxFM, opt, sched, steps: int, device: torch.device
 
 def _loop(run: _Run) -> None:
     """The training loop: steps, validation, metrics log and checkpoints, written into run.write_dir."""
-    cfg, model_cfg, model, ddp, opt, sched, wd = (run.cfg, run.model_cfg, run.model, run.ddp, run.opt, run.sched,
-                                                  run.wd)
+    cfg, model_cfg, model, opt, sched, wd = run.cfg, run.model_cfg, run.model, run.opt, run.sched, run.wd
     corpus, val, n_train, steps, start, samples_seen = (run.corpus, run.val, run.n_train, run.steps, run.start,
                                                         run.samples_seen)
     device, world, is_main, quiet, resume, loader = (run.device, run.world, run.is_main, run.quiet, run.resume,
@@ -350,7 +372,8 @@ def _loop(run: _Run) -> None:
             print(f"TxFM {cfg.preset}: {model.n_parameters():,} parameters "
                   f"(codebook {model.codebook.weight.numel():,}, decoder out {model.decoder.out.weight.numel():,}); "
                   f"{corpus.n_genes:,} genes, {n_train:,} train / {int(val.sum()):,} val samples; "
-                  f"{steps:,} steps of {cfg.batch_size}; device {device} ({cfg.precision}), ranks {world}")
+                  f"{steps:,} steps of {cfg.batch_size}; device {device} ({cfg.precision}), ranks {world}"
+                  + (f" ({dist.get_backend()})" if dist.is_initialized() else "") + (", compiled" if cfg.compile else ""))
     corpus_info = {"path": str(cfg.corpus), "fingerprint": corpus.fingerprint, "n_samples": corpus.n_samples,
                    "n_genes": corpus.n_genes, "n_train": n_train, "datasets": [d.name for d in corpus.datasets],
                    "gene_support": run.support}
@@ -370,39 +393,61 @@ def _loop(run: _Run) -> None:
 
     bar = tqdm(total=steps, initial=start, disable=quiet or not is_main, unit="step", dynamic_ncols=True)
     model.train()
-    t0, seen0, it = time.perf_counter(), samples_seen, iter(loader)
+    feed = DeviceFeed(loader, device, torch.from_numpy(corpus.measured_matrix()))
+    diverged = torch.zeros((), dtype=torch.long, device=device)   # first step whose loss was not finite (0: none)
+    t0, seen0 = time.perf_counter(), samples_seen
     for step in range(start + 1, steps + 1):
-        batch = {k: v.to(device, non_blocking=True) for k, v in next(it).items()}
-        with _autocast(device, cfg.precision):
-            parts, _ = ddp(batch)
-        finite = torch.tensor([float(torch.isfinite(parts.loss))], device=device)
-        if world > 1:
-            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-        if finite.item() == 0:
-            bar.close()
-            raise TrainingDiverged(
-                f"loss is not finite at step {step} (loss={parts.loss.item()}); the run stopped without saving. "
-                f"Lower --lr, use --activation rect_tanh (plain relu is known to diverge), or check the corpus "
-                f"for extreme counts. Last good checkpoint: {out / 'last.pt'}")
-        opt.zero_grad(set_to_none=True)
-        parts.loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
-        opt.step()
-        sched.step()
+        parts, gnorm = train_step(run.forward, model, opt, sched, next(feed), device, cfg.precision, cfg.grad_clip)
+        diverged = torch.where((diverged == 0) & ~torch.isfinite(parts.loss.detach()), step, diverged)
         samples_seen += cfg.batch_size
-        if is_main and (step % cfg.log_every == 0 or step == steps):
+        logging = step % cfg.log_every == 0 or step == steps
+        saving = step % cfg.save_every == 0 or step == steps
+        if logging or saving:  # the only points where the host waits for the device
+            _check_finite(diverged, out, bar)
+        if is_main and logging:
             el = time.perf_counter() - t0
             row = {"step": step, "samples_seen": samples_seen, "lr": sched.get_last_lr()[0],
                    **parts.as_floats(), "grad_norm": float(gnorm),
                    "samples_per_s": (samples_seen - seen0) / el if el > 0 else 0.0, "elapsed_s": el}
             if (cfg.val_every and step % cfg.val_every == 0) or step == steps:
-                row.update(evaluate(model, validation_batches(corpus, val, local_bs, spec, cfg.val_batches,
-                                                              cfg.seed), device, cfg.precision))
+                batches = validation_batches(corpus, val, local_bs, spec, cfg.val_batches, cfg.seed)
+                row.update(evaluate(model, DeviceFeed(batches, device, feed.measured), cfg.precision))
             log(row)
             bar.set_postfix(loss=f"{row['loss']:.4f}", sps=f"{row['samples_per_s']:.0f}")
-        if is_main and (step % cfg.save_every == 0 or step == steps):
+        if is_main and saving:
             checkpoint(step)
         bar.update(1)
     bar.close()
 
-__all__ = ["train", "evaluate", "TrainingDiverged", "total_steps", "make_optimizer"]
+
+def train_step(forward, model: TxFM, opt: torch.optim.Optimizer, sched, batch: dict[str, torch.Tensor],
+               device: torch.device, precision: str, grad_clip: float):
+    """One optimisation step on a dense batch on ``device``: forward under autocast, backward, clip, AdamW,
+    schedule. Nothing here waits for the device; returns (LossParts, grad norm) as device tensors.
+    ``forward`` is the model as called (DDP-wrapped and/or compiled), ``model`` the module it wraps."""
+    with _autocast(device, precision):
+        parts, _ = forward(batch)
+    opt.zero_grad(set_to_none=True)
+    parts.loss.backward()
+    gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float("inf"))
+    opt.step()
+    sched.step()
+    return parts, gnorm
+
+
+def _check_finite(diverged: torch.Tensor, out: Path, bar) -> None:
+    """Stop the run if any rank saw a non-finite loss since it started (read at log and save steps only,
+    so that steps in between never wait for the device; nothing is saved after such a step)."""
+    flag = diverged.clone()
+    if dist.is_initialized():
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    first = int(flag.item())
+    if first:
+        bar.close()
+        raise TrainingDiverged(
+            f"loss is not finite at step {first}; the run stopped without saving. "
+            f"Lower --lr, use --activation rect_tanh (plain relu is known to diverge), or check the corpus "
+            f"for extreme counts. Last good checkpoint: {out / 'last.pt'}")
+
+
+__all__ = ["train", "train_step", "evaluate", "TrainingDiverged", "total_steps", "make_optimizer"]

@@ -117,6 +117,13 @@ def test_torchrun_two_processes_gloo(tiny_corpus, tmp_path):
     assert not any(k.startswith("module.") for k in ck["model"])  # the unwrapped model is saved
 
 
+def test_torchrun_one_process_gloo_resumes_exactly(tiny_corpus, tmp_path):
+    """Under torchrun the run goes through DDP even with one process; stopped and resumed, it matches an
+    uninterrupted run bit for bit on the CPU (the GPU test does the same over nccl)."""
+    from .torchrun_resume import check_torchrun_resumes_exactly
+    check_torchrun_resumes_exactly(tiny_corpus, tmp_path, "cpu", "gloo", rtol=0)
+
+
 def test_reveal_weights_of_a_tau_run_are_recorded_and_used_at_inference(tiny_corpus, tmp_path):
     """A run trained with --reveal-tau draws revealed genes w ~ m^tau; embedding must use the same law."""
     from txfm.config import TrainConfig

@@ -72,7 +72,8 @@ def test_encoder_does_not_see_masked_values_or_padding():
     counts = sp.csr_matrix(np.random.default_rng(0).poisson(5, (3, 12)))
     measured = np.ones((3, 12), dtype=bool)
     measured[2, 6:] = False  # third sample: 6 measured genes < K -> padding
-    b = collate(counts, np.array([0, 0, 0]), [sample_rng(0, 0, i) for i in range(3)], measured, BatchSpec(reveal=8))
+    b = collate(counts, np.array([0, 1, 2]), [sample_rng(0, 0, i) for i in range(3)], measured, BatchSpec(reveal=8))
+    assert b["pad_mask"].sum(1).tolist() == [0, 0, 2]
     cls = model.forward_encoder(b["gene_idx"], b["values"], b["pad_mask"])
     b2 = {k: v.clone() for k, v in b.items()}
     b2["target"][~b2["revealed"]] = 99.0  # change every masked gene's value
