@@ -10,6 +10,9 @@ DEMO_CORPUS := corpora/demo
 DEMO_RUN := runs/demo
 REFERENCES := cache/references
 PORT ?= 8501
+# make gpu-check runs on a GPU machine with no venv: its own python3 (torch there), or the venv where there is one
+GPU_PACK := .gpu
+GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
 # The small-budget recipe (docs/training-recipe.md, experiments 5-10): at a few hundred CPU steps a
 # higher learning rate and a fixed weight decay lift the decoder's honest recall from 0.348 to 0.382
 # (PCA 0.373); the paper's lr 1e-3 and weight decay 1/(lr x steps) are made for millions of steps.
@@ -22,7 +25,7 @@ RESULTS_CORPUS := corpora/shared
 RESULTS_RUN := runs/results
 RESULTS_TRAIN := --preset tiny --reveal 256 --batch-size 32 --max-steps 400 --save-every 50 --keep-last 0 --val-every 50 $(RECIPE)
 
-.PHONY: help venv browser references test test-all demo bench results eval app clean
+.PHONY: help venv browser references test test-all demo bench results eval app gpu-pack gpu-check clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -79,6 +82,13 @@ eval: venv references ## perturbation (Papalexi) and cell-type benchmarks of the
 	$(PY) -m evaluation perturbation --input $(SHARED_DATA)/papalexi2021_thp1_crispr.h5ad --label-column grna_target --batch-column bio_rep --checkpoint $(RESULTS_RUN)/last.pt --pca $(RESULTS_RUN)-pca/pca.pt --out results/eval-perturbation --overwrite
 	$(PY) -m evaluation celltype --input $(SHARED_DATA)/pbmc_sorted_reference_mudan.h5ad:cell_type --input $(SHARED_DATA)/pbmc4k_soupx.h5ad:Annotation --checkpoint $(RESULTS_RUN)/last.pt --pca $(RESULTS_RUN)-pca/pca.pt --out results/eval-celltype --overwrite
 	$(PY) -m evaluation ablate --corpus $(RESULTS_CORPUS) --out runs/ablation --grid loss=poisson,mse,smoothl1,negbin activation=rect_tanh,relu,clamped_relu preprocessing=libnorm_log1p,log1p reveal=128,32 --dim 64 --depth 2 --heads 4 --max-steps 200 --batch-size 32 --seeds 0 --perturbation-cells 4000
+
+gpu-pack: venv references ## pack what make gpu-check needs on a GPU machine (corpus, references, wheels) into .gpu/ (git-ignored; carry it)
+	test -f $(RESULTS_CORPUS)/manifest.json || $(PY) -m data build-corpus --source $(SHARED_DATA) --out $(RESULTS_CORPUS)
+	$(PY) -m evaluation gpu-pack --corpus $(RESULTS_CORPUS) --references $(REFERENCES) --out $(GPU_PACK) --overwrite
+
+gpu-check: ## on a lent GPU with .gpu/ beside (make gpu-pack): GPU tests, throughput/MFU table, quality step -> docs/bench-gpu.md and $$OUT (about 8 min)
+	$(GPU_PY) -m evaluation gpu-check --pack $(GPU_PACK) --out $${OUT:-bench-out/gpu-check} --overwrite --doc docs/bench-gpu.md
 
 app: venv ## start the app on ./bundles (localhost only)
 	@echo "TxFM explorer: http://127.0.0.1:$(PORT)"

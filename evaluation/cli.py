@@ -190,8 +190,18 @@ def _gpu_check(ns: argparse.Namespace) -> int:
     label = tuple(ns.label.split(":", 1)) if ns.label else None
     if label is not None and len(label) != 2:
         raise UserError(f"--label {ns.label!r}: expected DATASET:COLUMN, e.g. pbmc_sorted_reference_mudan:cell_type")
-    run_gpu_check(ns.corpus, ns.references, ns.out, ns.doc, ns.pca, ns.device, ns.workers, ns.toy, ns.budget_s,
-                  ns.train_s, ns.skip_tests, runs, label, ns.work)
+    if ns.pack is None and ns.corpus is None:
+        raise UserError("gpu-check: pass --pack DIR (made by make gpu-pack) or --corpus DIR")
+    run_gpu_check(ns.corpus, ns.references if ns.pack is None else None, ns.out, ns.doc, ns.pca, ns.device,
+                  ns.workers, ns.toy, ns.budget_s, ns.train_s, ns.skip_tests, runs, label, ns.work, ns.pack,
+                  ns.overwrite)
+    return 0
+
+
+def _gpu_pack(ns: argparse.Namespace) -> int:
+    from .gpu_check import pack
+
+    pack(ns.corpus, ns.references, ns.out, ns.overwrite, wheels=not ns.no_wheels)
     return 0
 
 
@@ -371,7 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the loader alone), and short training runs of the GPU recipe scored by "
                                    "evaluation curves, within a time budget.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    g.add_argument("--corpus", required=True, help="corpus to train and measure on (e.g. corpora/shared)")
+    g.add_argument("--pack", default=None, help="a folder made by make gpu-pack (corpus, references, wheels): "
+                                               "unpacked first; replaces --corpus and --references")
+    g.add_argument("--corpus", default=None, help="corpus to train and measure on (e.g. corpora/shared)")
     g.add_argument("--references", default="cache/references", help="reference folder for the recall scores")
     g.add_argument("--pca", default=None, help="PCA baseline file of the corpus (fitted on the CPU during the run if absent)")
     g.add_argument("--out", required=True, help="folder for bench-gpu.md, gpu-check.json, curves.csv and log.txt")
@@ -387,7 +399,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--work", default=None, help="folder for the quality runs (default: a temporary one, removed)")
     g.add_argument("--skip-tests", action="store_true", help="do not run pytest -m gpu")
     g.add_argument("--toy", action="store_true", help="toy sizes (the CPU test of this command)")
+    g.add_argument("--overwrite", action="store_true", help="replace an earlier gpu-check result in --out")
     g.set_defaults(func=_gpu_check)
+
+    gp = sub.add_parser("gpu-pack", help="pack the corpus, references and wheels that gpu-check needs on a GPU machine",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    gp.add_argument("--corpus", default="corpora/shared", help="corpus folder to pack")
+    gp.add_argument("--references", default="cache/references", help="reference folder (manifest, pairs, genes)")
+    gp.add_argument("--out", default=".gpu", help="pack folder to write (git-ignored; carry it to the GPU machine)")
+    gp.add_argument("--no-wheels", action="store_true", help="do not download the wheels (igraph, leidenalg)")
+    gp.add_argument("--overwrite", action="store_true", help="replace an existing pack")
+    gp.set_defaults(func=_gpu_pack)
 
     a = sub.add_parser("ablate", forward=True, add_help=False,
                        help="ablation grid: train variants, score recall and perturbations (ablate --help)")

@@ -13,6 +13,10 @@ Back to back, within a time budget, printing where it is:
    computed on the device, beside the PCA baseline;
 5. ``docs/bench-gpu.md`` with every figure, and the same files under ``--out``.
 
+What it needs travels as one folder made by ``make gpu-pack`` (``pack``) on a machine with the data: the
+corpus and the reference tables packed with xz, and wheels of the packages a GPU image lacks (igraph,
+leidenalg); ``--pack`` unpacks it (``unpack``) before the steps.
+
 ``toy=True`` runs every step at toy sizes (a tiny model, K of 8-16, a few seconds per row): the CPU test
 of this script (tests/evaluation/test_gpu_check.py) so that it is correct before it meets a GPU.
 """
@@ -53,7 +57,7 @@ class Sizes:
     peak_n: int | None = None               # matmul size for the peak (None: 8192 on a GPU)
     model_overrides: dict = field(default_factory=dict)
     quality_runs: dict[str, str] = field(default_factory=lambda: dict(QUALITY_RUNS))
-    checkpoints: int = 6                    # checkpoints per quality run (the curve's points)
+    checkpoints: int = 4                    # checkpoints per quality run (the curve's points)
 
     @classmethod
     def toy(cls) -> "Sizes":
@@ -121,9 +125,11 @@ def gpu_tests(clock: Clock, log: list[str]) -> str:
     return (lines[-1] if lines else "no output") + ("" if r.returncode in (0, 5) else f" (exit {r.returncode})")
 
 
-def throughput(corpus: str, device, sizes: Sizes, workers: int, peak: float, clock: Clock, reserve_s: float) -> dict:
+def throughput(corpus: str, device, sizes: Sizes, workers: int, peak: float, clock: Clock, reserve_s: float,
+               tp: dict, progress=lambda: None) -> dict:
     """The throughput table, the loader alone per K, the data path before device-side batches, one
-    compiled row. Rows that the budget leaves no time for are marked skipped."""
+    compiled row, filled into ``tp`` row by row (``progress()`` after each, so a run stopped midway keeps
+    what it measured). Rows that the budget leaves no time for are marked skipped."""
     import torch
 
     from txfm.config import model_config
@@ -133,7 +139,8 @@ def throughput(corpus: str, device, sizes: Sizes, workers: int, peak: float, clo
 
     g = Corpus(corpus).n_genes
     per_row = sizes.warmup_s + sizes.measure_s + 6.0
-    rows, loaders = [], []
+    tp.update(rows=[], loaders=[], before={}, compiled={}, workers=workers)
+    rows, loaders = tp["rows"], tp["loaders"]
 
     def cfg(preset):
         return model_config(preset, g, **sizes.model_overrides)
@@ -146,43 +153,56 @@ def throughput(corpus: str, device, sizes: Sizes, workers: int, peak: float, clo
         t, nbytes = loader_throughput(corpus, k, sizes.batch, device, workers, warmup_s=sizes.warmup_s,
                                       measure_s=sizes.measure_s)
         loaders.append({"k": k, "samples_per_s": t.samples_per_s, "bytes_per_batch": nbytes})
-    for preset in sizes.presets:
+        progress()
+    def train_row(preset, k):
+        if clock.left - reserve_s < per_row:
+            rows.append({"preset": preset, "k": k, "skipped": "time budget"})
+            return
+        clock.say(f"training throughput: {preset}, K = {k}, batch {sizes.batch}, bf16")
+        c = cfg(preset)
+        t = training_throughput(corpus, c, k, sizes.batch, device, "bf16", workers, warmup_s=sizes.warmup_s,
+                                measure_s=sizes.measure_s)
+        rows.append({"preset": preset, "k": k, "batch": sizes.batch, "samples_per_s": t.samples_per_s,
+                     "gflop_per_sample": flops_per_sample(c, k) / 1e9, "mfu": mfu(t.samples_per_s, c, k, peak),
+                     "peak_memory_gib": t.peak_memory / 2 ** 30, "steps": t.steps, "error": t.error})
+        progress()
+
+    # the presets the targets name first, then the data path before/after and --compile, the largest last
+    largest = sizes.presets[-1] if len(sizes.presets) > 2 else None
+    for preset in [p for p in sizes.presets if p != largest]:
         for k in sizes.ks:
-            if clock.left - reserve_s < per_row:
-                rows.append({"preset": preset, "k": k, "skipped": "time budget"})
-                continue
-            clock.say(f"training throughput: {preset}, K = {k}, batch {sizes.batch}, bf16")
-            c = cfg(preset)
-            t = training_throughput(corpus, c, k, sizes.batch, device, "bf16", workers, warmup_s=sizes.warmup_s,
-                                    measure_s=sizes.measure_s)
-            rows.append({"preset": preset, "k": k, "batch": sizes.batch, "samples_per_s": t.samples_per_s,
-                         "gflop_per_sample": flops_per_sample(c, k) / 1e9, "mfu": mfu(t.samples_per_s, c, k, peak),
-                         "peak_memory_gib": t.peak_memory / 2 ** 30, "steps": t.steps, "error": t.error})
-    before = {}
+            train_row(preset, k)
     k_mid = sizes.ks[min(1, len(sizes.ks) - 1)]
     if clock.left - reserve_s > per_row:
         clock.say(f"the data path before device-side batches (dense batches from the workers), K = {k_mid}")
         t, nbytes = loader_throughput(corpus, k_mid, sizes.batch, device, workers, host_dense=True,
                                       warmup_s=sizes.warmup_s, measure_s=sizes.measure_s)
-        before = {"k": k_mid, "samples_per_s": t.samples_per_s, "bytes_per_batch": nbytes}
-    compiled = {}
+        tp["before"] = {"k": k_mid, "samples_per_s": t.samples_per_s, "bytes_per_batch": nbytes}
+        progress()
     preset, k = sizes.compile_row
-    if clock.left - reserve_s > per_row + 90:
+    if clock.left - reserve_s > per_row + 60:
         clock.say(f"training throughput with --compile: {preset}, K = {k} (the first steps compile)")
         c = cfg(preset)
         t = training_throughput(corpus, c, k, sizes.batch, device, "bf16", workers, compile=True,
                                 warmup_s=max(sizes.warmup_s, 1.0) * 3, measure_s=sizes.measure_s)
-        compiled = {"preset": preset, "k": k, "samples_per_s": t.samples_per_s, "mfu": mfu(t.samples_per_s, c, k, peak),
-                    "error": t.error}
+        tp["compiled"] = {"preset": preset, "k": k, "samples_per_s": t.samples_per_s,
+                          "mfu": mfu(t.samples_per_s, c, k, peak), "error": t.error}
     else:
-        compiled = {"preset": preset, "k": k, "skipped": "time budget"}
-    torch.cuda.empty_cache() if device.type == "cuda" else None
-    return {"rows": rows, "loaders": loaders, "before": before, "compiled": compiled, "workers": workers}
+        tp["compiled"] = {"preset": preset, "k": k, "skipped": "time budget"}
+    progress()
+    if largest:
+        for k in sizes.ks:
+            train_row(largest, k)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return tp
 
 
 def quality(corpus: str, references: str, pca: str | None, work: Path, device, sizes: Sizes, workers: int,
-            rates: dict, clock: Clock, log: list[str], train_s: float, label: tuple[str, str]) -> dict:
-    """Train each quality run for its share of ``train_s`` seconds, then score it with evaluation curves."""
+            rates: dict, clock: Clock, log: list[str], train_s: float, label: tuple[str, str], q: dict,
+            progress=lambda: None) -> dict:
+    """Train each quality run for its share of ``train_s`` seconds, then score it with evaluation curves;
+    filled into ``q`` (runs, curves, pca) with ``progress()`` after each run and each score."""
     import pandas as pd
 
     pca_proc = None
@@ -191,24 +211,27 @@ def quality(corpus: str, references: str, pca: str | None, work: Path, device, s
         clock.say("PCA baseline: fitting it on the CPU beside the training")
         pca_proc = subprocess.Popen([sys.executable, "-m", "txfm", "baseline-pca", "--corpus", corpus, "--out", pca],
                                     cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=_env())
-    runs, curves = {}, []
+    q.update(runs={}, curves=pd.DataFrame(), pca=None)
+    runs, curves = q["runs"], []
     share = train_s / max(1, len(sizes.quality_runs))
     for name, options in sizes.quality_runs.items():
         opts = shlex.split(options)
         rate = _expected_rate(opts, rates)
         batch = int(opts[opts.index("--batch-size") + 1]) if "--batch-size" in opts else 64
         steps = max(sizes.checkpoints, int(share * rate / batch))
-        save = max(1, steps // sizes.checkpoints)
+        log_every = max(1, steps // (4 * sizes.checkpoints))
+        save = 4 * log_every          # every checkpoint has its metrics row (the curve's minutes of training)
         out = work / "runs" / name
         clock.say(f"quality run {name}: {steps} steps (~{share:.0f} s at {rate:.0f} samples/s expected)")
         t = time.monotonic()
         r = _run([sys.executable, "-m", "txfm", "train", "--corpus", corpus, "--out", str(out), *opts,
                   "--max-steps", str(steps), "--save-every", str(save), "--keep-last", "0", "--val-every", "0",
-                  "--log-every", str(max(1, save // 2)), "--workers", str(workers), "--device", str(device)],
+                  "--log-every", str(log_every), "--workers", str(workers), "--device", str(device)],
                  log, timeout=share * 2 + 120)
         metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()] if (out / "metrics.jsonl").is_file() else []
         runs[name] = {"options": options, "steps": steps, "wall_s": time.monotonic() - t,
                       "ok": r is not None and r.returncode == 0, "metrics": metrics}
+        progress()
     if pca_proc is not None:
         clock.say("waiting for the PCA baseline")
         try:
@@ -231,8 +254,10 @@ def quality(corpus: str, references: str, pca: str | None, work: Path, device, s
             curves.append(df)
             have_pca = False   # the PCA rows once
             info["curves_md"] = (cdir / "curves.md").read_text()
-    table = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
-    return {"runs": runs, "curves": table, "pca": pca if Path(pca).is_file() else None}
+            q["curves"] = pd.concat(curves, ignore_index=True)
+        progress()
+    q["pca"] = pca if Path(pca).is_file() else None
+    return q
 
 
 def _expected_rate(opts: list[str], rates: dict) -> float:
@@ -243,6 +268,86 @@ def _expected_rate(opts: list[str], rates: dict) -> float:
     if same:
         return same[min(same, key=lambda kk: abs(kk - k))]
     return max(rates.values(), default=100.0) or 100.0
+
+
+# Packages the GPU machine's image lacks that the quality step imports (evaluation curves -> precompute
+# modules: igraph, leidenalg), at the versions requirements.txt pins; wheels for its Python (3.12, x86_64).
+PACK_WHEELS = ("python-igraph==1.0.0", "igraph==1.0.0", "leidenalg==0.12.0", "texttable==1.7.2")
+PACK_PYTHON = "3.12"
+PACK_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
+                  "manylinux1_x86_64")
+
+
+def pack(corpus: str, references: str, out: str, overwrite: bool = False, wheels: bool = True) -> Path:
+    """Write the folder ``make gpu-check`` needs on a GPU machine: corpus.tar.xz (the corpus folder),
+    refs.tar.xz (the reference tables' manifest, pairs and gene table), whl/ (PACK_WHEELS for Python
+    PACK_PYTHON, downloaded with pip) and pack.json. Staged and renamed into place."""
+    import tarfile
+
+    from common.errors import UserError
+    from common.outputs import staged_output
+    from txfm.corpus import Corpus
+
+    c = Corpus(corpus)
+    refs = Path(references)
+    if not (refs / "pairs").is_dir():
+        raise UserError(f"{refs}: no pairs/ folder; fetch the reference tables first (make references)")
+
+    def is_pack(p: Path) -> bool:
+        return (Path(p) / "pack.json").is_file()
+
+    with staged_output(out, "GPU pack", is_pack, overwrite, protect=[corpus, references]) as tmp:
+        with tarfile.open(tmp / "corpus.tar.xz", "w:xz", preset=6) as t:
+            t.add(c.path, arcname="corpus")
+        with tarfile.open(tmp / "refs.tar.xz", "w:xz", preset=6) as t:
+            for name in ("manifest.json", "pairs", "genes"):
+                if (refs / name).exists():
+                    t.add(refs / name, arcname=f"references/{name}")
+        got = []
+        if wheels:
+            (tmp / "whl").mkdir()
+            cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                   "--python-version", PACK_PYTHON, "--implementation", "cp",
+                   *[a for p in PACK_PLATFORMS for a in ("--platform", p)], "-d", str(tmp / "whl"), *PACK_WHEELS]
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise UserError(f"pip download of {', '.join(PACK_WHEELS)} failed ({r.stderr.strip()[-300:]}); "
+                                "check the network to PyPI, or pass --no-wheels and install them on the GPU machine")
+            got = sorted(p.name for p in (tmp / "whl").glob("*.whl"))
+        (tmp / "pack.json").write_text(json.dumps({"corpus": str(c.path), "fingerprint": c.fingerprint,
+                                                   "references": str(refs), "wheels": got,
+                                                   "python": PACK_PYTHON}, indent=1))
+    size = sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file())
+    print(f"GPU pack -> {out} ({size / 2 ** 20:.1f} MiB): carry it to the GPU machine and run make gpu-check")
+    return Path(out)
+
+
+def unpack(pack_dir: str, work: Path) -> tuple[str, str]:
+    """Unpack a ``pack`` into ``work``; install its wheels under work/site and make them importable here
+    and in every subprocess. Returns (corpus path, references path)."""
+    import tarfile
+
+    from common.errors import UserError
+
+    src = Path(pack_dir)
+    if not (src / "pack.json").is_file():
+        raise UserError(f"{src}: not a GPU pack (no pack.json); make it with `make gpu-pack` where the data is")
+    for name in ("corpus.tar.xz", "refs.tar.xz"):
+        try:
+            with tarfile.open(src / name, "r:xz") as t:
+                t.extractall(work, filter="data")
+        except (OSError, tarfile.TarError, EOFError) as e:
+            raise UserError(f"{src / name}: unreadable ({e}); make the pack again with `make gpu-pack`") from e
+    wheels = sorted((src / "whl").glob("*.whl")) if (src / "whl").is_dir() else []
+    if wheels:
+        site = work / "site"
+        r = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps",
+                            "--no-compile", "--target", str(site), *map(str, wheels)], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise UserError(f"{src / 'whl'}: the wheels do not install here ({r.stderr.strip()[-300:]})")
+        sys.path.insert(0, str(site))
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
+    return str(work / "corpus"), str(work / "references")
 
 
 TARGETS = ("tiny at K = 256: at least 10,000 samples/s", "S at K = 1,024: at least 40% MFU",
@@ -257,7 +362,8 @@ def _bytes(n: float) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
 
 
-def report(env: dict, peak: float, tests: str, tp: dict, q: dict, sizes: Sizes, toy: bool, elapsed: float) -> str:
+def report(env: dict, peak: float, tests: str, tp: dict, q: dict, sizes: Sizes, toy: bool, elapsed: float,
+           final: bool = True) -> str:
     rows = tp.get("rows", [])
     loaders = {x["k"]: x for x in tp.get("loaders", [])}
     lines = ["# TxFM on a GPU: `make gpu-check`", "",
@@ -268,6 +374,8 @@ def report(env: dict, peak: float, tests: str, tp: dict, q: dict, sizes: Sizes, 
              f" ({sizes.peak_n or 8192}^3 product).", ""]
     if toy:
         lines += ["**Toy sizes on a CPU** (the script's own test): the figures below say nothing about a GPU.", ""]
+    if not final:
+        lines += [f"**Partial**: written after {elapsed:.0f} s; the check had not finished.", ""]
     lines += ["## GPU tests", "", f"`pytest -m gpu tests/txfm/test_gpu.py`: {tests}", "",
               "## Training throughput through the real data path", "",
               "Corpus stream -> DataLoader workers -> pinned, non-blocking copies -> dense batch built on the device "
@@ -341,14 +449,33 @@ def _target_values(rows, loaders, sizes: Sizes):
         yield ("not measured", "-")
 
 
-def run_gpu_check(corpus: str, references: str, out: str, doc: str | None = None, pca: str | None = None,
-                  device: str = "auto", workers: int | None = None, toy: bool = False, budget_s: float = 480,
-                  train_s: float = 150, skip_tests: bool = False, quality_runs: dict[str, str] | None = None,
-                  label: tuple[str, str] | None = None, work: str | None = None) -> str:
+def _check_out(out: Path, overwrite: bool) -> None:
+    """The result folder: absent, empty, or an earlier gpu-check result with --overwrite (nothing else is
+    written into)."""
+    from common.errors import UserError
+    if not out.exists():
+        out.mkdir(parents=True)
+        return
+    if not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder; choose another --out")
+    if any(out.iterdir()):
+        if not (out / "gpu-check.json").is_file():
+            raise UserError(f"{out}: a folder with other files; gpu-check writes only into an empty folder or its "
+                            "own earlier result (choose another --out)")
+        if not overwrite:
+            raise UserError(f"{out}: holds an earlier gpu-check result; pass --overwrite to replace it")
+
+
+def run_gpu_check(corpus: str | None, references: str | None, out: str, doc: str | None = None,
+                  pca: str | None = None, device: str = "auto", workers: int | None = None, toy: bool = False,
+                  budget_s: float = 480, train_s: float = 150, skip_tests: bool = False,
+                  quality_runs: dict[str, str] | None = None, label: tuple[str, str] | None = None,
+                  work: str | None = None, pack_dir: str | None = None, overwrite: bool = False) -> str:
     """Run every step and write ``doc`` (and ``out``/bench-gpu.md, gpu-check.json, curves.csv, log.txt).
 
+    corpus, references: folders, or None with ``pack_dir`` (a ``make gpu-pack`` folder, unpacked into work).
     label: (dataset of the corpus, obs column) for the CLS kNN accuracy (default: the sorted PBMC reference).
-    work: folder for the quality runs (checkpoints, curves); default a temporary folder removed at the end.
+    work: folder for the unpacked pack and the quality runs; default a temporary folder removed at the end.
     """
     import shutil
     import tempfile
@@ -357,9 +484,16 @@ def run_gpu_check(corpus: str, references: str, out: str, doc: str | None = None
         tmp = tempfile.mkdtemp(prefix="txfm-gpu-check-")
         try:
             return run_gpu_check(corpus, references, out, doc, pca, device, workers, toy, budget_s, train_s,
-                                 skip_tests, quality_runs, label, tmp)
+                                 skip_tests, quality_runs, label, tmp, pack_dir, overwrite)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    _check_out(Path(out), overwrite)
+    if pack_dir is not None:
+        print(f"[gpu-check] unpacking {pack_dir} into {work}", flush=True)
+        corpus, references = unpack(pack_dir, Path(work))
+    if corpus is None or references is None:
+        from common.errors import UserError
+        raise UserError("gpu-check: pass --corpus and --references, or --pack (a folder made by make gpu-pack)")
     import pandas as pd
     import torch
 
@@ -375,38 +509,45 @@ def run_gpu_check(corpus: str, references: str, out: str, doc: str | None = None
     if quality_runs:
         sizes.quality_runs = dict(quality_runs)
     workers = workers if workers is not None else (0 if toy else max(2, min(10, (os.cpu_count() or 4) - 4)))
-    outdir = Path(out)
-    outdir.mkdir(parents=True, exist_ok=True)
-    work = Path(work)
+    outdir, work = Path(out), Path(work)
     log: list[str] = []
     env = environment(dev)
+    state = {"peak": 0.0, "tests": "not run yet", "tp": {}, "q": {}}
+
+    def save(final: bool = False) -> str:
+        """The report and figures so far, into ``out`` after every step (a run stopped midway keeps them)."""
+        text = report(env, state["peak"], state["tests"], state["tp"], state["q"], sizes, toy, clock.elapsed, final)
+        atomic_write_text(outdir / "bench-gpu.md", text)
+        runs = state["q"].get("runs", {})
+        figures = {"environment": env, "matmul_peak_bf16": state["peak"], "tests": state["tests"],
+                   "throughput": state["tp"], "quality": {k: {kk: vv for kk, vv in v.items() if kk != "curves_md"}
+                                                         for k, v in runs.items()}}
+        atomic_write_text(outdir / "gpu-check.json", json.dumps(figures, indent=1, default=str))
+        curves = state["q"].get("curves")
+        if isinstance(curves, pd.DataFrame) and len(curves):
+            curves.to_csv(outdir / "curves.csv", index=False)
+        atomic_write_text(outdir / "log.txt", "\n".join(log))
+        return text
+
     clock.say(f"start: {env['device']}, torch {env['torch']}, CUDA {env['cuda']}, {env['cpu_cores']} cores, "
               f"budget {budget_s:.0f} s")
-    peak = matmul_peak(torch.bfloat16, dev, n=sizes.peak_n)
-    clock.say(f"bf16 matmul peak {peak / 1e12:.2f} TFLOP/s")
-    tests = "skipped (--skip-tests)" if skip_tests else gpu_tests(clock, log)
-    clock.say(f"GPU tests: {tests}")
+    state["peak"] = matmul_peak(torch.bfloat16, dev, n=sizes.peak_n)
+    clock.say(f"bf16 matmul peak {state['peak'] / 1e12:.2f} TFLOP/s")
+    state["tests"] = "skipped (--skip-tests)" if skip_tests else gpu_tests(clock, log)
+    clock.say(f"GPU tests: {state['tests']}")
+    save()
     reserve = train_s + 100 if not toy else 5
-    tp = throughput(corpus, dev, sizes, workers, peak, clock, reserve)
-    rates = {(r["preset"], r["k"]): r.get("samples_per_s", 0.0) for r in tp["rows"]}
-    if toy:
-        rates = {("tiny", k): v for (_, k), v in rates.items()}
+    throughput(corpus, dev, sizes, workers, state["peak"], clock, reserve, state["tp"], save)
+    rates = {(r["preset"], r["k"]): r.get("samples_per_s", 0.0) for r in state["tp"]["rows"]}
     train_budget = max(10.0 if toy else 30.0, min(train_s, clock.left - (10 if toy else 100)))
-    q = quality(corpus, references, pca, work, dev, sizes, workers, rates, clock, log, train_budget,
-                label or (CELLTYPE_DATASET, CELLTYPE_COLUMN))
-    text = report(env, peak, tests, tp, q, sizes, toy, clock.elapsed)
+    quality(corpus, references, pca, work, dev, sizes, workers, rates, clock, log, train_budget,
+            label or (CELLTYPE_DATASET, CELLTYPE_COLUMN), state["q"], save)
+    text = save(final=True)
     if doc:
         atomic_write_text(doc, text)
-    (outdir / "bench-gpu.md").write_text(text)
-    figures = {"environment": env, "matmul_peak_bf16": peak, "tests": tests, "throughput": tp,
-               "quality": {k: {kk: vv for kk, vv in v.items() if kk != "curves_md"} for k, v in q["runs"].items()}}
-    (outdir / "gpu-check.json").write_text(json.dumps(figures, indent=1, default=str))
-    if isinstance(q["curves"], pd.DataFrame) and len(q["curves"]):
-        q["curves"].to_csv(outdir / "curves.csv", index=False)
-    (outdir / "log.txt").write_text("\n".join(log))
     clock.say(f"done: {doc or outdir / 'bench-gpu.md'}")
     print(text)
     return text
 
 
-__all__ = ["run_gpu_check", "Sizes", "QUALITY_RUNS"]
+__all__ = ["run_gpu_check", "pack", "unpack", "Sizes", "QUALITY_RUNS"]

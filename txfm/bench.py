@@ -12,7 +12,6 @@ import platform
 import statistics
 import tempfile
 import time
-from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,24 +21,11 @@ import torch
 
 from common.atomic import atomic_write_text
 
-from .config import ModelConfig
+from .config import ModelConfig, TrainConfig
 from .corpus import CorpusWriter
 from .dataset import BatchSpec, CorpusStream
 from .model import TxFM, flops_per_sample
-
-
-def matmul_peak(dtype: torch.dtype, n: int = 1024, repeats: int = 7) -> float:
-    """Median dense matmul FLOP/s for n x n @ n x n in ``dtype`` (torch, all threads)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        for _ in range(4):
-            a @ b
-        times.append((time.perf_counter() - t) / 4)
-    return 2 * n ** 3 / statistics.median(times)
+from .throughput import batch_source, host_bytes, loader_throughput, matmul_peak, training_throughput
 
 
 def synthetic_batch(cfg: ModelConfig, batch: int, k: int, full: bool = False, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -60,18 +46,18 @@ def synthetic_batch(cfg: ModelConfig, batch: int, k: int, full: bool = False, se
 
 def train_step_rate(cfg: ModelConfig, batch: dict[str, torch.Tensor], dtype: torch.dtype, steps: int = 5,
                     repeats: int = 3) -> float:
-    """Median samples/s of forward + backward + AdamW step on a fixed batch."""
+    """Median samples/s of the trainer's step (txfm.trainer.train_step: forward, backward, clipping, AdamW,
+    schedule) on a fixed batch."""
+    from .trainer import make_optimizer, train_step
+
     torch.manual_seed(0)
     model = TxFM(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    ctx = torch.autocast("cpu", dtype=torch.bfloat16) if dtype == torch.bfloat16 else nullcontext()
+    opt, sched, _ = make_optimizer(model, TrainConfig(corpus="-", out="-"), 100_000)
+    precision = "bf16" if dtype == torch.bfloat16 else "fp32"
+    cpu = torch.device("cpu")
 
     def step():
-        with ctx:
-            parts, _ = model(batch)
-        opt.zero_grad(set_to_none=True)
-        parts.loss.backward()
-        opt.step()
+        train_step(model, model, opt, sched, batch, cpu, precision, 1.0)
 
     step()
     rates = []
@@ -124,6 +110,38 @@ def _bench_corpus(path: Path, n_samples: int, n_genes: int, density: float, seed
     return str(path)
 
 
+def data_path_rows(corpus: str, repeats: int, measure_s: float) -> list[str]:
+    """The data path before device-side batches (dense (B, G) batches built by the workers, as at 23d5c5a)
+    against now (sparse batches, densified by the trainer), side by side in one run: bytes per batch, the
+    loader alone and the CPU training recipe's throughput (tiny, K = 256, batch 32) with 0 and 1 workers.
+    Modes alternate within each repeat; medians over repeats."""
+    from .config import model_config
+    cfg = model_config("tiny", _n_genes(corpus))
+    cases = [("loader alone (1 worker)", lambda hd: loader_throughput(corpus, 256, 32, "cpu", 1, hd, 1.0, measure_s)[0]),
+             ("training, workers 0", lambda hd: training_throughput(corpus, cfg, 256, 32, "cpu", "fp32", 0, hd,
+                                                                   warmup_s=2.0, measure_s=measure_s)),
+             ("training, workers 1", lambda hd: training_throughput(corpus, cfg, 256, 32, "cpu", "fp32", 1, hd,
+                                                                   warmup_s=2.0, measure_s=measure_s))]
+    nbytes = {hd: host_bytes(next(iter(batch_source(corpus, 256, 32, hd)))) for hd in (True, False)}
+    lines = ["| what (tiny, K = 256, batch 32, fp32) | before: dense batches from the workers | now: sparse batches, "
+             "densified by the trainer | now / before |", "|---|---:|---:|---:|",
+             f"| bytes per batch leaving the loader | {nbytes[True] / 1e6:.2f} MB | {nbytes[False] / 1e6:.2f} MB | "
+             f"{nbytes[False] / nbytes[True]:.2f} |"]
+    for name, run in cases:
+        rates = {True: [], False: []}
+        for r in range(repeats):
+            for hd in ((True, False) if r % 2 == 0 else (False, True)):
+                rates[hd].append(run(hd).samples_per_s)
+        before, now = statistics.median(rates[True]), statistics.median(rates[False])
+        lines.append(f"| {name}, samples/s | {before:.1f} | {now:.1f} | {now / before:.2f} |")
+    return lines
+
+
+def _n_genes(corpus: str) -> int:
+    from .corpus import Corpus
+    return Corpus(corpus).n_genes
+
+
 def run_benchmarks(out: str | os.PathLike, quick: bool = False) -> str:
     """Run all benchmarks and write a markdown report to ``out``; returns the text."""
     steps, repeats = (1, 1) if quick else (4, 3)
@@ -163,6 +181,9 @@ def run_benchmarks(out: str | os.PathLike, quick: bool = False) -> str:
     reader = ["| reader (1 worker, 20,000 genes, 5% non-zero, K=256, batch 32) | trainer (tiny, K=256, fp32) | "
               "workers needed |", "|---|---|---|",
               f"| {rd:.0f} samples/s | {consume:.0f} samples/s | {int(np.ceil(consume / rd))} |"]
+    with tempfile.TemporaryDirectory() as tmp:   # the shared corpus's vocabulary, ~1,500 genes detected per cell
+        corpus = _bench_corpus(Path(tmp) / "c", 512 if quick else 4096, 48573, 0.03)
+        data_path = data_path_rows(corpus, 1 if quick else 3, 1.0 if quick else 6.0)
     emb = embed_rate(tiny_cfg, 512 if quick else 4096, repeats)
     inference = ["| forward-only embedding (`encode_counts`, tiny, K=256, default batch (16 on CPU), fp32, counts to CLS) | "
                  "training step (tiny, K=256, batch 32, fp32) | ratio |", "|---|---|---|",
@@ -181,7 +202,15 @@ def run_benchmarks(out: str | os.PathLike, quick: bool = False) -> str:
         f"Same encoder (tiny, {g} genes); each design at a batch size that keeps its matmuls efficient; "
         f"throughput is per sample. Theoretical FLOP ratio {theory:.1f}x "
         f"(linear layers ~{(g + 1) / (k + 1):.0f}x, attention ~{((g + 1) / (k + 1)) ** 2:.0f}x).", "", *asym, "",
-        "## Corpus reader", "", *reader, "",
+        "## Corpus reader", "",
+        "The host side of the data path (shard reading, normalisation, reveal draws; the sparse batch it yields "
+        "is densified by the trainer on its device, txfm.feed).", "", *reader, "",
+        "## Data path: before and after device-side batches", "",
+        "A synthetic corpus with the shared corpus's 48,573 genes and 3% non-zero (about 1,500 genes a cell). "
+        "Before: the workers build the dense target and masks ((B, G) float32 + two bools) and ship them; now: "
+        "they ship the CSR values and the encoder's inputs, and the trainer builds the dense batch where it "
+        "trains (here the same CPU, so the densifying itself costs the same; on a GPU it moves to the device). "
+        "Row gathering is the new one in both columns.", "", *data_path, "",
         "## Inference", "",
         "Embedding samples (`txfm.inference.encode_counts`: normalisation, reveal, encoder forward, no dense "
         "target and no decoder) against the training step above, in the same run (20,000 genes, 5% non-zero).",

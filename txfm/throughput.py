@@ -133,7 +133,7 @@ def training_throughput(corpus: str, model_cfg: ModelConfig, k: int, batch: int,
         rate, steps = _timed(lambda: train_step(forward, model, opt, sched, next(feed), device, precision,
                                                 tc.grad_clip), device, batch, warmup_s, measure_s)
         return Throughput(rate, steps, _peak_memory(device))
-    except torch.OutOfMemoryError:
+    except torch.cuda.OutOfMemoryError:
         return Throughput(0.0, 0, _peak_memory(device), f"out of memory at batch {batch}")
     finally:
         state.clear()

@@ -16,11 +16,14 @@ def _references(path):
 
 
 def test_gpu_check_runs_every_step_at_toy_sizes(eval_corpus, tmp_path):
-    doc, out = tmp_path / "bench-gpu.md", tmp_path / "out"
+    """make gpu-pack, then make gpu-check --pack on what it packed, as on a GPU machine."""
+    doc, out, pack = tmp_path / "bench-gpu.md", tmp_path / "out", tmp_path / "pack"
     refs = _references(tmp_path / "refs")
-    assert main(["gpu-check", "--toy", "--device", "cpu", "--corpus", eval_corpus, "--references", refs,
-                 "--out", str(out), "--doc", str(doc), "--label", "screen:perturbation", "--train-s", "6",
-                 "--budget-s", "300", "--work", str(tmp_path / "work")]) == 0
+    assert main(["gpu-pack", "--corpus", eval_corpus, "--references", refs, "--out", str(pack), "--no-wheels"]) == 0
+    assert {p.name for p in pack.iterdir()} == {"corpus.tar.xz", "refs.tar.xz", "pack.json"}
+    assert main(["gpu-check", "--toy", "--device", "cpu", "--pack", str(pack), "--out", str(out), "--doc", str(doc),
+                 "--label", "screen:perturbation", "--train-s", "6", "--budget-s", "300",
+                 "--work", str(tmp_path / "work")]) == 0
     text = doc.read_text()
     assert text == (out / "bench-gpu.md").read_text()
     for section in ("## GPU tests", "## Training throughput through the real data path",
@@ -42,3 +45,14 @@ def test_gpu_check_runs_every_step_at_toy_sizes(eval_corpus, tmp_path):
     assert set(curves.kind) == {"pca", "txfm"} and curves.knn_accuracy.notna().all()
     assert {"codebook", "decoder", "pca"} <= set(curves.matrix)
     assert (tmp_path / "work" / "runs" / "toy" / "last.pt").is_file()
+
+
+def test_gpu_check_writes_only_into_its_own_or_an_empty_folder(tmp_path, capsys):
+    from common.errors import run_main
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert run_main(main, ["gpu-check", "--toy", "--corpus", str(tmp_path), "--out", str(out)]) == 2
+    assert "other files" in capsys.readouterr().err and (out / "notes.txt").read_text() == "mine"
+    assert run_main(main, ["gpu-check", "--toy", "--pack", str(tmp_path / "nope"), "--out", str(tmp_path / "o2")]) == 2
+    assert "not a GPU pack" in capsys.readouterr().err
