@@ -31,6 +31,7 @@ class ModelConfig:
     activation: Activation = "rect_tanh"  # output activation phi(z), see txfm/activations.py
     library_size: float = 1e5  # L: library-size normalisation target; bounds rect_tanh at log(L+1)
     loss: Loss = "poisson"  # reconstruction loss on all measured genes
+    loss_zeros: float = 1.0  # share of a sample's measured zero-count genes that enter the training loss (drawn each step; 1 = all)
 
     def __post_init__(self) -> None:
         check_range("n_genes", self.n_genes, lo=1, integer=True, what="size of the gene vocabulary")
@@ -46,6 +47,7 @@ class ModelConfig:
         check_range("decoder_depth", self.decoder_depth, lo=0, integer=True)
         check_range("decoder_hidden", self.decoder_hidden, lo=0, integer=True, what="0 = dim")
         check_range("library_size", self.library_size, lo=0, lo_open=True)
+        check_range("loss_zeros", self.loss_zeros, lo=0, hi=1, lo_open=True, what="1 = every measured gene")
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} must be divisible by heads {self.heads}")
         if self.dim < 2:
@@ -81,6 +83,7 @@ class TrainConfig:
     reveal: int = 2048  # K: genes revealed to the encoder per sample
     reveal_tau: float = 0.0  # frequency-weighted reveal sampling w ~ m^tau (0 = uniform)
     reveal_detected: float = 0.0  # share of K drawn first from the sample's non-zero genes (0 = the paper's uniform draw)
+    reveal_fraction: float = 0.0  # > 0: each sample reveals min(K, ceil(this x its non-zero genes)) genes instead of K (single cells)
     preprocessing: Preprocessing = "libnorm_log1p"  # input/target transform
     batch_size: int = 64  # global batch size (split across DDP ranks)
     epochs: float = 1.0  # passes over the training samples (may be fractional)
@@ -116,6 +119,7 @@ class TrainConfig:
         check_range("reveal", self.reveal, lo=1, integer=True, what="genes revealed to the encoder per sample")
         check_range("reveal_tau", self.reveal_tau, lo=-10, hi=10, what="0 = uniform")
         check_range("reveal_detected", self.reveal_detected, lo=0, hi=1, what="share of K from non-zero genes")
+        check_range("reveal_fraction", self.reveal_fraction, lo=0, hi=1, what="0 = K for every sample")
         check_range("batch_size", self.batch_size, lo=1, integer=True, what="samples per step")
         check_range("epochs", self.epochs, lo=0, lo_open=True)
         check_range("max_steps", self.max_steps, lo=0, integer=True, what="0 = derived from --epochs")

@@ -23,6 +23,7 @@ process or the host-device link (at B = 256 and G = 48,573 that was ~78 MB a bat
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -47,6 +48,14 @@ class BatchSpec:
     gene_weights: np.ndarray | None = None  # (G,) reveal sampling weights (tau != 0), else uniform
     library_norm: str = "fixed"  # "fixed": every sample to L; "measured": to L * (measured genes / G)
     reveal_detected: float = 0.0  # share of K drawn first from the sample's detected (non-zero) genes
+    reveal_fraction: float = 0.0  # > 0: a sample reveals K_i = min(K, ceil(f x its detected genes)) genes, not K
+
+    def sample_k(self, n_detected: int) -> int:
+        """Genes revealed to a sample with ``n_detected`` non-zero measured genes: K, or with
+        ``reveal_fraction`` f > 0 a share of its expressed genes, min(K, max(1, ceil(f x n_detected)))."""
+        if self.reveal_fraction <= 0:
+            return self.reveal
+        return min(self.reveal, max(1, math.ceil(self.reveal_fraction * n_detected)))
 
 
 def encoder_inputs(x: sp.csr_matrix, measured: np.ndarray | list[np.ndarray], rngs: list[np.random.Generator],
@@ -68,10 +77,11 @@ def encoder_inputs(x: sp.csr_matrix, measured: np.ndarray | list[np.ndarray], rn
         m = measured[i]
         w = None if spec.gene_weights is None else spec.gene_weights[m]
         det = None
-        if spec.reveal_detected > 0:
+        if spec.reveal_detected > 0 or spec.reveal_fraction > 0:
             cols = x.indices[x.indptr[i]:x.indptr[i + 1]]
             det = np.intersect1d(cols[x.data[x.indptr[i]:x.indptr[i + 1]] != 0], m, assume_unique=True)
-        chosen.append(reveal_genes(m, spec.reveal, rngs[i], w, det, spec.reveal_detected))
+        k = spec.sample_k(0 if det is None else det.size)
+        chosen.append(reveal_genes(m, k, rngs[i], w, det, spec.reveal_detected))
     kb = max(1, max(len(c) for c in chosen))
     gene_idx = np.zeros((b, kb), dtype=np.int64)
     values = np.zeros((b, kb), dtype=np.float32)

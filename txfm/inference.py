@@ -15,6 +15,7 @@ from tqdm import tqdm
 from common.gene_ids import IdentifierIndex
 
 from .checkpoint import load_file, load_model, CheckpointError
+from .config import TrainConfig, from_dict
 from .dataset import BatchSpec, MeasuredGenes, encoder_inputs, library_targets, sample_rng, sparse_batch
 from .model import TxFM
 from .preprocessing import preprocess
@@ -103,15 +104,22 @@ def embed(checkpoint: str | os.PathLike, counts, genes: Sequence[str], max_genes
     if mapping.unknown:
         warnings.warn(mapping.summary(), stacklevel=2)
     x = project_counts(counts, mapping, model.cfg.n_genes)
-    tc = ck.get("train_config", {})
-    spec = BatchSpec(max_genes or tc.get("reveal", 2048), tc.get("preprocessing", "libnorm_log1p"),
-                     model.cfg.library_size, reveal_weights(ck), library_norm=tc.get("library_norm", "fixed"),
-                     reveal_detected=tc.get("reveal_detected", 0.0))
+    spec = training_spec(ck, model, max_genes)
     measured = np.zeros((1, model.cfg.n_genes), dtype=bool)
     measured[0, mapping.index[mapping.index >= 0]] = True
     cls_out, layer_out = encode_counts(model, x, measured, spec, seed=seed, batch_size=batch_size,
                                        all_layers=all_layers, device=device, progress=progress)
     return Embeddings(cls_out, layer_out, mapping)
+
+
+def training_spec(ck: dict, model: TxFM, max_genes: int | None = None) -> BatchSpec:
+    """How the run behind checkpoint ``ck`` normalised samples and chose the genes its encoder saw (K or
+    ``max_genes``, the draw law: uniform, frequency-weighted, expressed genes first, K per sample as a share
+    of its expressed genes): inference shows the encoder genes drawn by the law it was trained with."""
+    tc = from_dict(TrainConfig, {"corpus": "", "out": "", **ck.get("train_config", {})})
+    return BatchSpec(max_genes or tc.reveal, tc.preprocessing, model.cfg.library_size, reveal_weights(ck),
+                     library_norm=tc.library_norm, reveal_detected=tc.reveal_detected,
+                     reveal_fraction=tc.reveal_fraction)
 
 
 def reveal_weights(ck: dict) -> np.ndarray | None:
@@ -173,10 +181,7 @@ def contextual_gene_embeddings(checkpoint: str | os.PathLike, corpus: str | os.P
     c = Corpus(corpus)
     if c.genes != ck["genes"]:
         raise CheckpointError(f"{corpus}: its gene vocabulary differs from {checkpoint}'s; use the training corpus")
-    tc = ck.get("train_config", {})
-    spec = BatchSpec(tc.get("reveal", 2048), tc.get("preprocessing", "libnorm_log1p"), model.cfg.library_size,
-                     reveal_weights(ck), library_norm=tc.get("library_norm", "fixed"),
-                     reveal_detected=tc.get("reveal_detected", 0.0))
+    spec = training_spec(ck, model)
     rows = np.sort(np.random.default_rng(seed).permutation(c.n_samples)[:n_samples])
     measured = MeasuredGenes(c.measured_matrix())
     sums = torch.zeros(model.cfg.n_genes, model.cfg.dim, dtype=torch.float64)

@@ -65,6 +65,16 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (per * has).sum() / has.sum().clamp(min=1)
 
 
+def loss_genes(measured: torch.Tensor, target: torch.Tensor, zero_share: float = 1.0) -> torch.Tensor:
+    """(B, G) bool: the genes a sample's loss counts. Every measured gene (``zero_share`` = 1, the paper), or
+    every measured gene with a non-zero value and each measured zero with probability ``zero_share``, drawn
+    from torch's generator on the batch's device (a sparse single cell is ~95% zeros, which otherwise
+    dominate the loss; the scGPT/xTrimoGene practice)."""
+    if zero_share >= 1.0:
+        return measured
+    return measured & ((target > 0) | (torch.rand(target.shape, device=target.device) < zero_share))
+
+
 def reconstruction_loss(name: str, pred: torch.Tensor, target: torch.Tensor, measured: torch.Tensor,
                         revealed: torch.Tensor, log_theta: torch.Tensor | None = None) -> LossParts:
     """Loss over measured genes with masked/revealed parts.

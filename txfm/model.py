@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from .activations import apply_activation
 from .config import ModelConfig
-from .losses import LossParts, reconstruction_loss
+from .losses import LossParts, loss_genes, reconstruction_loss
 
 
 class DropPath(nn.Module):
@@ -181,7 +181,9 @@ class TxFM(nn.Module):
         pad_mask when a row is padded) and the predictions [B, G]."""
         cls = self.forward_encoder(batch["gene_idx"], batch["values"], batch.get("pad_mask"))
         pred = self.forward_decoder(cls, batch["measured"])
-        parts = reconstruction_loss(self.cfg.loss, pred, batch["target"], batch["measured"], batch["revealed"],
+        share = self.cfg.loss_zeros if self.training else 1.0     # validation and inference count every gene
+        counted = loss_genes(batch["measured"], batch["target"], share)
+        parts = reconstruction_loss(self.cfg.loss, pred, batch["target"], counted, batch["revealed"] & counted,
                                     self.log_theta)
         return parts, pred
 

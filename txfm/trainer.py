@@ -258,7 +258,7 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool =
     if cfg.reveal_tau != 0:
         weights = frequency_weights(detection_counts(corpus, train_rows), cfg.reveal_tau)
     spec = BatchSpec(cfg.reveal, cfg.preprocessing, model_cfg.library_size, weights, cfg.library_norm,
-                     cfg.reveal_detected)
+                     cfg.reveal_detected, cfg.reveal_fraction)
     support = (ck or {}).get("corpus", {}).get("gene_support")
     if support is None:  # per-gene count of datasets measuring it well: the honest recall population downstream
         support, log_mean = gene_statistics(corpus, train_rows, spec)

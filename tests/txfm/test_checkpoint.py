@@ -155,3 +155,23 @@ def test_reveal_weights_of_a_tau_run_are_recorded_and_used_at_inference(tiny_cor
     torch.save(ck, tmp_path / "old.pt")
     with pytest.raises(CheckpointError, match="reveal-tau"):
         embed(tmp_path / "old.pt", x, c.genes, progress=False)
+
+
+def test_inference_reveals_with_the_law_the_run_trained_with(tiny_corpus, tmp_path):
+    """A run trained with --reveal-detected / --reveal-fraction records them; inference's BatchSpec is the
+    training one (and a run without them keeps the paper's K for every sample)."""
+    from txfm.config import TrainConfig
+    from txfm.inference import training_spec
+    from txfm.trainer import train
+
+    mc = ModelConfig(n_genes=40, dim=8, depth=1, heads=2, decoder_depth=1)
+    for name, kw in (("law", dict(reveal_detected=1.0, reveal_fraction=0.5)), ("paper", {})):
+        train(TrainConfig(corpus=tiny_corpus, out=str(tmp_path / name), reveal=6, batch_size=8, max_steps=1,
+                          val_every=0, **kw), mc, quiet=True)
+    model, ck = load_model(tmp_path / "law" / "last.pt")
+    spec = training_spec(ck, model)
+    assert (spec.reveal, spec.reveal_detected, spec.reveal_fraction, spec.library_norm) == (6, 1.0, 0.5, "measured")
+    assert training_spec(ck, model, max_genes=3).reveal == 3
+    model, ck = load_model(tmp_path / "paper" / "last.pt")
+    spec = training_spec(ck, model)
+    assert (spec.reveal_detected, spec.reveal_fraction, spec.sample_k(2)) == (0.0, 0.0, 6)

@@ -179,3 +179,54 @@ def test_decoder_init_sets_the_scale_of_the_per_gene_weights_only():
     assert all(torch.equal(a[k], b[k]) for k in a if k != "decoder.out.weight")
     with pytest.raises(ValueError, match="decoder-init 0.0: must be > 0"):
         ModelConfig(n_genes=10, decoder_init=0.0)
+
+
+def test_reveal_fraction_reveals_a_share_of_each_samples_expressed_genes():
+    from txfm.dataset import BatchSpec
+    spec = BatchSpec(reveal=256, reveal_fraction=0.5)
+    assert [spec.sample_k(d) for d in (0, 1, 3, 100, 1000)] == [1, 1, 2, 50, 256]
+    assert BatchSpec(reveal=256).sample_k(3) == 256            # off: K for every sample
+    rng = np.random.default_rng(0)
+    x = np.zeros((3, 40), dtype=np.int64)
+    for i, n in enumerate((10, 3, 30)):                         # 10, 3 and 30 expressed genes
+        x[i, rng.choice(40, n, replace=False)] = rng.integers(1, 9, n)
+    counts = sp.csr_matrix(x)
+    b = collate(counts, np.zeros(3, dtype=np.int64), [sample_rng(0, 0, i) for i in range(3)], np.ones((1, 40), bool),
+                BatchSpec(reveal=12, reveal_detected=1.0, reveal_fraction=0.5))
+    assert (~b["pad_mask"]).sum(1).tolist() == [5, 2, 12]      # ceil(0.5 x 10), ceil(0.5 x 3), min(12, 15)
+    shown = b["gene_idx"][~b["pad_mask"]]
+    rows = torch.arange(3).repeat_interleave((~b["pad_mask"]).sum(1))
+    assert (torch.from_numpy(x)[rows, shown] > 0).all()         # all of them expressed: no zeros shown
+
+
+def test_loss_genes_keeps_every_expressed_gene_and_a_share_of_the_zeros():
+    from txfm.losses import loss_genes
+    torch.manual_seed(0)
+    target = (torch.rand(64, 2000) < 0.05).float() * 3.0        # 5% expressed
+    measured = torch.ones_like(target, dtype=torch.bool)
+    measured[:, :100] = False
+    assert torch.equal(loss_genes(measured, target, 1.0), measured)
+    kept = loss_genes(measured, target, 0.2)
+    assert not kept[:, :100].any()                                       # never an unmeasured gene
+    assert kept[(target > 0) & measured].all()                           # every expressed gene
+    zeros = (target == 0) & measured
+    share = kept[zeros].float().mean().item()
+    assert abs(share - 0.2) < 0.01                                       # ~0.2 of 121,000 zeros (sd 0.001)
+
+
+def test_loss_zeros_applies_in_training_only():
+    torch.manual_seed(0)
+    model = _tiny(n_genes=30, loss_zeros=0.1)
+    rng = np.random.default_rng(0)
+    counts = sp.csr_matrix(rng.poisson(0.3, (8, 30)))
+    b = collate(counts, np.zeros(8, dtype=int), [sample_rng(0, 0, i) for i in range(8)], np.ones((1, 30), bool),
+                BatchSpec(reveal=10))
+    full = TxFM(ModelConfig(**{**model.cfg.__dict__, "loss_zeros": 1.0}))
+    full.load_state_dict(model.state_dict())
+    model.eval(), full.eval()
+    assert model(b)[0].loss.item() == full(b)[0].loss.item()           # validation counts every gene
+    model.train(), full.train()
+    torch.manual_seed(1)
+    a = model(b)[0].loss.item()
+    torch.manual_seed(1)
+    assert a != full(b)[0].loss.item()
