@@ -7,7 +7,7 @@ import streamlit as st
 from app import cards, loaders, params, ui
 from app.text import code, esc
 from app.evidence import annotate_edges, library_label
-from app.network import module_network, network_figure
+from app.network import central_rows, module_network, network_figure
 
 MAX_NETWORK_GENES = 60      # drawn on the page
 MAX_EXPORT_GENES = 500      # in the GraphML export: edges grow with the square of the genes (500: <= 125k)
@@ -130,6 +130,16 @@ ui.export_buttons(f"{b.name}_{matrix}_{res}_module_{module}", table=ui.gene_tabl
                   graph=lambda: module_graph(MAX_EXPORT_GENES), key="mod_one",
                   view={"page": "Modules", "bundle": b.name, "genes": genes,
                         "params": {"matrix": matrix, "resolution": res, "module": int(module)}})
+st.markdown("**Open this module in**")
+string_genes = [str(b.symbols[r]) for r in central_rows(unit, rows, cards.STRING_MAX_GENES, gene_row)]
+with st.container(horizontal=True):
+    st.link_button("STRING", cards.string_url(string_genes), icon=":material/open_in_new:",
+                   help="STRING's network of these genes (human), in a new tab")
+    st.iframe(cards.enrichr_form(genes, f"TxFM {b.name} {matrix} {res} module {module}"), width=120, height=44)
+st.caption("Both open in a new tab; the genes travel in the link (STRING) or a form your browser posts when you "
+           "click (Enrichr); this app sends nothing. "
+           + (f"STRING gets the {cards.STRING_MAX_GENES} most central of the module's {len(rows)} genes; Enrichr all "
+              "of them." if len(rows) > cards.STRING_MAX_GENES else "Both get all of the module's genes."))
 st.markdown("**Export all modules at this resolution**")
 ui.export_buttons(f"{b.name}_{matrix}_{res}_all_modules", table=lambda: pd.DataFrame(
     {"gene": b.symbols.astype(str), "module": mods[res].to_numpy()}), sets=all_sets, key="mod_all")

@@ -341,3 +341,38 @@ def test_ego_network_labels_on_the_demo_bundle(tmp_path):
         _ego_labels_do_not_overlap(page, gene, 20)
         page.screenshot(path=str(tmp_path / "demo_ego.png"))
         browser.close()
+
+
+def test_module_opens_in_string_and_enrichr(server, alpha):
+    """The Modules page links the module to STRING (genes in the URL) and posts it to Enrichr from the browser
+    (a form; the request is caught here, nothing leaves the machine)."""
+    from urllib.parse import unquote
+    from playwright.sync_api import sync_playwright
+    expect = _expect()
+    res = "res_0.5"
+    home = int(alpha.modules("codebook")[res][0])                          # TP53's module
+    genes = [str(alpha.symbols[r]) for r in np.flatnonzero(alpha.modules("codebook")[res].to_numpy() == home)]
+    with sync_playwright() as pw:
+        browser, page = open_page(pw)
+        posted = []
+
+        def catch(route):
+            posted.append(route.request.post_data_buffer)
+            route.fulfill(status=200, content_type="text/html", body="<html><body>caught</body></html>")
+
+        page.context.route("https://maayanlab.cloud/**", catch)
+        page.goto(f"{server}/modules?bundle=alpha&gene=TP53&resolution={res}")
+        link = page.get_by_role("link", name="STRING")
+        expect(link).to_be_visible()
+        href = link.get_attribute("href")
+        assert href.startswith("https://string-db.org/cgi/network?identifiers=") and href.endswith("&species=9606")
+        assert unquote(href.split("identifiers=")[1].split("&")[0]).split("\r") == genes
+        button = page.frame_locator('iframe[srcdoc*="Enrichr"]').get_by_role("button", name="Enrichr")
+        expect(button).to_be_visible()
+        with page.context.expect_page() as tab:
+            button.click()
+        expect(tab.value.get_by_text("caught")).to_be_visible()
+        browser.close()
+    body = posted[0].decode()
+    assert 'name="list"' in body and "\r\n".join(genes) in body.replace("\n", "\r\n").replace("\r\r", "\r")
+    assert f"TxFM alpha codebook {res} module {home}" in body

@@ -234,6 +234,44 @@ def test_gene_card_links_are_url_encoded():
     assert "](http://evil" not in md and "[n](http://e)" not in md
 
 
+def test_string_link_and_enrichr_form_carry_the_genes_and_nothing_else():
+    """STRING: the genes, URL-encoded, in one identifiers parameter (at most STRING_MAX_GENES); Enrichr: a form
+    posting the list, one gene a line, HTML-escaped so a hostile symbol stays a value."""
+    from html.parser import HTMLParser
+    from urllib.parse import parse_qs, urlsplit
+    from app.cards import ENRICHR_ACTION, STRING_MAX_GENES, enrichr_form, string_url
+    hostile = ['TP53', 'A&B', 'X"><script>alert(1)</script>', "C D%0dE"]
+    u = urlsplit(string_url(hostile))
+    assert (u.scheme, u.netloc, u.path) == ("https", "string-db.org", "/cgi/network")
+    q = parse_qs(u.query)
+    assert q["species"] == ["9606"] and q["identifiers"][0].split("\r") == hostile
+    assert len(parse_qs(urlsplit(string_url([f"G{i}" for i in range(900)])).query)["identifiers"][0].split("\r")) \
+        == STRING_MAX_GENES
+
+    class Form(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tags, self.fields, self.text, self._in = [], {}, "", None
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            self.tags.append((tag, a))
+            if tag == "input":
+                self.fields[a["name"]] = a["value"]
+            self._in = a.get("name") if tag == "textarea" else None
+
+        def handle_data(self, data):
+            if self._in:
+                self.fields[self._in] = self.fields.get(self._in, "") + data
+
+    f = Form()
+    f.feed(enrichr_form(hostile, 'module 3 of "alpha"'))
+    form = next(a for t, a in f.tags if t == "form")
+    assert form == {"action": ENRICHR_ACTION, "method": "post", "enctype": "multipart/form-data", "target": "_blank"}
+    assert f.fields["list"].split("\n") == hostile and f.fields["description"] == 'module 3 of "alpha"'
+    assert [t for t, _ in f.tags] == ["html", "body", "form", "textarea", "input", "button"]   # no script, no link
+
+
 def test_pasted_gene_list_is_kept_in_the_url(monkeypatch, bundles_dir):
     at = make_app(monkeypatch, bundles_dir).run()
     at.switch_page("views/enrichment.py").run()
