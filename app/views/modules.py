@@ -86,10 +86,12 @@ thr = st.slider("Network edge threshold (cosine)", -1.0, 1.0, 0.5, 0.05, key="mo
 unit = loaders.unit(b, matrix, rank)
 
 
+sets = ui.gene_sets(b)
+
+
 def module_graph(n: int):
     """The module's similarity network (its ``n`` most central genes at most), every edge with its evidence."""
     g = module_network(unit, rows, b.symbols, thr, loaders.pairs(b), n, mark=gene_row)
-    sets = loaders.gene_sets(b)
     annotate_edges(g, sets, sets.default_libraries())
     g.graph.update({"bundle": b.name, "matrix": matrix, "rank": rank, "resolution": res, "module": int(module),
                     "evidence_libraries": "|".join(sets.default_libraries())})
@@ -100,7 +102,7 @@ graph = module_graph(MAX_NETWORK_GENES)
 st.plotly_chart(network_figure(graph, title=f"Module {module} (rank {rank})"), key="mod_net", width="content")
 notes = ["Labels on your gene and the best connected ones, placed where they overlap nothing; every gene is named "
          "in its hover. Red edges are known pairs: hover the middle of one for its sources and the gene sets both "
-         "genes belong to (" + ", ".join(esc(library_label(x)) for x in loaders.gene_sets(b).default_libraries())
+         "genes belong to (" + ", ".join(esc(library_label(x)) for x in sets.default_libraries())
          + ")."]
 if len(rows) > MAX_NETWORK_GENES:
     notes.append(f"The network shows the {MAX_NETWORK_GENES} most central of {len(rows)} genes "

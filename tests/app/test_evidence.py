@@ -132,3 +132,19 @@ def test_the_neighbour_table_names_sources_and_shared_sets(monkeypatch, evidence
     at.multiselect(key="w_evidence_evidence").select("MSigDB_KEGG").run()
     assert _tables(at).loc["MDM2", "shared_sets"] == 2
     assert _tables(at).loc["MDM2", "evidence"].endswith("KEGG: KEGG_P53_SIGNALING (3 genes)")
+
+
+def test_a_damaged_library_costs_the_evidence_not_the_page(monkeypatch, evidence_dir, tmp_path):
+    """A GMT file that is not text: the neighbourhood and module pages say so in one line and still show the
+    neighbours and known pairs (evidence empty)."""
+    import shutil
+    shutil.copytree(evidence_dir / "evidence", tmp_path / "evidence")
+    gmt = tmp_path / "evidence" / "references" / "gmt" / "GO_BP.gmt"
+    gmt.write_bytes(b"\xff" * gmt.stat().st_size)            # the same size: the validator's size check passes
+    at = _page(monkeypatch, tmp_path, bundle="evidence", gene="TP53", k="5")
+    assert "No gene-set evidence" in texts(at.warning) and "GO_BP.gmt" in texts(at.warning)
+    table = at.dataframe[0].value
+    assert len(table) == 5 and (table["shared_sets"] == 0).all() and (table["evidence"] == "").all()
+    assert _tables(at).loc["MDM2", "sources"] == "CORUM|StringDB"
+    at.switch_page("views/modules.py").run()
+    assert not at.exception and not at.error and "No gene-set evidence" in texts(at.warning)
