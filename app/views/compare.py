@@ -9,9 +9,9 @@ import streamlit as st
 
 from app import cards, charts, loaders, params, ui
 from app.quality import txfm_and_pca
-from precompute.bundle.reader import BundleError
 from app.search import parse_gene_list
 from app.text import code, codes, esc, plain
+from precompute.bundle.reader import BundleError
 from precompute.bundle.compare import (align_layout, module_change, neighbour_diff, neighbourhood_change,
                                        recall_side_by_side, row_map)
 
@@ -63,8 +63,8 @@ c = st.columns(2)
 ba, ma = side("A", "cmp_a", first.name, m_first, c[0])
 bb, mb = side("B", "cmp_b", second.name, m_second, c[1])
 if pair is not None and (ba.name, ma, bb.name, mb) == (first.name, m_first, second.name, m_second):
-    st.caption(f"Opened on TxFM's decoder ({code(first.name)}) against the PCA baseline ({code(second.name)}), the "
-               "baseline it is judged against; pick any other pair above.")
+    st.caption(f"Opened on TxFM's decoder ({code(first.name)}) against the PCA baseline it is judged against "
+               f"({code(second.name)}); pick any other pair above.")
 ra, rb = ba.default_rank(ma), bb.default_rank(mb)
 a_to_b = row_map(ba.symbols, bb.symbols)
 n_shared = int((a_to_b >= 0).sum())

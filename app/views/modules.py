@@ -84,8 +84,6 @@ st.dataframe(shown, hide_index=True, height=min(38 + 35 * len(shown), 420), colu
 rank = b.default_rank(matrix)
 thr = st.slider("Network edge threshold (cosine)", -1.0, 1.0, 0.5, 0.05, key="mod_thr")
 unit = loaders.unit(b, matrix, rank)
-
-
 sets = ui.gene_sets(b)
 
 

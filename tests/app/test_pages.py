@@ -340,7 +340,8 @@ def test_compare_opens_on_the_txfm_decoder_against_pca(monkeypatch, real_bundles
         assert at.selectbox(key="w_cmp_b_bundle").value == "pca"
         assert at.selectbox(key="w_cmp_b_matrix_pca").value == "pca"
         assert "cmp_a" not in at.query_params and "cmp_b" not in at.query_params
-        assert "Opened on TxFM's decoder (`txfm`) against the PCA baseline (`pca`)" in texts(at.caption)
+        assert "Opened on TxFM's decoder (`txfm`) against the PCA baseline it is judged against (`pca`)" \
+            in texts(at.caption)
     # the figures are those of that pair: the mean overlap of the kNN files, computed here
     a, b = open_bundle(root / "txfm"), open_bundle(root / "pca")
     k = min(a.knn("decoder")[0].shape[1], b.knn("pca")[0].shape[1])
