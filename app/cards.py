@@ -1,8 +1,11 @@
-"""Gene cards: a gene's official name and its pages at NCBI Gene, Ensembl, UniProt and GeneCards.
+"""Gene cards (a gene's official name and its pages at NCBI Gene, Ensembl, UniProt and GeneCards), and a
+gene list opened in STRING and Enrichr: every outside link the app makes.
 
 Links are built from the bundle's identifiers (Entrez id for NCBI Gene when known, else a symbol search;
-the Ensembl id for Ensembl; the symbol for UniProt and GeneCards), every identifier URL-encoded, and the
-card's text escaped (app.text), so a gene name from a data file can never become a link of its own.
+the Ensembl id for Ensembl; the symbol for UniProt, GeneCards and STRING), every identifier URL-encoded
+(or HTML-escaped in the Enrichr form), and the card's text escaped (app.text), so a gene name from a data
+file can never become a link of its own. The server fetches nothing: the browser opens the link, or posts
+the form, when the user clicks.
 """
 from __future__ import annotations
 
@@ -10,9 +13,11 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from app.text import esc
+from app.text import esc, plain
 
 HUMAN_TAXON = 9606
+STRING_MAX_GENES = 500          # STRING draws up to a few hundred proteins legibly; the URL stays under 8 KB
+ENRICHR_ACTION = "https://maayanlab.cloud/Enrichr/enrich"   # Enrichr's form for linking a list from another site
 
 
 def links(symbol: str, ensembl_id: str = "", entrez_id: str = "") -> dict[str, str]:
@@ -72,3 +77,27 @@ def link_columns() -> dict:
     return {"name": st.column_config.TextColumn("name", width="medium"),
             "NCBI Gene": st.column_config.LinkColumn("NCBI Gene", display_text="NCBI", width="small"),
             "GeneCards": st.column_config.LinkColumn("GeneCards", display_text="GeneCards", width="small")}
+
+
+def string_url(genes) -> str:
+    """STRING's network page for a list of human genes (symbols, one ``%0d``-separated ``identifiers``
+    parameter, each URL-encoded); at most STRING_MAX_GENES: pass the genes to show, most important first."""
+    genes = [str(g) for g in genes][:STRING_MAX_GENES]
+    ids = "%0d".join(quote(g, safe="") for g in genes)
+    return f"https://string-db.org/cgi/network?identifiers={ids}&species={HUMAN_TAXON}"
+
+
+def enrichr_form(genes, description: str, label: str = "Enrichr") -> str:
+    """A one-button HTML form that posts a gene list to Enrichr in a new tab (Enrichr's own way for another
+    site to open a list: fields ``list``, one gene a line, and ``description``). Every value is
+    HTML-escaped; nothing is sent until the user clicks."""
+    listed = plain("\n".join(str(g) for g in genes))
+    return (
+        '<html><body style="margin:0">'
+        f'<form action="{ENRICHR_ACTION}" method="post" enctype="multipart/form-data" target="_blank">'
+        f'<textarea name="list" style="display:none">{listed}</textarea>'
+        f'<input type="hidden" name="description" value="{plain(description)}">'
+        '<button type="submit" title="Opens Enrichr in a new tab with these genes" style="font:400 14px '
+        '\'Source Sans Pro\',\'Source Sans 3\',sans-serif;height:2.5rem;padding:0.25rem 0.75rem;'
+        'background:#fff;color:rgb(49,51,63);border:1px solid rgba(49,51,63,0.2);border-radius:0.5rem;'
+        f'cursor:pointer">&#8599; {plain(label)}</button></form></body></html>')

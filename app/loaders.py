@@ -10,10 +10,10 @@ import pandas as pd
 import streamlit as st
 
 from precompute.bundle.reader import Bundle, BundleError, discover_bundles, open_bundle, validate
+from app.evidence import SetIndex
 from app.neighbours import PairIndex, top_k, top_k_precomputed, unit_rows
 from app.search import GeneIndex
 from app.text import plain
-from common.gmt import gmt_sets
 
 
 # ---- cached resources (one copy per server process) ------------------------------------------
@@ -115,26 +115,24 @@ def pairs(b: Bundle) -> PairIndex:
 @st.cache_resource(show_spinner=False)
 def _library(path: str, mtime: float) -> dict[str, dict[str, list[str]]]:
     b = bundle(Path(path))
-    out = {}
-    for lib in b.gmt_libraries():
-        p = b.gmt_path(lib)
-        try:
-            out[lib] = gmt_sets(p.read_text(encoding="utf-8"), str(p))
-        except (UnicodeDecodeError, ValueError) as e:
-            raise BundleError(f"{p}: not a GMT gene-set file ({ui_reason(e)}); rebuild the bundle") from e
-    return out
-
-
-def ui_reason(e: BaseException) -> str:
-    """A short reason for a parse failure (UnicodeDecodeError messages are long)."""
-    if isinstance(e, UnicodeDecodeError):
-        return f"not UTF-8 text at byte {e.start}"
-    return str(e)
+    return {lib: b.gene_sets(lib) for lib in b.gmt_libraries()}
 
 
 def library(b: Bundle) -> dict[str, dict[str, list[str]]]:
     """A bundle's gene-set libraries, {library: {term: [symbol, ...]}} (cached per server; do not mutate)."""
     return _library(str(b.path), _mtime(b))
+
+
+@st.cache_resource(show_spinner="Indexing the bundle's gene sets (once per server)…")
+def _sets(path: str, mtime: float) -> SetIndex:
+    b = bundle(Path(path))
+    return SetIndex.from_libraries(_library(path, mtime), b.symbols)
+
+
+def gene_sets(b: Bundle) -> SetIndex:
+    """Which of the bundle's gene sets each gene belongs to, for the sets two genes share (app.evidence;
+    built once per server from the libraries of :func:`library`)."""
+    return _sets(str(b.path), _mtime(b))
 
 
 @st.cache_resource(show_spinner=False)

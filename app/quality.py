@@ -75,6 +75,44 @@ def pca_reference(b: Bundle, candidates: list[Bundle]) -> tuple[Bundle, float] |
     return None if pick is None else (pick, best_recall(pick, "pca"))
 
 
+MIN_SHARED_GENES = 3    # Compare needs at least this many genes in both bundles
+
+
+def _kind(b: Bundle) -> str | None:
+    return (b.manifest.get("source") or {}).get("kind")
+
+
+def _fingerprint(b: Bundle) -> str | None:
+    return ((b.manifest.get("source") or {}).get("corpus") or {}).get("fingerprint")
+
+
+def _overlap(a: Bundle, b: Bundle) -> int:
+    try:
+        return len(set(a.symbols.tolist()) & set(b.symbols.tolist()))
+    except (OSError, ValueError, KeyError):       # an unreadable genes table: not a candidate (its page says why)
+        return 0
+
+
+def txfm_and_pca(first: Bundle, candidates: list[Bundle]) -> tuple[Bundle, Bundle] | None:
+    """The comparison a user brings to Compare: (a TxFM bundle with a decoder, a PCA baseline bundle) sharing
+    genes, or None when the folder holds no such pair. ``first`` (the bundle the pages show) takes its side;
+    the other side is a bundle of the same corpus (fingerprint) first, else any, in folder order."""
+    if _kind(first) == "txfm" and "decoder" in first.matrix_names:
+        side, want = first, "pca"
+    elif _kind(first) == "pca":
+        side, want = first, "txfm"
+    else:
+        return None
+    others = [c for c in candidates if c.path != side.path and _kind(c) == want
+              and (want == "pca" or "decoder" in c.matrix_names)]
+    fp = _fingerprint(side)
+    others.sort(key=lambda c: not (fp and _fingerprint(c) == fp))     # stable: same corpus first, then folder order
+    other = next((c for c in others if _overlap(side, c) >= MIN_SHARED_GENES), None)
+    if other is None:
+        return None
+    return (side, other) if want == "pca" else (other, side)
+
+
 def matrix_verdict(b: Bundle, matrix: str, candidates: list[Bundle]) -> tuple[Verdict, Bundle | None]:
     """The badge of one matrix of ``b`` and the PCA bundle it was judged against."""
     is_pca = b.manifest.get("source", {}).get("kind") == "pca"

@@ -78,6 +78,17 @@ def require_bundles(n: int = 1) -> list[Bundle]:
     return out
 
 
+def gene_sets(b: Bundle):
+    """The bundle's gene-set index for evidence (app.evidence), or, when a library file is damaged, an empty
+    one and a one-line warning: the page still shows neighbours and known pairs, without shared sets."""
+    from app.evidence import SetIndex
+    try:
+        return loaders.gene_sets(b)
+    except BundleError as e:
+        st.warning(f"No gene-set evidence: {esc(problem_line(e))}")
+        return SetIndex.from_libraries({}, b.symbols)
+
+
 def quality_badge(b: Bundle, matrix: str, container=st, detail: bool = True) -> None:
     """The matrix's trust badge (app.quality) with its one-line reason."""
     from app.quality import matrix_verdict

@@ -8,8 +8,10 @@ import plotly.express as px
 import streamlit as st
 
 from app import cards, charts, loaders, params, ui
+from app.quality import txfm_and_pca
 from app.search import parse_gene_list
 from app.text import code, codes, esc, plain
+from precompute.bundle.reader import BundleError
 from precompute.bundle.compare import (align_layout, module_change, neighbour_diff, neighbourhood_change,
                                        recall_side_by_side, row_map)
 
@@ -37,16 +39,32 @@ def side(label: str, key: str, default_bundle: str, default_matrix: str | None, 
     return b, m
 
 
+# Defaults (a choice on the page, kept in the URL, beats them): two bundles picked in the sidebar are compared
+# matrix for matrix; one bundle is set against its counterpart when the folder holds a TxFM bundle and a PCA
+# bundle sharing genes (TxFM's decoder against PCA, the comparison users bring), else two of its matrices.
 first = selected[0]
-second = selected[1] if len(selected) > 1 else first
-m_first = params.get("matrix") if params.get("matrix") in first.matrix_names else first.matrix_names[0]
-if second.name != first.name:   # two bundles: the same matrix by default (decoder vs decoder), else B's first
-    m_second = m_first if m_first in second.matrix_names else second.matrix_names[0]
-else:                           # one bundle: two of its matrices
-    m_second = next((m for m in second.matrix_names if m != m_first), m_first)
+pair = txfm_and_pca(first, loaders.folder_bundles(ui.root())) if len(selected) == 1 else None
+try:                                           # a damaged counterpart is no default (its own page says why)
+    pair = pair if pair is not None and all(loaders.bundle(paths[x.name]) for x in pair) else None
+except (BundleError, KeyError):
+    pair = None
+if pair is not None:
+    first, second = pair
+    m_first = "decoder"
+    m_second = "pca" if "pca" in second.matrix_names else second.matrix_names[0]
+else:
+    second = selected[1] if len(selected) > 1 else first
+    m_first = params.get("matrix") if params.get("matrix") in first.matrix_names else first.matrix_names[0]
+    if second.name != first.name:   # two bundles: the same matrix by default (decoder vs decoder), else B's first
+        m_second = m_first if m_first in second.matrix_names else second.matrix_names[0]
+    else:                           # one bundle: two of its matrices
+        m_second = next((m for m in second.matrix_names if m != m_first), m_first)
 c = st.columns(2)
 ba, ma = side("A", "cmp_a", first.name, m_first, c[0])
 bb, mb = side("B", "cmp_b", second.name, m_second, c[1])
+if pair is not None and (ba.name, ma, bb.name, mb) == (first.name, m_first, second.name, m_second):
+    st.caption(f"Opened on TxFM's decoder ({code(first.name)}) against the PCA baseline it is judged against "
+               f"({code(second.name)}); pick any other pair above.")
 ra, rb = ba.default_rank(ma), bb.default_rank(mb)
 a_to_b = row_map(ba.symbols, bb.symbols)
 n_shared = int((a_to_b >= 0).sum())

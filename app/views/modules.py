@@ -6,7 +6,8 @@ import streamlit as st
 
 from app import cards, loaders, params, ui
 from app.text import code, esc
-from app.network import module_network, network_figure
+from app.evidence import annotate_edges, library_label
+from app.network import central_rows, module_network, network_figure
 
 MAX_NETWORK_GENES = 60      # drawn on the page
 MAX_EXPORT_GENES = 500      # in the GraphML export: edges grow with the square of the genes (500: <= 125k)
@@ -71,36 +72,43 @@ if gene_row is not None:
     home = int(mods[res].iloc[gene_row])
     st.caption(f"**{esc(b.symbols[gene_row])}** is in this module." if home == module else
                f"**{esc(b.symbols[gene_row])}** is in module {home}, not this one.")
-left, right = st.columns([1, 1])
-with left:
-    st.markdown("**Genes**")
-    shown = cards.with_cards(ui.gene_table(b, rows), b.genes, rows)
-    if gene_row is not None and gene_row in set(rows.tolist()):        # the user's gene first, marked
-        first = np.flatnonzero(rows == gene_row)
-        shown = pd.concat([shown.iloc[first], shown.drop(index=shown.index[first])], ignore_index=True)
-        shown.insert(0, "your gene", [True] + [False] * (len(shown) - 1))
-    st.dataframe(shown, hide_index=True, height=480, column_config={
-        "your gene": st.column_config.CheckboxColumn("your gene", width="small"), **cards.link_columns()})
-with right:
-    rank = b.default_rank(matrix)
-    thr = st.slider("Edge threshold (cosine)", -1.0, 1.0, 0.5, 0.05, key="mod_thr")
-    unit = loaders.unit(b, matrix, rank)
+st.markdown("**Genes**")
+shown = cards.with_cards(ui.gene_table(b, rows), b.genes, rows)
+if gene_row is not None and gene_row in set(rows.tolist()):        # the user's gene first, marked
+    first = np.flatnonzero(rows == gene_row)
+    shown = pd.concat([shown.iloc[first], shown.drop(index=shown.index[first])], ignore_index=True)
+    shown.insert(0, "your gene", [True] + [False] * (len(shown) - 1))
+st.dataframe(shown, hide_index=True, height=min(38 + 35 * len(shown), 420), column_config={
+    "your gene": st.column_config.CheckboxColumn("your gene", width="small"), **cards.link_columns()})
 
-    def module_graph(n: int):
-        g = module_network(unit, rows, b.symbols, thr, loaders.pairs(b), n, mark=gene_row)
-        g.graph.update({"bundle": b.name, "matrix": matrix, "rank": rank, "resolution": res, "module": int(module)})
-        return g
-
-    graph = module_graph(MAX_NETWORK_GENES)
-    st.plotly_chart(network_figure(graph, title=f"Module {module} (rank {rank})"), key="mod_net")
-    if len(rows) > MAX_NETWORK_GENES:
-        st.caption(f"Network shows the {MAX_NETWORK_GENES} most central of {len(rows)} genes "
-                   "(highest cosine to the module mean).")
-    st.caption("GraphML export: " + ("all genes of the module." if len(rows) <= MAX_EXPORT_GENES else
-               f"the {MAX_EXPORT_GENES} most central of {len(rows)} genes (stated in the file); the CSV and GMT "
-               "exports hold every gene."))
+rank = b.default_rank(matrix)
+thr = st.slider("Network edge threshold (cosine)", -1.0, 1.0, 0.5, 0.05, key="mod_thr")
+unit = loaders.unit(b, matrix, rank)
+sets = ui.gene_sets(b)
 
 
+def module_graph(n: int):
+    """The module's similarity network (its ``n`` most central genes at most), every edge with its evidence."""
+    g = module_network(unit, rows, b.symbols, thr, loaders.pairs(b), n, mark=gene_row)
+    annotate_edges(g, sets, sets.default_libraries())
+    g.graph.update({"bundle": b.name, "matrix": matrix, "rank": rank, "resolution": res, "module": int(module),
+                    "evidence_libraries": "|".join(sets.default_libraries())})
+    return g
+
+
+graph = module_graph(MAX_NETWORK_GENES)
+st.plotly_chart(network_figure(graph, title=f"Module {module} (rank {rank})"), key="mod_net", width="content")
+notes = ["Labels on your gene and the best connected ones, placed where they overlap nothing; every gene is named "
+         "in its hover. Red edges are known pairs: hover the middle of one for its sources and the gene sets both "
+         "genes belong to (" + ", ".join(esc(library_label(x)) for x in sets.default_libraries())
+         + ")."]
+if len(rows) > MAX_NETWORK_GENES:
+    notes.append(f"The network shows the {MAX_NETWORK_GENES} most central of {len(rows)} genes "
+                 "(highest cosine to the module mean).")
+notes.append("GraphML export: " + ("all genes of the module." if len(rows) <= MAX_EXPORT_GENES else
+             f"the {MAX_EXPORT_GENES} most central of {len(rows)} genes (stated in the file); the CSV and GMT "
+             "exports hold every gene."))
+st.caption(" ".join(notes))
 
 st.markdown("**Enrichment of this module** (precomputed: hypergeometric, BH per partition and library)")
 if enr.empty:
@@ -122,6 +130,16 @@ ui.export_buttons(f"{b.name}_{matrix}_{res}_module_{module}", table=ui.gene_tabl
                   graph=lambda: module_graph(MAX_EXPORT_GENES), key="mod_one",
                   view={"page": "Modules", "bundle": b.name, "genes": genes,
                         "params": {"matrix": matrix, "resolution": res, "module": int(module)}})
+st.markdown("**Open this module in**")
+string_genes = [str(b.symbols[r]) for r in central_rows(unit, rows, cards.STRING_MAX_GENES, gene_row)]
+with st.container(horizontal=True):
+    st.link_button("STRING", cards.string_url(string_genes), icon=":material/open_in_new:",
+                   help="STRING's network of these genes (human), in a new tab")
+    st.iframe(cards.enrichr_form(genes, f"TxFM {b.name} {matrix} {res} module {module}"), width=120, height=44)
+st.caption("Both open in a new tab; the genes travel in the link (STRING) or a form your browser posts when you "
+           "click (Enrichr); this app sends nothing. "
+           + (f"STRING gets the {cards.STRING_MAX_GENES} most central of the module's {len(rows)} genes; Enrichr all "
+              "of them." if len(rows) > cards.STRING_MAX_GENES else "Both get all of the module's genes."))
 st.markdown("**Export all modules at this resolution**")
 ui.export_buttons(f"{b.name}_{matrix}_{res}_all_modules", table=lambda: pd.DataFrame(
     {"gene": b.symbols.astype(str), "module": mods[res].to_numpy()}), sets=all_sets, key="mod_all")

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from common.gmt import gmt_sets
+
 # precompute owns the contract; these imports are torch-free (numpy/pandas/pyarrow only).
 from .files import BundleError, read_manifest
 from .validate import check_bundle
@@ -146,6 +148,20 @@ class Bundle:
     def gmt_path(self, library: str) -> Path:
         """Path of ``references/gmt/LIBRARY.gmt``."""
         return self.path / bundle_files.gmt_file(library)
+
+    def gene_sets(self, library: str) -> dict[str, list[str]]:
+        """``references/gmt/LIBRARY.gmt`` as {set name: [symbol, ...]} (file order; the project's one GMT
+        reader, ``common.gmt``). Raises BundleError naming the file when it is missing or not GMT text."""
+        p = self.gmt_path(library)
+        try:
+            return gmt_sets(p.read_text(encoding="utf-8"), str(p))
+        except FileNotFoundError as e:
+            raise BundleError(f"{p}: file is missing from the bundle; {MAKE_BUNDLE_HINT}.") from e
+        except UnicodeDecodeError as e:
+            raise BundleError(f"{p}: not a GMT gene-set file (not UTF-8 text at byte {e.start}); "
+                              f"{MAKE_BUNDLE_HINT}.") from e
+        except ValueError as e:
+            raise BundleError(f"{p}: not a GMT gene-set file ({e}); {MAKE_BUNDLE_HINT}.") from e
 
     def has_umap(self, matrix: str) -> bool:
         """True when ``umap/MATRIX.parquet`` exists."""

@@ -15,6 +15,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
@@ -128,7 +130,8 @@ def test_map_search_neighbourhood_download(server, alpha, tmp_path):
     idx, sims = alpha.knn("codebook")
     assert [r["gene"] for r in rows] == [alpha.symbols[i] for i in idx[0, :20]]
     assert all(abs(float(r["cosine"]) - float(s)) <= 6e-5 for r, s in zip(rows, sims[0, :20]))  # 4 decimals
-    assert rows[0]["rank"] == "1" and set(rows[0]) == {"rank", "gene", "cosine", "known", "sources"}
+    assert rows[0]["rank"] == "1" and set(rows[0]) == {"rank", "gene", "cosine", "known", "sources", "shared_sets",
+                                                       "evidence"}
 
 
 def test_lasso_selection_goes_to_enrichment(server):
@@ -241,3 +244,135 @@ def test_clicking_a_map_point_opens_that_gene(server):
         expect(page.get_by_text("MDM2: 20 nearest genes")).to_be_visible()
         expect(page).to_have_url(re.compile(r"/neighbourhood\\?.*gene=MDM2"))
         browser.close()
+
+
+# ---- the ego network: labels that overlap nothing, red edges that explain themselves ---------------------
+LABEL_BOXES_JS = """() => {
+    const gd = [...document.querySelectorAll('.js-plotly-plot')].find(g => g._fullData.some(t => t.name === 'labels'));
+    const texts = [...gd.querySelectorAll('.textpoint text')];
+    return texts.map(t => { const r = t.getBoundingClientRect();
+        return {text: t.textContent, x0: r.left, y0: r.top, x1: r.right, y1: r.bottom,
+                fill: getComputedStyle(t).fill}; });
+}"""
+
+
+def _ego_labels_do_not_overlap(page, gene: str, k: int):
+    """The ego network's label boxes as drawn: one per gene, the query gene's in red, no two overlapping."""
+    boxes = page.evaluate(LABEL_BOXES_JS)
+    assert len(boxes) == k + 1, [b["text"] for b in boxes]
+    mine = [b for b in boxes if b["text"] == gene]
+    assert len(mine) == 1 and mine[0]["fill"] == "rgb(214, 39, 40)"          # the query gene's label, red
+    for i, a in enumerate(boxes):
+        assert a["x1"] - a["x0"] > 0 and a["y1"] - a["y0"] > 0
+        for b in boxes[i + 1:]:
+            assert not (a["x0"] < b["x1"] and b["x0"] < a["x1"] and a["y0"] < b["y1"] and b["y0"] < a["y1"]), (a, b)
+
+
+def _hover_first_red_edge(page) -> tuple[str, str]:
+    """Move the mouse onto the middle of the first red edge; returns (hover text plotly holds for it, the hover
+    label drawn)."""
+    found = page.evaluate("""() => {
+        const gd = [...document.querySelectorAll('.js-plotly-plot')].find(g => g._fullData.some(t => t.name === 'labels'));
+        const tr = gd._fullData.find(t => t.name === 'known pair');
+        if (!tr) return null;
+        gd.scrollIntoView({block: 'center'});
+        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+        const box = gd.querySelector('.nsewdrag').getBoundingClientRect();
+        return [box.left + xa.l2p(tr.x[0]), box.top + ya.l2p(tr.y[0]), tr.hovertext[0]];
+    }""")
+    assert found is not None, "no red edge in the ego network"
+    page.mouse.move(found[0] - 30, found[1] - 30)
+    page.mouse.move(found[0], found[1], steps=5)
+    label = page.locator(".js-plotly-plot .hoverlayer .hovertext").first
+    _expect()(label).to_be_visible()
+    return found[2], label.text_content()
+
+
+def test_ego_network_labels_and_red_edge_evidence(server, alpha):
+    """k = 20: every gene labelled, no two label boxes overlapping as Chromium draws them; hovering the middle
+    of a red edge shows the pair, the lists that hold it and the gene sets both genes belong to."""
+    from playwright.sync_api import sync_playwright
+    from app.evidence import SetIndex
+    from app.neighbours import PairIndex
+    from app.text import plain
+    expect = _expect()
+    with sync_playwright() as pw:
+        browser, page = open_page(pw)
+        page.goto(f"{server}/neighbourhood?bundle=alpha&gene=TP53&threshold=0.3")
+        expect(page.get_by_text("TP53: 20 nearest genes")).to_be_visible()
+        expect(page.locator(".js-plotly-plot .textpoint text").first).to_be_visible()
+        _ego_labels_do_not_overlap(page, "TP53", 20)
+        held, shown = _hover_first_red_edge(page)
+        page.screenshot(path=str(Path(os.environ.get("TMPDIR", "/tmp")) / "ego_hover.png"))
+        browser.close()
+    # the pair named in the hover, and what its evidence must be, from the bundle's files
+    pair = re.match(r"<b>(\S+) – (\S+)</b>", held)
+    assert pair, held
+    a, b = (int(np.flatnonzero(alpha.symbols == s)[0]) for s in pair.groups())
+    sources = PairIndex.from_pairs(alpha.pairs, alpha.symbols).partners(a)[b]
+    ix = SetIndex.from_libraries({lib: alpha.gene_sets(lib) for lib in alpha.gmt_libraries()}, alpha.symbols)
+    shared = ix.shared(a, b, ix.default_libraries())
+    assert f"known pair in {', '.join(sources)}" in held
+    assert len(shared) > 0 and f"{len(shared)} shared gene sets" in held
+    for line in ix.describe(shared).split(" | "):
+        assert plain(line) in held
+    # the label drawn says the same (plotly draws each <br> line as its own line of text)
+    assert f"{pair.group(1)} – {pair.group(2)}" in shown and f"known pair in {', '.join(sources)}" in shown
+    assert ix.describe(shared).split(" | ")[0] in shown
+
+
+DEMO = ROOT / "bundles" / "demo"
+
+
+@pytest.mark.skipif(not (DEMO / "manifest.json").exists(), reason=f"{DEMO} is absent: `make demo` builds it")
+def test_ego_network_labels_on_the_demo_bundle(tmp_path):
+    """The same check on the real demo bundle (real gene symbols, real references), on its most connected gene."""
+    from playwright.sync_api import sync_playwright
+    from precompute.bundle.reader import open_bundle
+    expect = _expect()
+    b = open_bundle(DEMO)
+    counts = pd.concat([b.pairs["gene_a"], b.pairs["gene_b"]]).value_counts()
+    gene = str(counts.index[0])
+    with serve(DEMO.parent, tmp_path / "streamlit.log") as url, sync_playwright() as pw:
+        browser, page = open_page(pw)
+        page.goto(f"{url}/neighbourhood?bundle=demo&gene={gene}&matrix=decoder&threshold=0.3")
+        expect(page.get_by_text(f"{gene}: 20 nearest genes")).to_be_visible()
+        expect(page.locator(".js-plotly-plot .textpoint text").first).to_be_visible()
+        _ego_labels_do_not_overlap(page, gene, 20)
+        page.screenshot(path=str(tmp_path / "demo_ego.png"))
+        browser.close()
+
+
+def test_module_opens_in_string_and_enrichr(server, alpha):
+    """The Modules page links the module to STRING (genes in the URL) and posts it to Enrichr from the browser
+    (a form; the request is caught here, nothing leaves the machine)."""
+    from urllib.parse import unquote
+    from playwright.sync_api import sync_playwright
+    expect = _expect()
+    res = "res_0.5"
+    home = int(alpha.modules("codebook")[res][0])                          # TP53's module
+    genes = [str(alpha.symbols[r]) for r in np.flatnonzero(alpha.modules("codebook")[res].to_numpy() == home)]
+    with sync_playwright() as pw:
+        browser, page = open_page(pw)
+        posted = []
+
+        def catch(route):
+            posted.append(route.request.post_data_buffer)
+            route.fulfill(status=200, content_type="text/html", body="<html><body>caught</body></html>")
+
+        page.context.route("https://maayanlab.cloud/**", catch)
+        page.goto(f"{server}/modules?bundle=alpha&gene=TP53&resolution={res}")
+        link = page.get_by_role("link", name="STRING")
+        expect(link).to_be_visible()
+        href = link.get_attribute("href")
+        assert href.startswith("https://string-db.org/cgi/network?identifiers=") and href.endswith("&species=9606")
+        assert unquote(href.split("identifiers=")[1].split("&")[0]).split("\r") == genes
+        button = page.frame_locator('iframe[srcdoc*="Enrichr"]').get_by_role("button", name="Enrichr")
+        expect(button).to_be_visible()
+        with page.context.expect_page() as tab:
+            button.click()
+        expect(tab.value.get_by_text("caught")).to_be_visible()
+        browser.close()
+    body = posted[0].decode()
+    assert 'name="list"' in body and "\r\n".join(genes) in body.replace("\n", "\r\n").replace("\r\r", "\r")
+    assert f"TxFM alpha codebook {res} module {home}" in body

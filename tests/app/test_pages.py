@@ -234,6 +234,44 @@ def test_gene_card_links_are_url_encoded():
     assert "](http://evil" not in md and "[n](http://e)" not in md
 
 
+def test_string_link_and_enrichr_form_carry_the_genes_and_nothing_else():
+    """STRING: the genes, URL-encoded, in one identifiers parameter (at most STRING_MAX_GENES); Enrichr: a form
+    posting the list, one gene a line, HTML-escaped so a hostile symbol stays a value."""
+    from html.parser import HTMLParser
+    from urllib.parse import parse_qs, urlsplit
+    from app.cards import ENRICHR_ACTION, STRING_MAX_GENES, enrichr_form, string_url
+    hostile = ['TP53', 'A&B', 'X"><script>alert(1)</script>', "C D%0dE"]
+    u = urlsplit(string_url(hostile))
+    assert (u.scheme, u.netloc, u.path) == ("https", "string-db.org", "/cgi/network")
+    q = parse_qs(u.query)
+    assert q["species"] == ["9606"] and q["identifiers"][0].split("\r") == hostile
+    assert len(parse_qs(urlsplit(string_url([f"G{i}" for i in range(900)])).query)["identifiers"][0].split("\r")) \
+        == STRING_MAX_GENES
+
+    class Form(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tags, self.fields, self.text, self._in = [], {}, "", None
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            self.tags.append((tag, a))
+            if tag == "input":
+                self.fields[a["name"]] = a["value"]
+            self._in = a.get("name") if tag == "textarea" else None
+
+        def handle_data(self, data):
+            if self._in:
+                self.fields[self._in] = self.fields.get(self._in, "") + data
+
+    f = Form()
+    f.feed(enrichr_form(hostile, 'module 3 of "alpha"'))
+    form = next(a for t, a in f.tags if t == "form")
+    assert form == {"action": ENRICHR_ACTION, "method": "post", "enctype": "multipart/form-data", "target": "_blank"}
+    assert f.fields["list"].split("\n") == hostile and f.fields["description"] == 'module 3 of "alpha"'
+    assert [t for t, _ in f.tags] == ["html", "body", "form", "textarea", "input", "button"]   # no script, no link
+
+
 def test_pasted_gene_list_is_kept_in_the_url(monkeypatch, bundles_dir):
     at = make_app(monkeypatch, bundles_dir).run()
     at.switch_page("views/enrichment.py").run()
@@ -284,3 +322,60 @@ def test_map_coloured_by_one_module(monkeypatch, bundles_dir, alpha):
         import base64
         cd = np.frombuffer(base64.b64decode(cd["bdata"]), dtype=cd["dtype"]).tolist()
     assert sorted(cd) == want.tolist()
+
+
+def test_compare_opens_on_the_txfm_decoder_against_pca(monkeypatch, real_bundles):
+    """With one bundle in the sidebar and a folder holding TxFM and PCA bundles of the same genes, Compare opens on
+    TxFM's decoder (A) against PCA (B), from either side; the defaults stay out of the URL and any other pick is
+    kept there. Two bundles picked in the sidebar are compared as picked."""
+    from precompute.bundle.compare import neighbourhood_change
+    from precompute.bundle.reader import open_bundle
+    root = real_bundles["root"]                      # txfm, pca, txfm-b, pca-b (copies), all of one corpus
+    for shown in ("txfm", "pca"):
+        at = make_app(monkeypatch, root, bundle=shown, gene="GENE3").run()
+        at.switch_page("views/compare.py").run()
+        assert not at.exception and not at.error, texts(at.error)
+        assert at.selectbox(key="w_cmp_a_bundle").value == "txfm"
+        assert at.selectbox(key="w_cmp_a_matrix_txfm").value == "decoder"
+        assert at.selectbox(key="w_cmp_b_bundle").value == "pca"
+        assert at.selectbox(key="w_cmp_b_matrix_pca").value == "pca"
+        assert "cmp_a" not in at.query_params and "cmp_b" not in at.query_params
+        assert "Opened on TxFM's decoder (`txfm`) against the PCA baseline it is judged against (`pca`)" \
+            in texts(at.caption)
+    # the figures are those of that pair: the mean overlap of the kNN files, computed here
+    a, b = open_bundle(root / "txfm"), open_bundle(root / "pca")
+    k = min(a.knn("decoder")[0].shape[1], b.knn("pca")[0].shape[1])
+    ch = neighbourhood_change(a.symbols, a.knn("decoder")[0], b.symbols, b.knn("pca")[0], k)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics[f"Mean overlap of top-{k} neighbours"] == f"{ch['jaccard'].mean():.3f}"
+    # another pick is kept in the URL (and the note goes)
+    at.selectbox(key="w_cmp_a_matrix_txfm").set_value("codebook").run()
+    assert at.query_params["cmp_a"] == "txfm:codebook" and "cmp_b" not in at.query_params
+    assert "Opened on TxFM's decoder" not in texts(at.caption)
+    # two bundles picked: compared as picked, matrix for matrix
+    at = make_app(monkeypatch, root, bundle=["txfm", "txfm-b"]).run()
+    at.switch_page("views/compare.py").run()
+    assert at.selectbox(key="w_cmp_b_bundle").value == "txfm-b"
+    assert at.selectbox(key="w_cmp_a_matrix_txfm").value == at.selectbox(key="w_cmp_b_matrix_txfm-b").value
+
+
+def test_txfm_and_pca_pairs_only_bundles_that_share_genes(real_bundles, tmp_path):
+    from app.quality import txfm_and_pca
+    from precompute.bundle.reader import open_bundle
+    root = real_bundles["root"]
+    txfm, pca, pca_b = (open_bundle(root / n) for n in ("txfm", "pca", "pca-b"))
+    assert [x.name for x in txfm_and_pca(txfm, [pca_b, pca, txfm])] == ["txfm", "pca-b"]   # folder order
+    assert txfm_and_pca(txfm, [txfm]) is None                                          # no PCA bundle
+    # a PCA bundle of other genes (symbols renamed) is no counterpart
+    import shutil
+    import pandas as pd
+    other = tmp_path / "other-pca"
+    shutil.copytree(root / "pca", other)
+    g = pd.read_parquet(other / "genes.parquet")
+    g["symbol"] = "X" + g["symbol"]
+    g.to_parquet(other / "genes.parquet", index=False)
+    assert txfm_and_pca(txfm, [open_bundle(other)]) is None
+    # a bundle of another corpus comes after one of the same corpus
+    other_fp = open_bundle(root / "pca-b")
+    other_fp.manifest["source"]["corpus"] = {"fingerprint": "another corpus"}
+    assert [x.name for x in txfm_and_pca(txfm, [other_fp, pca])] == ["txfm", "pca"]
