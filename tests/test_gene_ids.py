@@ -69,3 +69,13 @@ def test_every_room_resolves_the_same_identifiers():
     # symbols by `python -m data embed`, which harmonises a count file with the gene table first
     assert table.map(["p53"]).symbol.tolist() == ["TP53"] and app.lookup("p53") == 0
     assert np.all(map_to_vocabulary(["p53"], frame.symbol.tolist()).index == -1)
+
+
+def test_gmt_reader_names_the_line_of_a_control_character():
+    import pytest
+    from common.gmt import read_gmt_text
+    assert read_gmt_text("a\tdesc\tG1\tG2\tG1\n\nb\t\tG3\n") == [("a", "desc", ["G1", "G2"]), ("b", "", ["G3"])]
+    for text, line in [("a\x01\tb\tG\n", 1), ("a\tb\tG1\nc\td\tG\x002\n", 2), ("x\tb\tG\n\n\ny\tz\x07\tG\n", 4),
+                       ("x\tb\tG\r\ny\tb\t\x1fG\n", 2)]:
+        with pytest.raises(ValueError, match=f"F.gmt: line {line} contains control characters"):
+            read_gmt_text(text, "F.gmt")
