@@ -50,10 +50,14 @@ class CurationConfig:
         check_range("max_mito_fraction", self.max_mito_fraction, lo=0, hi=1, none_ok=True)
 
 
-def dataset_kind(name: str, n_samples: int, median_library: float, config: CurationConfig) -> str:
-    """"bulk" or "single-cell": an explicit override, else library size / sample count."""
+def dataset_kind(name: str, n_samples: int, median_library: float, config: CurationConfig,
+                 hint: str | None = None) -> str:
+    """"bulk" or "single-cell": an explicit override, else what the format says (``hint``: TileDB-SOMA
+    sources are single-cell, ARCHS4 files bulk), else library size / sample count."""
     if name in config.kinds:
         return config.kinds[name]
+    if hint in ("bulk", "single-cell"):
+        return hint
     if median_library >= BULK_MEDIAN_LIBRARY or n_samples < BULK_MAX_SAMPLES:
         return "bulk"
     return "single-cell"

@@ -24,10 +24,10 @@ from common.gene_ids import ensembl_species_code, human_ensembl_id
 STANDARD_COLUMNS = ("batch", "cell_type", "condition", "perturbation")
 # source column names recognised per standard column, in priority order (matched case-insensitively)
 KNOWN_COLUMNS = {
-    "batch": ("batch", "bio_rep", "replicate", "rep", "donor", "batch_id"),
+    "batch": ("batch", "bio_rep", "replicate", "rep", "donor", "batch_id", "donor_id", "series_id"),
     "cell_type": ("cell_type", "celltype", "cell_types", "annotation", "cell_line", "cell_line_demuxlet",
                   "cell_ontology_class"),
-    "condition": ("condition", "stim", "treatment", "stimulation"),
+    "condition": ("condition", "stim", "treatment", "stimulation", "disease"),
     "perturbation": ("perturbation", "grna_target", "target_gene", "gene_target", "guide_target", "target"),
 }
 _SPIKE = re.compile(r"^ERCC-\d+$", re.IGNORECASE)
@@ -103,6 +103,24 @@ def map_genes(ids, table=None, unmapped: str = "keep", drop_spike_ins: bool = Tr
         "gene_table": "none (ids kept as given)" if table is None else "GeneTable",
     }
     return GeneMapping(agg, uniq, [ens_of[k] for k in uniq], summary)
+
+
+def ids_with_name_fallback(ids, names, table=None) -> list[str]:
+    """Per gene, its id, or its name where the table does not know the id but knows the name.
+
+    Formats with two ids per gene (Census var: feature_id and feature_name; ARCHS4: Ensembl id and symbol)
+    give the Ensembl id first: it maps unambiguously, and the symbol rescues ids newer than the table.
+    """
+    ids = [str(i).strip() for i in ids]
+    if table is None or names is None:
+        return ids
+    names = [str(n).strip() for n in names]
+    if len(names) != len(ids):
+        raise ValueError(f"{len(names)} gene names for {len(ids)} gene ids")
+    by_id = table.map(ids)["status"].to_numpy()
+    by_name = table.map(names)["status"].to_numpy()
+    use = (by_id == "unmapped") & (by_name == "mapped")
+    return [n if u else i for i, n, u in zip(ids, names, use)]
 
 
 MIN_MAPPED_FRACTION = 0.5   # below: refused (--min-mapped-fraction lowers it)
