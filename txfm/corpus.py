@@ -145,7 +145,9 @@ class CorpusWriter:
         n = x.shape[0]
         if n == 0:
             return
-        unmeasured = np.setdiff1d(np.unique(x.indices), np.asarray(ds["measured"]))
+        present = np.bincount(x.indices, minlength=len(self.genes)) > 0
+        present[np.asarray(ds["measured"], dtype=np.int64)] = False
+        unmeasured = np.flatnonzero(present)
         if unmeasured.size:
             raise CorpusError(f"{self.out}: dataset {ds['name']!r} has counts in {unmeasured.size} genes it "
                               f"does not list as measured (e.g. {self.genes[int(unmeasured[0])]})")

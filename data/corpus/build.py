@@ -4,19 +4,23 @@ Pass 1 reads every source chunk by chunk: validates counts, maps gene ids,
 and keeps only per-sample statistics (detected genes, library size,
 mitochondrial counts, a row hash, a hash of the sample id) and per-gene
 detection counts. The filters (see ``data.corpus.curation``) and the
-vocabulary are decided from those. Pass 2 reads the sources again and writes
-the kept samples, with their metadata taken from the same chunks, through
-``txfm.corpus.CorpusWriter`` (atomic: nothing is left on error; its obs goes
-to disk shard by shard). Memory is bounded by the chunk and shard sizes plus
-about 50 bytes a sample (the statistics); readers that hold their metadata in
-memory (h5ad obs, text tables, Matrix Market files) add theirs, TileDB-SOMA and
-ARCHS4 sources read it per chunk. A report is saved inside the corpus as
-report.json and report.md.
+vocabulary are decided from those. Pass 1 also keeps each chunk, validated and
+mapped to canonical genes, with its corpus metadata, in a hidden scratch folder
+beside the output (``.NAME.staging-PID-...``: about the corpus' size on disk,
+deleted at the end), so every source is read once: pass 2 writes the kept
+samples from those chunks through ``txfm.corpus.CorpusWriter`` (atomic: nothing
+is left on error; its obs goes to disk shard by shard). Memory is bounded by the
+chunk and shard sizes plus about 50 bytes a sample (the statistics); readers
+that hold their metadata in memory (h5ad obs, text tables, Matrix Market files)
+add theirs, TileDB-SOMA and ARCHS4 sources read it per chunk. A report is saved
+inside the corpus as report.json and report.md.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -32,7 +36,7 @@ from data.corpus.curation import CurationConfig, cell_filter, cell_threshold, da
     pca_consistency, phenoprint_keep, row_hashes
 from common.atomic import atomic_write_text
 from common.options import check_range
-from common.outputs import check_output_target, staged_output
+from common.outputs import check_output_target, stage_dir, staged_output
 from data.genes.harmonise import MIN_MAPPED_FRACTION, STANDARD_COLUMNS, GeneMapping, check_gene_ids, \
     ids_with_name_fallback, map_genes, normalise_obs, parse_obs_map
 from data.readers import DataError, SomaOptions, SourceReader, check_counts, check_not_empty, check_sample_ids, \
@@ -99,6 +103,7 @@ class SourceState:
     mito: np.ndarray                      # (n,) counts in MT- genes
     duplicate: np.ndarray                 # (n,) exact duplicate of an earlier sample
     labels: pd.DataFrame | None = None    # (n,) perturbation and batch, kept only for phenoprint curation
+    spill: list = field(default_factory=list)  # pass-1 chunk files (canonical-gene counts, corpus obs), in order
     rounded: int = 0
     kind: str = ""
     thresholds: dict = field(default_factory=dict)
@@ -178,7 +183,24 @@ def _check_unique_ids(reader: SourceReader, hashes: np.ndarray) -> None:
         check_sample_ids(reader.sample_ids_head(reader.n_samples), str(reader.path))
 
 
-def _pass_one(reader: SourceReader, table, config: BuildConfig, rules, bar: tqdm, mappings: dict,
+def _spill(folder: Path, index: int, y: sp.csr_matrix, obs: pd.DataFrame) -> Path:
+    """Keep one pass-1 chunk on disk: canonical-gene counts (int32 CSR, .npz) and its corpus obs (.parquet)."""
+    if y.nnz and y.data.max() > np.iinfo(np.int32).max:
+        raise DataError(f"{folder}: a count exceeds int32 ({y.data.max()}); a corpus stores int32 counts")
+    stem = folder / f"{index:07d}"
+    np.savez(stem.with_suffix(".npz"), indptr=y.indptr.astype(np.int64), indices=y.indices.astype(np.int32),
+             data=y.data.astype(np.int32), shape=np.asarray(y.shape, dtype=np.int64))
+    obs.to_parquet(stem.with_suffix(".parquet"), index=False)
+    return stem
+
+
+def _unspill(stem: Path) -> tuple[sp.csr_matrix, pd.DataFrame]:
+    with np.load(stem.with_suffix(".npz")) as z:
+        y = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
+    return y, pd.read_parquet(stem.with_suffix(".parquet"))
+
+
+def _pass_one(reader: SourceReader, table, config: BuildConfig, rules, bar: tqdm, mappings: dict, scratch: Path,
               log=print) -> SourceState:
     check_not_empty(reader.n_samples, len(reader.genes), str(reader.path))
     if hasattr(reader, "obs"):      # metadata in memory: refuse duplicate ids before reading counts
@@ -197,6 +219,8 @@ def _pass_one(reader: SourceReader, table, config: BuildConfig, rules, bar: tqdm
     n_genes, total, mito, hashes, id_hashes, labels = [], [], [], [], [], []
     want_labels = bool(config.phenoprint) and "perturbation" in chosen
     rounded = 0
+    folder = Path(tempfile.mkdtemp(prefix="source-", dir=scratch))
+    spill = []
     for chunk in reader.iter_chunks(_chunk_rows(reader, config)):
         x, r = _validated(reader, chunk, config)
         rounded += r
@@ -208,9 +232,10 @@ def _pass_one(reader: SourceReader, table, config: BuildConfig, rules, bar: tqdm
         mito.append(np.asarray(y[:, is_mito].sum(axis=1)).ravel() if is_mito.any() else np.zeros(y.shape[0]))
         hashes.append(row_hashes(y))
         id_hashes.append(pd.util.hash_array(np.asarray(chunk.obs.index, dtype=object)))
+        meta = _metadata(reader, chunk.obs, rules, kept)
+        spill.append(_spill(folder, len(spill), y, meta))
         if want_labels:
-            std, _ = normalise_obs(chunk.obs, reader.name, rules)
-            labels.append(std[[c for c in ("perturbation", "batch") if c in std]])
+            labels.append(meta[[c for c in ("perturbation", "batch") if c in meta]])
         bar.update(y.shape[0])
     _check_unique_ids(reader, np.concatenate(id_hashes))
     h = np.concatenate(hashes)
@@ -220,7 +245,7 @@ def _pass_one(reader: SourceReader, table, config: BuildConfig, rules, bar: tqdm
                         + (f" ({reader.hint})" if reader.hint else ""))
     return SourceState(reader, mapping, chosen, kept, detected.astype(np.int32), np.concatenate(n_genes),
                        np.concatenate(total), np.concatenate(mito), pd.Series(h).duplicated().to_numpy(),
-                       pd.concat(labels, ignore_index=True) if want_labels else None, rounded)
+                       pd.concat(labels, ignore_index=True) if want_labels else None, spill, rounded)
 
 
 def _curate(st: SourceState, config: BuildConfig) -> None:
@@ -238,11 +263,11 @@ def _phenoprint(st: SourceState, config: BuildConfig) -> None:
         return
     idx = np.flatnonzero(st.keep)
     if config.phenoprint == "pca":
-        parts = []
-        for chunk in st.reader.iter_chunks(_chunk_rows(st.reader, config)):
-            x, _ = _validated(st.reader, chunk, config)
-            rows = idx[(idx >= chunk.start) & (idx < chunk.start + x.shape[0])] - chunk.start
-            parts.append(sp.csr_matrix(x @ st.mapping.aggregate)[rows])
+        parts, start = [], 0
+        for stem in st.spill:
+            x, _ = _unspill(stem)
+            parts.append(x[idx[(idx >= start) & (idx < start + x.shape[0])] - start])
+            start += x.shape[0]
         batch = st.labels["batch"].to_numpy()[idx] if "batch" in st.labels else None
         scores = pca_consistency(sp.vstack(parts, format="csr"), labels[idx], control=config.control_label,
                                  batch=batch)
@@ -300,7 +325,7 @@ def _measured(st: SourceState) -> np.ndarray:
     return recorded | (st.detected > 0)
 
 
-def _write(states, genes, gene_ids, out: Path, config: BuildConfig, bar: tqdm, rules) -> dict:
+def _write(states, genes, gene_ids, out: Path, config: BuildConfig, bar: tqdm) -> dict:
     col = {g: i for i, g in enumerate(genes)}
     stats = {}
     with CorpusWriter(out, genes, gene_ids, shard_size=_shard_rows(states, config), overwrite=config.overwrite) as w:
@@ -312,15 +337,15 @@ def _write(states, genes, gene_ids, out: Path, config: BuildConfig, bar: tqdm, r
                 continue
             d = w.add_dataset(st.reader.name, target[measured], source=str(st.reader.path),
                               notes=f"{st.reader.kind}; {st.kind}")
-            proj = sp.csr_matrix((np.ones(measured.size, dtype=np.int64), (measured, target[measured])),
+            proj = sp.csr_matrix((np.ones(measured.size, dtype=np.int32), (measured, target[measured])),
                                  shape=(len(st.mapping.symbols), len(genes)))
-            libs, nnz = [], 0
-            for chunk in st.reader.iter_chunks(_chunk_rows(st.reader, config)):
-                x, _ = _validated(st.reader, chunk, config)
-                rows = np.flatnonzero(st.keep[chunk.start:chunk.start + x.shape[0]])
-                y = sp.csr_matrix(x[rows] @ st.mapping.aggregate @ proj)
-                y.eliminate_zeros()
-                w.add_samples(d, y, _metadata(st.reader, chunk.obs.iloc[rows], rules, st.kept_columns))
+            libs, nnz, start = [], 0, 0
+            for stem in st.spill:
+                x, obs = _unspill(stem)
+                rows = np.flatnonzero(st.keep[start:start + x.shape[0]])
+                start += x.shape[0]
+                y = sp.csr_matrix(x[rows] @ proj)
+                w.add_samples(d, y, obs.iloc[rows])
                 libs.append(np.asarray(y.sum(axis=1)).ravel())
                 nnz += y.nnz
                 bar.update(x.shape[0])
@@ -359,13 +384,17 @@ def _build_into(work: Path, out: Path, sources, config: BuildConfig, gene_table,
         else gene_table
     readers = open_sources([s if is_uri(s) else Path(s) for s in sources], layer=config.layer,
                            orientation=config.orientation, soma=config.soma(), archs4_samples=config.archs4_samples)
+    scratch = stage_dir(out)        # pass-1 chunks; a hidden staging sibling, so a killed run's is recognised
+    scratch.mkdir()
     try:
-        return _build_from(readers, work, out, config, table, gene_table, rules, log, t0)
+        return _build_from(readers, work, out, config, table, gene_table, rules, log, t0, scratch)
     finally:
         close_readers(readers)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _build_from(readers, work: Path, out: Path, config: BuildConfig, table, gene_table, rules, log, t0: float) -> dict:
+def _build_from(readers, work: Path, out: Path, config: BuildConfig, table, gene_table, rules, log, t0: float,
+                scratch: Path) -> dict:
     if config.keep_obs and tuple(config.keep_obs) not in (("all",), ("none",)):
         known = sorted({c for r in readers for c in r.metadata_columns()})
         missing = [c for c in config.keep_obs if c not in known]
@@ -375,7 +404,7 @@ def _build_from(readers, work: Path, out: Path, config: BuildConfig, table, gene
     total = sum(r.n_samples for r in readers)
     mappings: dict = {}
     with tqdm(total=total, desc="pass 1/2: statistics", unit="samples", disable=None) as bar:
-        states = [_pass_one(r, table, config, rules, bar, mappings, log=log) for r in readers]
+        states = [_pass_one(r, table, config, rules, bar, mappings, scratch, log=log) for r in readers]
     t1 = time.time()
     for st in states:
         _curate(st, config)
@@ -387,7 +416,7 @@ def _build_from(readers, work: Path, out: Path, config: BuildConfig, table, gene
     if not any(st.keep.any() for st in states):
         raise DataError(f"{out}: the filters removed every sample; lower --min-genes / --min-counts")
     with tqdm(total=total, desc="pass 2/2: writing", unit="samples", disable=None) as bar:
-        stats = _write(states, genes, gene_ids, work, replace(config, overwrite=True), bar, rules)
+        stats = _write(states, genes, gene_ids, work, replace(config, overwrite=True), bar)
     report = _report(states, stats, genes, n_dropped, out, config, gene_table, t0, t1)
     atomic_write_text(work / "report.json", json.dumps(report, indent=1, default=str))
     atomic_write_text(work / "report.md", render_markdown(report))

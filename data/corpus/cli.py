@@ -108,8 +108,12 @@ def register_build_demo(sub) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from data.bench import run_benchmarks
-    run_benchmarks(shared=args.shared, work=args.work, budget_gb=args.max_memory_gb, target_gb=args.target_gb,
+    from data.bench import run_benchmarks, run_public_benchmarks
+    if args.public:
+        run_public_benchmarks(work=args.work or "bench-out/data-public", soma_cells=tuple(args.soma_cells), archs4_samples=args.archs4_samples,
+                              out=args.out)
+        return 0
+    run_benchmarks(shared=args.shared, work=args.work or "bench-out/data", budget_gb=args.max_memory_gb, target_gb=args.target_gb,
                    out=args.out)
     return 0
 
@@ -120,13 +124,21 @@ def register_bench(sub) -> None:
                        "file in --shared, then build a corpus larger than --max-memory-gb from replicated real "
                        "data in a child process and report its peak RSS.")
     p.add_argument("--shared", default="../shared/data", help="real data folder (default: %(default)s)")
-    p.add_argument("--work", default="bench-out/data", help="scratch folder, removed afterwards "
-                   "(default: %(default)s)")
+    p.add_argument("--work", default=None, help="scratch folder, removed afterwards (default: bench-out/data, with "
+                   "--public bench-out/data-public)")
     p.add_argument("--max-memory-gb", type=float, default=0.75, help="memory budget for the large build "
                    "(default: %(default)s)")
     p.add_argument("--target-gb", type=float, default=1.5, help="size of the replicated input's counts "
                    "(data + indices bytes) for the large build (default: %(default)s)")
     p.add_argument("--out", default=None, help="also write the results table (Markdown) to this file")
+    g = p.add_argument_group("public corpora (--public)")
+    g.add_argument("--public", action="store_true", help="instead: build corpora from synthetic TileDB-SOMA "
+                   "experiments (Census layout, 20,000 genes, ~1,000 non-zeros a cell) and a synthetic ARCHS4 file, "
+                   "each in a child process, and report samples/s and peak RSS (docs/data.md, public corpora)")
+    g.add_argument("--soma-cells", type=int, nargs="+", default=[50_000, 200_000],
+                   help="cells of each synthetic SOMA experiment (default: %(default)s)")
+    g.add_argument("--archs4-samples", type=int, default=20_000,
+                   help="samples of the synthetic ARCHS4 file (default: %(default)s)")
     p.set_defaults(func=run_bench)
 
 

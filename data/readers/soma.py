@@ -168,9 +168,7 @@ class _SomaSource:
         self._var_pos[self.var_joinids] = np.arange(self.var_joinids.size)
         self.obs_columns = list(self.exp.obs.schema.names)
         self.id_column = _column(self.obs_columns, SAMPLE_ID_COLUMNS) or "soma_joinid"
-        nnz = getattr(self.X, "nnz", None)
-        shape = self.X.shape
-        self.nnz_per_row = (nnz / max(shape[0], 1)) if nnz else None
+        self.nnz_per_row: float | None = None   # measured on the first chunk read (SparseNDArray.nnz scans the array)
 
     def select(self) -> dict[str, np.ndarray]:
         """{split value (or "" for one dataset): sorted joinids of its cells matching the filter}."""
@@ -244,13 +242,21 @@ class _SomaSource:
                                  obs_query=tiledbsoma.AxisQuery(coords=(joinids,))) as q:
             obs = q.obs().concat().to_pandas()
             t = q.X(self.options.layer).tables().concat()
-        rows = np.searchsorted(joinids, t.column("soma_dim_0").to_numpy())
+        d0 = t.column("soma_dim_0").to_numpy()
+        if joinids.size and joinids[-1] - joinids[0] < 8 * joinids.size + 4096:    # a lookup table over the span
+            lookup = np.zeros(int(joinids[-1] - joinids[0]) + 1, dtype=np.int64)
+            lookup[joinids - joinids[0]] = np.arange(joinids.size)
+            rows = lookup[d0 - joinids[0]]
+        else:
+            rows = np.searchsorted(joinids, d0)
         d1 = t.column("soma_dim_1").to_numpy()
         cols = self._var_pos[d1] if d1.size else d1
         if d1.size and (d1.max() >= self._var_pos.size or (cols < 0).any()):
             raise DataError(f"{self.uri}: X layer {self.options.layer!r} has columns that are not in var; the "
                             f"experiment is inconsistent")
         x = sp.csr_matrix((t.column("soma_data").to_numpy(), (rows, cols)), shape=(joinids.size, self.genes.size))
+        if self.nnz_per_row is None and joinids.size:
+            self.nnz_per_row = x.nnz / joinids.size
         obs = obs.sort_values("soma_joinid", kind="stable").reset_index(drop=True)
         if not np.array_equal(obs["soma_joinid"].to_numpy(), joinids):
             raise DataError(f"{self.uri}: obs rows for {joinids.size} requested cells came back as {len(obs)}; "
@@ -285,7 +291,6 @@ class SomaReader(SourceReader):
         self.genes = source.genes
         self.gene_names = source.gene_names
         self.n_samples = int(joinids.size)
-        self.nnz = int(source.nnz_per_row * self.n_samples) if source.nnz_per_row else None
         self._obs_columns = [c for c in source.obs_columns if c != source.id_column]
         o = source.options
         where = f"{o.measurement}/X/{o.layer}"
@@ -299,6 +304,13 @@ class SomaReader(SourceReader):
         self.measured_from_detection = bool(source.split_by) and self.measured is None
         self.hint = f"choose another X layer with --soma-layer (this measurement has: " \
                     f"{', '.join(sorted(source.ms.X.keys()))})"
+
+    @property
+    def nnz(self) -> int | None:
+        """Estimated from the chunks read so far (a probe of 256 cells before the first one)."""
+        if self.source.nnz_per_row is None:
+            self.source.read(self._joinids[:256])
+        return int(self.source.nnz_per_row * self.n_samples)
 
     def metadata_columns(self) -> list[str]:
         return list(self._obs_columns)
