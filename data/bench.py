@@ -8,6 +8,9 @@
    so this step stays small too), then ``python -m data build-corpus
    --max-memory-gb B`` runs in a child process whose peak RSS
    (``getrusage(RUSAGE_CHILDREN).ru_maxrss``) is compared to the budget.
+
+``--public``: corpora from a synthetic TileDB-SOMA experiment (Census layout) at two sizes and from
+a synthetic ARCHS4 file, each built in a child process (``run_public_benchmarks``).
 """
 from __future__ import annotations
 
@@ -81,20 +84,25 @@ def _gene_table_arg() -> str:
 SCRATCH_MARKER = ".data-bench-scratch"
 
 
+def _scratch(work: str | Path, command: str) -> Path:
+    """A fresh scratch folder for a benchmark; a non-empty folder it did not make is refused, untouched."""
+    from common.errors import UserError
+    work = Path(work)
+    if work.exists() and any(work.iterdir()) and not (work / SCRATCH_MARKER).is_file():
+        raise UserError(f"{work}: exists and is not a data-bench scratch folder; it is left untouched -- "
+                        "choose another --work (it is deleted after the benchmark)")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    (work / SCRATCH_MARKER).write_text(f"scratch folder of `{command}`; deleted when the benchmark ends\n")
+    return work
+
+
 def run_benchmarks(shared: str | Path = "../shared/data", work: str | Path = "bench-out/data",
                    budget_gb: float = 0.75, target_gb: float = 1.5, out: str | Path | None = None) -> str:
     """Run the three measurements, print a Markdown table and return it (also written to ``out``)."""
     from data.corpus.build import BuildConfig, build_corpus
 
-    from common.errors import UserError
-    shared, work = Path(shared), Path(work)
-    marker = work / SCRATCH_MARKER
-    if work.exists() and any(work.iterdir()) and not marker.is_file():
-        raise UserError(f"{work}: exists and is not a data-bench scratch folder; it is left untouched -- "
-                        "choose another --work (it is deleted after the benchmark)")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    marker.write_text("scratch folder of `python -m data bench`; deleted when the benchmark ends\n")
+    shared, work = Path(shared), _scratch(work, "python -m data bench")
     rows = []
     try:
         src = largest_file(shared)
@@ -234,8 +242,9 @@ def write_synthetic_archs4(path: Path, n_samples: int, n_genes: int = 20_000, de
     return nnz, table
 
 
-def build_in_child(source: Path, out: Path, table: str, extra: tuple[str, ...] = ()) -> tuple[float, float, dict]:
-    """Run ``python -m data build-corpus`` in a child process; (wall seconds, its peak RSS in GiB, report)."""
+def build_in_child(source: Path, out: Path, table: str, extra: tuple[str, ...] = ()) -> tuple[float, float, float, dict]:
+    """Run ``python -m data build-corpus`` in a child process; (wall seconds, its CPU seconds, its peak RSS in
+    GiB, report)."""
     import json
     cmd = [sys.executable, "-m", "data", "build-corpus", "--source", str(source), "--out", str(out),
            "--gene-table", table, *extra]
@@ -248,22 +257,14 @@ def build_in_child(source: Path, out: Path, table: str, extra: tuple[str, ...] =
     sec = time.perf_counter() - t
     if proc.returncode != 0:
         raise RuntimeError(f"build of {source} failed: {err[-2000:]}")
-    return sec, usage.ru_maxrss / 2**20, json.loads((out / "report.json").read_text())
+    return sec, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 2**20, json.loads((out / "report.json").read_text())
 
 
 def run_public_benchmarks(work: str | Path = "bench-out/data-public", soma_cells: tuple[int, ...] = (50_000, 200_000),
                           archs4_samples: int = 20_000, n_genes: int = 20_000, per_cell: int = 1000,
                           out: str | Path | None = None) -> str:
     """Build corpora from synthetic SOMA experiments and an ARCHS4 file; print and return the Markdown table."""
-    from common.errors import UserError
-    work = Path(work)
-    marker = work / SCRATCH_MARKER
-    if work.exists() and any(work.iterdir()) and not marker.is_file():
-        raise UserError(f"{work}: exists and is not a data-bench scratch folder; it is left untouched -- "
-                        "choose another --work (it is deleted after the benchmark)")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    marker.write_text("scratch folder of `python -m data bench --public`; deleted when the benchmark ends\n")
+    work = _scratch(work, "python -m data bench --public")
     rows, loads = [], [os.getloadavg()[0]]
     try:
         inputs = []
@@ -274,22 +275,23 @@ def run_public_benchmarks(work: str | Path = "bench-out/data-public", soma_cells
         inputs.append(("ARCHS4 .h5 (genes x samples, gzip)", work / "archs4.h5", archs4_samples, nnz, table))
         for what, src, n, nnz, table in inputs:
             loads.append(os.getloadavg()[0])
-            sec, peak, rep = build_in_child(src, work / f"corpus-{src.name}", table)
-            rows.append((what, n, n_genes, nnz / n, rep["n_samples"], sec, peak))
+            sec, cpu, peak, rep = build_in_child(src, work / f"corpus-{src.name}", table)
+            rows.append((what, n, n_genes, nnz / n, rep["n_samples"], sec, cpu, peak))
             shutil.rmtree(work / f"corpus-{src.name}", ignore_errors=True)
             shutil.rmtree(src, ignore_errors=True) if src.is_dir() else src.unlink()
         loads.append(os.getloadavg()[0])
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    lines = ["| source | samples | genes | non-zeros per sample | samples kept | seconds | samples/s | peak RSS |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {w} | {n:,} | {g:,} | {z:,.0f} | {k:,} | {s:.1f} | {n / s:,.0f} | {p:.2f} GiB |"
-              for w, n, g, z, k, s, p in rows]
+    lines = ["| source | samples | genes | non-zeros per sample | samples kept | wall s | samples/s | CPU s | "
+             "samples per CPU s | peak RSS |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {w} | {n:,} | {g:,} | {z:,.0f} | {k:,} | {s:.1f} | {n / s:,.0f} | {c:.1f} | {n / c:,.0f} | "
+              f"{p:.2f} GiB |" for w, n, g, z, k, s, c, p in rows]
     soma = [r for r in rows if r[0].startswith("TileDB-SOMA")]
     if len(soma) >= 2:
-        lines.append(f"\nPeak RSS at {soma[-1][1]:,} cells / at {soma[0][1]:,} cells: {soma[-1][6] / soma[0][6]:.2f}x.")
+        lines.append(f"\nPeak RSS at {soma[-1][1]:,} cells / at {soma[0][1]:,} cells: {soma[-1][7] / soma[0][7]:.2f}x.")
     lines.append(f"Load average (1 min) before each build and at the end: {', '.join(f'{x:.1f}' for x in loads)} "
-                 f"on {os.cpu_count()} CPUs; seconds are the child's wall time, start-up and gene table included.")
+                 f"on {os.cpu_count()} CPUs. Wall and CPU seconds (user + system, all threads) are the child "
+                 f"process's, start-up and gene table included; peak RSS is its own (os.wait4).")
     text = "\n".join(lines)
     print(text)
     if out:

@@ -291,7 +291,8 @@ class SomaReader(SourceReader):
         self.genes = source.genes
         self.gene_names = source.gene_names
         self.n_samples = int(joinids.size)
-        self._obs_columns = [c for c in source.obs_columns if c != source.id_column]
+        # obs columns besides the id column; soma_joinid always (it traces a sample back to the store)
+        self._obs_columns = [c for c in source.obs_columns if c != source.id_column or c == "soma_joinid"]
         o = source.options
         where = f"{o.measurement}/X/{o.layer}"
         if source.split_by:
