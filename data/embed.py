@@ -81,7 +81,7 @@ def _read(readers, path, table, allow_non_integer, unmapped, drop_spike_ins, min
         where = f"{reader.path} (samples {chunk.start}-{chunk.start + chunk.counts.shape[0] - 1})"
         x, r = check_counts(chunk.counts, where, allow_non_integer, hint=reader.hint)
         rounded += r
-        parts.append(sp.csr_matrix(x @ mapping.aggregate))
+        parts.append(mapping.apply(x))
     y = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, len(mapping.symbols)), dtype=np.int64)
     y.eliminate_zeros()
     if y.nnz == 0:

@@ -38,7 +38,7 @@ from common.atomic import atomic_write_text
 from common.options import check_range
 from common.outputs import check_output_target, stage_dir, staged_output
 from data.genes.harmonise import MIN_MAPPED_FRACTION, STANDARD_COLUMNS, GeneMapping, check_gene_ids, \
-    ids_with_name_fallback, map_genes, normalise_obs, parse_obs_map
+    ids_with_name_fallback, map_genes, normalise_obs, parse_obs_map, relabel_columns
 from data.readers import DataError, SomaOptions, SourceReader, check_counts, check_not_empty, check_sample_ids, \
     close_readers, open_sources, transpose_fix
 from data.readers.soma import is_uri
@@ -188,16 +188,15 @@ def _spill(folder: Path, index: int, y: sp.csr_matrix, obs: pd.DataFrame) -> Pat
     if y.nnz and y.data.max() > np.iinfo(np.int32).max:
         raise DataError(f"{folder}: a count exceeds int32 ({y.data.max()}); a corpus stores int32 counts")
     stem = folder / f"{index:07d}"
-    np.savez(stem.with_suffix(".npz"), indptr=y.indptr.astype(np.int64), indices=y.indices.astype(np.int32),
-             data=y.data.astype(np.int32), shape=np.asarray(y.shape, dtype=np.int64))
-    obs.to_parquet(stem.with_suffix(".parquet"), index=False)
+    for part, a in (("indptr", y.indptr), ("indices", y.indices), ("data", y.data)):
+        np.save(f"{stem}.{part}.npy", a.astype(np.int32 if part != "indptr" else np.int64, copy=False))
+    obs.to_parquet(f"{stem}.parquet", index=False)
     return stem
 
 
-def _unspill(stem: Path) -> tuple[sp.csr_matrix, pd.DataFrame]:
-    with np.load(stem.with_suffix(".npz")) as z:
-        y = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
-    return y, pd.read_parquet(stem.with_suffix(".parquet"))
+def _unspill(stem: Path, n_genes: int) -> tuple[sp.csr_matrix, pd.DataFrame]:
+    indptr, indices, data = (np.load(f"{stem}.{part}.npy") for part in ("indptr", "indices", "data"))
+    return sp.csr_matrix((data, indices, indptr), shape=(indptr.size - 1, n_genes)), pd.read_parquet(f"{stem}.parquet")
 
 
 def _pass_one(reader: SourceReader, table, config: BuildConfig, rules, bar: tqdm, mappings: dict, scratch: Path,
@@ -224,8 +223,7 @@ def _pass_one(reader: SourceReader, table, config: BuildConfig, rules, bar: tqdm
     for chunk in reader.iter_chunks(_chunk_rows(reader, config)):
         x, r = _validated(reader, chunk, config)
         rounded += r
-        y = sp.csr_matrix(x @ mapping.aggregate)
-        y.eliminate_zeros()
+        y = mapping.apply(x)
         detected += np.bincount(y.indices, minlength=g)
         n_genes.append(np.diff(y.indptr))
         total.append(np.asarray(y.sum(axis=1)).ravel())
@@ -265,7 +263,7 @@ def _phenoprint(st: SourceState, config: BuildConfig) -> None:
     if config.phenoprint == "pca":
         parts, start = [], 0
         for stem in st.spill:
-            x, _ = _unspill(stem)
+            x, _ = _unspill(stem, len(st.mapping.symbols))
             parts.append(x[idx[(idx >= start) & (idx < start + x.shape[0])] - start])
             start += x.shape[0]
         batch = st.labels["batch"].to_numpy()[idx] if "batch" in st.labels else None
@@ -337,14 +335,14 @@ def _write(states, genes, gene_ids, out: Path, config: BuildConfig, bar: tqdm) -
                 continue
             d = w.add_dataset(st.reader.name, target[measured], source=str(st.reader.path),
                               notes=f"{st.reader.kind}; {st.kind}")
-            proj = sp.csr_matrix((np.ones(measured.size, dtype=np.int32), (measured, target[measured])),
-                                 shape=(len(st.mapping.symbols), len(genes)))
+            to_vocabulary = np.full(len(st.mapping.symbols), -1, dtype=np.int64)
+            to_vocabulary[measured] = target[measured]
             libs, nnz, start = [], 0, 0
             for stem in st.spill:
-                x, obs = _unspill(stem)
+                x, obs = _unspill(stem, len(st.mapping.symbols))
                 rows = np.flatnonzero(st.keep[start:start + x.shape[0]])
                 start += x.shape[0]
-                y = sp.csr_matrix(x[rows] @ proj)
+                y = relabel_columns(x[rows], to_vocabulary, len(genes))
                 w.add_samples(d, y, obs.iloc[rows])
                 libs.append(np.asarray(y.sum(axis=1)).ravel())
                 nnz += y.nnz

@@ -113,25 +113,15 @@ def cell_filter(n_genes: np.ndarray, total: np.ndarray, mito: np.ndarray, duplic
 def row_hashes(x: sp.csr_matrix) -> np.ndarray:
     """(n,) uint64 hash of each row's (indices, values); equal rows give equal hashes.
 
-    Vectorised: each stored entry is hashed with its column, value and place in the row
-    (``pandas.util.hash_array``), and a row's hash is the wrapping sum of its entries' hashes
-    plus its length; rows that differ collide with probability ~2^-64.
+    One pass over byte strings of the whole matrix (slicing ``bytes`` is cheaper than slicing arrays);
+    Python's hash of the row's bytes, so values are stable within a process only.
     """
     x = sp.csr_matrix(x)
-    x.sort_indices()
-    n = x.shape[0]
-    lengths = np.diff(x.indptr)
-    if x.nnz == 0:
-        return pd.util.hash_array(lengths.astype(np.int64))
-    place = np.arange(x.nnz, dtype=np.int64) - np.repeat(x.indptr[:-1], lengths)
-    values = np.asarray(x.data)
-    values = values.view(np.int64) if values.dtype.itemsize == 8 else values.astype(np.int64)
-    entry = pd.util.hash_array(x.indices.astype(np.int64) * np.int64(1_000_003) + place) \
-        ^ pd.util.hash_array(values)
-    sums = np.concatenate([[np.uint64(0)], np.cumsum(entry, dtype=np.uint64)])
-    with np.errstate(over="ignore"):
-        out = sums[x.indptr[1:]] - sums[x.indptr[:-1]] + pd.util.hash_array(lengths.astype(np.int64))
-    return out.astype(np.uint64).reshape(n)
+    ptr = x.indptr.tolist()
+    si, sd = x.indices.itemsize, x.data.itemsize
+    ib, db = x.indices.tobytes(), x.data.tobytes()
+    return np.fromiter((hash((ib[lo * si:hi * si], db[lo * sd:hi * sd])) & 0xFFFFFFFFFFFFFFFF
+                        for lo, hi in zip(ptr[:-1], ptr[1:])), dtype=np.uint64, count=x.shape[0])
 
 
 # ---------------------------------------------------------------------- control-PCA alignment

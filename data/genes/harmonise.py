@@ -48,6 +48,41 @@ class GeneMapping:
     ensembl: list[str]
     summary: dict
 
+    def apply(self, x: sp.spmatrix) -> sp.csr_matrix:
+        """Counts (n, g) in the source's columns -> (n, g') in canonical genes (``x @ aggregate``, explicit
+        zeros dropped). When no two source ids land on one gene, columns are relabelled instead of
+        multiplied (indices then unsorted within rows)."""
+        x = sp.csr_matrix(x)
+        target = self._target()
+        if target is None:
+            y = sp.csr_matrix(x @ self.aggregate)
+            y.eliminate_zeros()
+            return y
+        return relabel_columns(x, target, len(self.symbols))
+
+    def _target(self) -> np.ndarray | None:
+        """(g,) canonical column of each source column (-1: dropped), or None when some gene sums several."""
+        if not hasattr(self, "_target_cache"):
+            a = self.aggregate.tocsr()
+            target = None
+            if np.diff(a.indptr).max(initial=0) <= 1 and np.bincount(a.indices, minlength=a.shape[1]).max(initial=0) <= 1:
+                target = np.full(a.shape[0], -1, dtype=np.int64)
+                target[np.flatnonzero(np.diff(a.indptr))] = a.indices
+            self._target_cache = target
+        return self._target_cache
+
+
+def relabel_columns(x: sp.csr_matrix, target: np.ndarray, n_cols: int) -> sp.csr_matrix:
+    """CSR (n, n_cols) whose entry (i, target[j]) is x[i, j]; columns with target -1 are dropped and explicit
+    zeros removed. ``target`` must not send two columns to one (then use a sum, ``x @ aggregate``)."""
+    x = sp.csr_matrix(x)
+    new = target[x.indices]
+    keep = (new >= 0) & (x.data != 0)
+    if keep.all():
+        return sp.csr_matrix((x.data, new, x.indptr), shape=(x.shape[0], n_cols))
+    kept = np.concatenate([[0], np.cumsum(keep)])
+    return sp.csr_matrix((x.data[keep], new[keep], kept[x.indptr]), shape=(x.shape[0], n_cols))
+
 
 def _identity_map(ids: list[str]) -> pd.DataFrame:
     """The ``--gene-table none`` mapping: every id is its own gene."""
