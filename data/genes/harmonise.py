@@ -152,10 +152,13 @@ def ids_with_name_fallback(ids, names, table=None) -> list[str]:
     names = [str(n).strip() for n in names]
     if len(names) != len(ids):
         raise ValueError(f"{len(names)} gene names for {len(ids)} gene ids")
-    by_id = table.map(ids)["status"].to_numpy()
-    by_name = table.map(names)["status"].to_numpy()
-    use = (by_id == "unmapped") & (by_name == "mapped")
-    return [n if u else i for i, n, u in zip(ids, names, use)]
+    unknown = np.flatnonzero(table.map(ids)["status"].to_numpy() == "unmapped")
+    out = list(ids)
+    if unknown.size:
+        by_name = table.map([names[i] for i in unknown])["status"].to_numpy()
+        for i in unknown[by_name == "mapped"]:
+            out[i] = names[i]
+    return out
 
 
 MIN_MAPPED_FRACTION = 0.5   # below: refused (--min-mapped-fraction lowers it)

@@ -65,8 +65,17 @@ def _short(e: BaseException) -> str:
     return str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
 
 
+def _tiledbsoma():
+    try:
+        import tiledbsoma
+    except ImportError as e:
+        raise DataError(f"reading TileDB-SOMA sources needs the tiledbsoma package ({e}); install the pinned "
+                        f"requirements: pip install -r requirements.txt") from e
+    return tiledbsoma
+
+
 def _context(config: tuple[str, ...]):
-    import tiledbsoma
+    tiledbsoma = _tiledbsoma()
     if not config:
         return None
     cfg = {}
@@ -80,7 +89,7 @@ def _context(config: tuple[str, ...]):
 
 def _open(uri: str, options: SomaOptions):
     """(experiment, census root or None) for ``uri``, or a DataError naming the source and the fix."""
-    import tiledbsoma
+    tiledbsoma = _tiledbsoma()
     try:
         obj = tiledbsoma.open(uri, context=_context(options.config))
     except tiledbsoma.DoesNotExistError as e:
@@ -219,16 +228,15 @@ class _SomaSource:
         """Bool (g,) genes a Census dataset measured (feature_dataset_presence_matrix), or None when unknown."""
         if self.census is None or self.split_by != "dataset_id" or "feature_dataset_presence_matrix" not in self.ms:
             return None
-        info = self.census["census_info"]["datasets"] if "census_info" in self.census else None
-        if info is None:
+        if not hasattr(self, "_dataset_rows"):     # census_info/datasets: dataset_id -> row of the presence matrix
+            self._dataset_rows = {}
+            if "census_info" in self.census and "datasets" in self.census["census_info"]:
+                t = self.census["census_info"]["datasets"].read(column_names=["soma_joinid", "dataset_id"]).concat()
+                self._dataset_rows = dict(zip(t.column("dataset_id").to_pylist(), t.column("soma_joinid").to_pylist()))
+        row = self._dataset_rows.get(split_value)
+        if row is None:
             return None
-        import pyarrow as pa
-        rows = info.read(column_names=["soma_joinid", "dataset_id"],
-                         value_filter=f"dataset_id == '{split_value}'").concat()
-        if rows.num_rows == 0:
-            return None
-        m = self.ms["feature_dataset_presence_matrix"].read(
-            coords=(pa.array(rows.column("soma_joinid").to_numpy()),)).tables().concat()
+        m = self.ms["feature_dataset_presence_matrix"].read(coords=([row],)).tables().concat()
         mask = np.zeros(self.genes.size, dtype=bool)
         cols = self._var_pos[m.column("soma_dim_1").to_numpy()]
         vals = m.column("soma_data").to_numpy().astype(bool)

@@ -173,7 +173,7 @@ def test_census_root_presence_matrix_ensembl_ids_and_kept_obs(tmp_path):
     table = GeneTable.from_frame(pd.DataFrame({
         "symbol": ["CD3E", "MS4A1", "LYZ", "NEWGENE"],
         "ensembl_id": ["ENSG00000198851", "ENSG00000156738", "ENSG00000090382", ""]}))
-    cfg = BuildConfig(soma_filter="tissue_general == 'blood'", curation=LOOSE)
+    cfg = BuildConfig(soma_filter="tissue_general == 'blood' and is_primary_data == True", curation=LOOSE)
     r = build_corpus([tmp_path / "soma"], tmp_path / "out", cfg, gene_table=table, log=quiet)
     c = Corpus(tmp_path / "out")
     assert c.genes == ["CD3E", "LYZ", "MS4A1", "NEWGENE"]     # NEWGENE through its name, the others by Ensembl id
