@@ -184,7 +184,7 @@ def _check_unique_ids(reader: SourceReader, hashes: np.ndarray) -> None:
 
 
 def _spill(folder: Path, index: int, y: sp.csr_matrix, obs: pd.DataFrame) -> Path:
-    """Keep one pass-1 chunk on disk: canonical-gene counts (int32 CSR, .npz) and its corpus obs (.parquet)."""
+    """Keep one pass-1 chunk on disk: canonical-gene counts (CSR arrays as .npy) and its corpus obs (.parquet)."""
     if y.nnz and y.data.max() > np.iinfo(np.int32).max:
         raise DataError(f"{folder}: a count exceeds int32 ({y.data.max()}); a corpus stores int32 counts")
     stem = folder / f"{index:07d}"
