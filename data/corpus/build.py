@@ -303,7 +303,13 @@ def _vocabulary(states: list[SourceState], config: BuildConfig, table) -> tuple[
 
 
 def _shard_rows(states: list[SourceState], config: BuildConfig) -> int:
-    nnz = max(float(np.mean(st.n_genes)) for st in states)
+    """Rows per shard: --shard-size, lowered so the writer's buffer fits the budget. With --max-memory-gb the
+    widest dataset's mean row sets it; without, the corpus' mean row (so mixed corpora of mostly single cells
+    keep --shard-size, and a corpus of bulk samples gets shards of a few thousand)."""
+    if config.max_memory_gb is None:
+        nnz = sum(float(st.n_genes.sum()) for st in states) / max(sum(st.n_genes.size for st in states), 1)
+    else:
+        nnz = max(float(np.mean(st.n_genes)) for st in states)
     return int(max(64, min(config.shard_size, 0.2 * _budget_gb(config) * 2**30 // (max(nnz, 1.0) * 8 * 4))))
 
 
