@@ -258,8 +258,11 @@ class _SomaSource:
         else:
             rows = np.searchsorted(joinids, d0)
         d1 = t.column("soma_dim_1").to_numpy()
-        cols = self._var_pos[d1] if d1.size else d1
-        if d1.size and (d1.max() >= self._var_pos.size or (cols < 0).any()):
+        if d1.size and d1.max() >= self._var_pos.size:
+            cols = np.full(1, -1)
+        else:
+            cols = self._var_pos[d1] if d1.size else d1
+        if d1.size and (cols < 0).any():
             raise DataError(f"{self.uri}: X layer {self.options.layer!r} has columns that are not in var; the "
                             f"experiment is inconsistent")
         x = sp.csr_matrix((t.column("soma_data").to_numpy(), (rows, cols)), shape=(joinids.size, self.genes.size))
