@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from data.genes.harmonise import MIN_MAPPED_FRACTION, GeneMapping, check_gene_ids, map_genes
-from data.readers import DataError, check_counts, check_not_empty, check_sample_ids, open_sources, \
-    transpose_fix
+from data.genes.harmonise import MIN_MAPPED_FRACTION, GeneMapping, check_gene_ids, ids_with_name_fallback, map_genes
+from data.readers import DataError, check_counts, check_not_empty, check_sample_ids, close_readers, \
+    open_sources, transpose_fix
 
 
 @dataclass
@@ -52,31 +52,43 @@ def read_user_counts(path: str | Path, gene_table="default", layer: str = "auto"
     check_range("chunk_size", chunk_size, lo=1, integer=True)
     table = _load_table(gene_table) if gene_table is None or isinstance(gene_table, str) else gene_table
     readers = open_sources([Path(path)], layer=layer, orientation=orientation)
+    try:
+        return _read(readers, path, table, allow_non_integer, unmapped, drop_spike_ins, min_mapped_fraction,
+                     chunk_size, log)
+    finally:
+        close_readers(readers)
+
+
+def _read(readers, path, table, allow_non_integer, unmapped, drop_spike_ins, min_mapped_fraction, chunk_size,
+          log) -> UserCounts:
     if len(readers) != 1:
         raise DataError(f"{path}: holds {len(readers)} datasets ({', '.join(r.name for r in readers)}); pass one "
                         f"file (or build a corpus from the folder with `python -m data build-corpus`)")
     reader = readers[0]
     check_not_empty(reader.n_samples, len(reader.genes), str(reader.path))
-    check_sample_ids(pd.Index(reader.obs.index), str(reader.path))
-    mapping = map_genes(reader.genes, table, unmapped, drop_spike_ins)
-    check_gene_ids(reader.genes, reader.obs.index, table, str(reader.path), mapping.summary, min_mapped_fraction,
+    sample_ids = reader.sample_ids_head(reader.n_samples)
+    check_sample_ids(pd.Index(sample_ids), str(reader.path))
+    ids = ids_with_name_fallback(reader.genes, reader.gene_names, table)
+    mapping = map_genes(ids, table, unmapped, drop_spike_ins)
+    check_gene_ids(ids, sample_ids, table, str(reader.path), mapping.summary, min_mapped_fraction,
                    transpose_fix(reader), log=log)
     if not mapping.symbols:
         raise DataError(f"{reader.path}: none of its {len(reader.genes)} gene ids is kept after mapping "
                         f"({mapping.summary['unmapped']} unmapped); check the ids or pass --unmapped keep")
-    parts, rounded = [], 0
+    parts, obs, rounded = [], [], 0
     for chunk in reader.iter_chunks(chunk_size):
+        obs.append(chunk.obs)
         where = f"{reader.path} (samples {chunk.start}-{chunk.start + chunk.counts.shape[0] - 1})"
         x, r = check_counts(chunk.counts, where, allow_non_integer, hint=reader.hint)
         rounded += r
-        parts.append(sp.csr_matrix(x @ mapping.aggregate))
+        parts.append(mapping.apply(x))
     y = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, len(mapping.symbols)), dtype=np.int64)
     y.eliminate_zeros()
     if y.nnz == 0:
         raise DataError(f"{reader.path}: every count is zero ({reader.n_samples} samples x {len(reader.genes)} "
                         f"genes); the matrix holds no data. Export the raw counts again"
                         + (f" ({reader.hint})" if reader.hint else ""))
-    return UserCounts(y, list(mapping.symbols), list(mapping.ensembl), reader.obs, mapping, reader.path,
+    return UserCounts(y, list(mapping.symbols), list(mapping.ensembl), pd.concat(obs), mapping, reader.path,
                       reader.kind, rounded)
 
 

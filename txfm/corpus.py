@@ -97,7 +97,9 @@ class CorpusWriter:
         self._buf: list[tuple[sp.csr_matrix, np.ndarray]] = []
         self._buf_rows = 0
         self._shards: list[dict] = []
-        self._obs: list[pd.DataFrame] = []
+        self._obs: list[pd.DataFrame] = []      # obs of the buffered rows; written beside each shard
+        self._obs_parts: list[Path] = []
+        self._id_hashes: list[np.ndarray] = []  # 8 bytes per sample, for the duplicate-id check
         self._n = 0
 
     def __enter__(self) -> "CorpusWriter":
@@ -143,7 +145,9 @@ class CorpusWriter:
         n = x.shape[0]
         if n == 0:
             return
-        unmeasured = np.setdiff1d(np.unique(x.indices), np.asarray(ds["measured"]))
+        present = np.bincount(x.indices, minlength=len(self.genes)) > 0
+        present[np.asarray(ds["measured"], dtype=np.int64)] = False
+        unmeasured = np.flatnonzero(present)
         if unmeasured.size:
             raise CorpusError(f"{self.out}: dataset {ds['name']!r} has counts in {unmeasured.size} genes it "
                               f"does not list as measured (e.g. {self.genes[int(unmeasured[0])]})")
@@ -157,6 +161,7 @@ class CorpusWriter:
             obs["batch"] = ds["name"]
         for c in obs.columns:
             obs[c] = obs[c].astype(str)
+        self._id_hashes.append(pd.util.hash_array(obs["sample_id"].to_numpy(dtype=object)))
         self._obs.append(obs)
         self._buf.append((x, np.full(n, dataset, dtype=np.int16)))
         self._buf_rows += n
@@ -177,17 +182,19 @@ class CorpusWriter:
         self._shards.append({"file": name, "n_samples": int(take.shape[0])})
         self._buf = [(sp.csr_matrix(rest), d[rows:])] if rest.shape[0] else []
         self._buf_rows = rest.shape[0]
+        # the obs rows of this shard go to a part file, so memory does not grow with the corpus
+        obs = pd.concat(self._obs, ignore_index=True)
+        part = self._tmp / f"obs-part-{len(self._obs_parts):05d}.parquet"
+        obs.iloc[:rows].to_parquet(part, index=False)
+        self._obs_parts.append(part)
+        self._obs = [obs.iloc[rows:]] if len(obs) > rows else []
 
     def _finish(self) -> None:
         if self._buf_rows:
             self._flush(self._buf_rows)
         if self._n == 0:
             raise CorpusError(f"{self.out}: no samples were added; nothing to write")
-        obs = pd.concat(self._obs, ignore_index=True)
-        dup = obs["sample_id"][obs["sample_id"].duplicated()]
-        if len(dup):
-            raise CorpusError(f"{self.out}: duplicate sample ids, e.g. {dup.iloc[0]!r}; make them unique per source")
-        obs.to_parquet(self._tmp / "obs.parquet", index=False)
+        columns = self._merge_obs()
         h = hashlib.sha256()
         h.update(json.dumps([self.genes, [d["measured"] for d in self.datasets]]).encode())
         for s in self._shards:
@@ -196,13 +203,45 @@ class CorpusWriter:
             "format": FORMAT, "format_version": FORMAT_VERSION,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "genes": self.genes, "gene_ids": self.gene_ids, "datasets": self.datasets,
-            "shards": self._shards, "n_samples": self._n, "obs_columns": list(obs.columns),
+            "shards": self._shards, "n_samples": self._n, "obs_columns": columns,
             "fingerprint": h.hexdigest(),
         }
         (self._tmp / "manifest.json").write_text(json.dumps(manifest))
         if is_empty_dir(self.out):
             shutil.rmtree(self.out)
         commit_dir(self._tmp, self.out)   # an old corpus is replaced only now (checked in __init__)
+
+    def _merge_obs(self) -> list[str]:
+        """Check sample ids are unique and stream the per-shard obs parts into obs.parquet; returns its columns.
+
+        Parts may differ in columns (datasets with other metadata): the file has their union, in order of
+        first appearance, all strings, null where a dataset has no such column.
+        """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        hashes = np.concatenate(self._id_hashes)
+        uniq, counts = np.unique(hashes, return_counts=True)
+        if (counts > 1).any():      # equal hashes: confirm on the ids themselves (a 64-bit collision is not a duplicate)
+            suspects = set(uniq[counts > 1].tolist())
+            seen: set[str] = set()
+            for part in self._obs_parts:
+                ids = pd.read_parquet(part, columns=["sample_id"])["sample_id"].to_numpy(dtype=object)
+                for i in ids[np.isin(pd.util.hash_array(ids), list(suspects))]:
+                    if i in seen:
+                        raise CorpusError(f"{self.out}: duplicate sample ids, e.g. {i!r}; make them unique per source")
+                    seen.add(i)
+        columns: list[str] = []
+        for part in self._obs_parts:
+            columns += [c for c in pq.read_schema(part).names if c not in columns]
+        schema = pa.schema([(c, pa.string()) for c in columns])
+        with pq.ParquetWriter(self._tmp / "obs.parquet", schema) as out:
+            for part in self._obs_parts:
+                t = pq.read_table(part)
+                out.write_table(pa.table({c: t[c].cast(pa.string()) if c in t.column_names
+                                          else pa.nulls(t.num_rows, pa.string()) for c in columns}, schema=schema))
+                part.unlink()
+        return columns
 
 
 def _fingerprint_head(genes: list, datasets: list) -> "hashlib._Hash":

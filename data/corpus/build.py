@@ -2,17 +2,25 @@
 
 Pass 1 reads every source chunk by chunk: validates counts, maps gene ids,
 and keeps only per-sample statistics (detected genes, library size,
-mitochondrial counts, a row hash) and per-gene detection counts. The filters
-(see ``data.corpus.curation``) and the vocabulary are decided from those. Pass 2
-reads the sources again and writes the kept samples through
-``txfm.corpus.CorpusWriter`` (atomic: nothing is left on error). Memory is
-bounded by the chunk size (and, for genes-x-samples text tables, the table).
-A report is saved inside the corpus as report.json and report.md.
+mitochondrial counts, a row hash, a hash of the sample id) and per-gene
+detection counts. The filters (see ``data.corpus.curation``) and the
+vocabulary are decided from those. Pass 1 also keeps each chunk, validated and
+mapped to canonical genes, with its corpus metadata, in a hidden scratch folder
+beside the output (``.NAME.staging-PID-...``: about the corpus' size on disk,
+deleted at the end), so every source is read once: pass 2 writes the kept
+samples from those chunks through ``txfm.corpus.CorpusWriter`` (atomic: nothing
+is left on error; its obs goes to disk shard by shard). Memory is bounded by the
+chunk and shard sizes plus about 50 bytes a sample (the statistics); readers
+that hold their metadata in memory (h5ad obs, text tables, Matrix Market files)
+add theirs, TileDB-SOMA and ARCHS4 sources read it per chunk. A report is saved
+inside the corpus as report.json and report.md.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -28,10 +36,12 @@ from data.corpus.curation import CurationConfig, cell_filter, cell_threshold, da
     pca_consistency, phenoprint_keep, row_hashes
 from common.atomic import atomic_write_text
 from common.options import check_range
-from common.outputs import check_output_target, staged_output
-from data.genes.harmonise import MIN_MAPPED_FRACTION, GeneMapping, check_gene_ids, map_genes, normalise_obs, parse_obs_map
-from data.readers import DataError, SourceReader, check_counts, check_not_empty, check_sample_ids, open_sources, \
-    transpose_fix
+from common.outputs import check_output_target, stage_dir, staged_output
+from data.genes.harmonise import MIN_MAPPED_FRACTION, STANDARD_COLUMNS, GeneMapping, check_gene_ids, \
+    ids_with_name_fallback, map_genes, normalise_obs, parse_obs_map, relabel_columns
+from data.readers import DataError, SomaOptions, SourceReader, check_counts, check_not_empty, check_sample_ids, \
+    close_readers, open_sources, transpose_fix
+from data.readers.soma import is_uri
 from txfm.corpus import CorpusWriter, is_corpus
 
 
@@ -55,8 +65,23 @@ class BuildConfig:
     control_label: str = "non-targeting"  # perturbation label of the control cells (always kept)
     overwrite: bool = False              # replace an existing corpus at the output folder
     min_mapped_fraction: float = MIN_MAPPED_FRACTION  # refuse a source when fewer of its gene ids map to the gene table (wrong id column, transposed matrix, truncated table); 0 accepts any
+    keep_obs: tuple[str, ...] | None = None  # source metadata columns kept in the corpus obs under their own names, besides the standard ones; 'all' or 'none' (default: every obs column of TileDB-SOMA sources; series_id, title, source_name_ch1, characteristics_ch1, singlecellprobability of ARCHS4 files; none of other formats)
+    soma_measurement: str = "RNA"        # TileDB-SOMA sources: the measurement to read
+    soma_layer: str = "raw"              # TileDB-SOMA sources: the X layer of raw counts ('raw' in CELLxGENE Census; tiledbsoma.io.from_h5ad names X 'data')
+    soma_filter: str | None = None       # TileDB-SOMA sources: obs value filter in SOMA syntax, e.g. "tissue_general == 'blood' and is_primary_data == True" (default: every cell)
+    soma_split_by: str | None = None     # TileDB-SOMA sources: obs column whose values become the corpus datasets (default: dataset_id when obs has it, else one dataset for the experiment; 'none': one dataset)
+    soma_organism: str = "homo_sapiens"  # TileDB-SOMA sources given as a Census root (the folder holding census_data): the experiment to read
+    soma_config: tuple[str, ...] = ()    # TileDB-SOMA sources: TileDB config KEY=VALUE, e.g. vfs.s3.region=us-west-2 vfs.s3.no_sign_request=true for the public Census on S3
+    archs4_samples: str | None = None    # ARCHS4 .h5 sources: text file of GSM sample and/or GSE series ids to keep (default: every sample)
+
+    def soma(self) -> SomaOptions:
+        """The TileDB-SOMA reading options."""
+        return SomaOptions(self.soma_measurement, self.soma_layer, self.soma_filter, self.soma_split_by,
+                           self.soma_organism, tuple(self.soma_config))
 
     def __post_init__(self) -> None:
+        if self.keep_obs and len(self.keep_obs) > 1 and {"all", "none"} & set(self.keep_obs):
+            raise ValueError(f"--keep-obs {' '.join(self.keep_obs)}: 'all' and 'none' stand alone")
         check_range("chunk_size", self.chunk_size, lo=1, integer=True, what="samples per read chunk")
         check_range("shard_size", self.shard_size, lo=1, integer=True, what="samples per corpus shard")
         check_range("max_memory_gb", self.max_memory_gb, lo=0, lo_open=True, none_ok=True, what="GiB")
@@ -70,13 +95,15 @@ class SourceState:
 
     reader: SourceReader
     mapping: GeneMapping
-    obs: pd.DataFrame
-    obs_columns: dict
+    obs_columns: dict                     # standard column -> the source column it comes from
+    kept_columns: list                    # source metadata columns kept under their own names
     detected: np.ndarray                  # (g',) cells in which each canonical gene is > 0
     n_genes: np.ndarray                   # (n,) detected genes per sample
     total: np.ndarray                     # (n,) counts per sample
     mito: np.ndarray                      # (n,) counts in MT- genes
     duplicate: np.ndarray                 # (n,) exact duplicate of an earlier sample
+    labels: pd.DataFrame | None = None    # (n,) perturbation and batch, kept only for phenoprint curation
+    spill: list = field(default_factory=list)  # pass-1 chunk files (canonical-gene counts, corpus obs), in order
     rounded: int = 0
     kind: str = ""
     thresholds: dict = field(default_factory=dict)
@@ -85,10 +112,18 @@ class SourceState:
     phenoprint: list | None = None
 
 
+# Without --max-memory-gb, chunks and shards are still sized for this budget: it leaves the usual
+# single-cell chunk (4,096 cells of ~1,000 genes) alone and shrinks those of wide samples (bulk RNA-seq,
+# dense matrices), whose 4,096 rows would take several GiB.
+DEFAULT_MEMORY_GB = 4.0
+
+
+def _budget_gb(config: BuildConfig) -> float:
+    return config.max_memory_gb if config.max_memory_gb is not None else DEFAULT_MEMORY_GB
+
+
 def _chunk_rows(reader: SourceReader, config: BuildConfig) -> int:
-    if config.max_memory_gb is None:
-        return config.chunk_size
-    budget = 0.15 * config.max_memory_gb * 2**30
+    budget = 0.15 * _budget_gb(config) * 2**30
     return int(max(16, min(config.chunk_size, budget // reader.bytes_per_row())))
 
 
@@ -113,44 +148,107 @@ def _validated(reader: SourceReader, chunk, config: BuildConfig) -> tuple[sp.csr
     return check_counts(chunk.counts, where, config.allow_non_integer, hint=reader.hint)
 
 
-def _pass_one(reader: SourceReader, table, config: BuildConfig, rules, bar: tqdm, log=print) -> SourceState:
+def _mapping(reader: SourceReader, table, config: BuildConfig, cache: dict) -> tuple[list[str], GeneMapping]:
+    """(gene ids as mapped, mapping) of a reader; readers sharing one gene list (the datasets of a SOMA
+    experiment) share one mapping."""
+    key = id(reader.genes)
+    if key not in cache:
+        ids = ids_with_name_fallback(reader.genes, reader.gene_names, table)
+        cache[key] = (ids, map_genes(ids, table, config.unmapped, config.drop_spike_ins))
+    return cache[key]
+
+
+def _kept_columns(reader: SourceReader, config: BuildConfig, chosen: dict) -> list[str]:
+    """Source metadata columns kept under their own names (--keep-obs, else the format's default)."""
+    columns = reader.metadata_columns()
+    spec = tuple(config.keep_obs if config.keep_obs is not None else reader.default_keep_obs)
+    if spec in (("none",), ()):
+        return []
+    wanted = columns if spec == ("all",) else [c for c in spec if c in columns]
+    taken = set(STANDARD_COLUMNS) | set(chosen) | {"sample_id", "dataset"}
+    return [c for c in wanted if c not in taken]
+
+
+def _metadata(reader: SourceReader, obs: pd.DataFrame, rules, kept: list[str]) -> pd.DataFrame:
+    """The corpus obs of some samples: standard columns, then the kept source columns as strings."""
+    out, _ = normalise_obs(obs, reader.name, rules)
+    for c in kept:
+        out[c] = obs[c].astype(object).where(obs[c].notna(), "").astype(str).to_numpy()
+    return out
+
+
+def _check_unique_ids(reader: SourceReader, hashes: np.ndarray) -> None:
+    """Refuse duplicate sample ids, found from their 64-bit hashes (the ids themselves only on that path)."""
+    if pd.Series(hashes).duplicated().any():
+        check_sample_ids(reader.sample_ids_head(reader.n_samples), str(reader.path))
+
+
+def _spill(folder: Path, index: int, y: sp.csr_matrix, obs: pd.DataFrame) -> Path:
+    """Keep one pass-1 chunk on disk: canonical-gene counts (CSR arrays as .npy) and its corpus obs (.parquet)."""
+    if y.nnz and y.data.max() > np.iinfo(np.int32).max:
+        raise DataError(f"{folder}: a count exceeds int32 ({y.data.max()}); a corpus stores int32 counts")
+    stem = folder / f"{index:07d}"
+    for part, a in (("indptr", y.indptr), ("indices", y.indices), ("data", y.data)):
+        np.save(f"{stem}.{part}.npy", a.astype(np.int32 if part != "indptr" else np.int64, copy=False))
+    obs.to_parquet(f"{stem}.parquet", index=False)
+    return stem
+
+
+def _unspill(stem: Path, n_genes: int) -> tuple[sp.csr_matrix, pd.DataFrame]:
+    indptr, indices, data = (np.load(f"{stem}.{part}.npy") for part in ("indptr", "indices", "data"))
+    return sp.csr_matrix((data, indices, indptr), shape=(indptr.size - 1, n_genes)), pd.read_parquet(f"{stem}.parquet")
+
+
+def _pass_one(reader: SourceReader, table, config: BuildConfig, rules, bar: tqdm, mappings: dict, scratch: Path,
+              log=print) -> SourceState:
     check_not_empty(reader.n_samples, len(reader.genes), str(reader.path))
-    check_sample_ids(pd.Index(reader.obs.index), str(reader.path))
-    mapping = map_genes(reader.genes, table, config.unmapped, config.drop_spike_ins)
-    check_gene_ids(reader.genes, reader.obs.index, table, str(reader.path), mapping.summary,
+    if hasattr(reader, "obs"):      # metadata in memory: refuse duplicate ids before reading counts
+        check_sample_ids(pd.Index(reader.obs.index), str(reader.path))
+    ids, mapping = _mapping(reader, table, config, mappings)
+    check_gene_ids(ids, reader.sample_ids_head(), table, str(reader.path), mapping.summary,
                    config.min_mapped_fraction, transpose_fix(reader), log=log)
     if not mapping.symbols:
         raise DataError(f"{reader.path}: none of its {len(reader.genes)} gene ids is kept after mapping "
                         f"({mapping.summary['unmapped']} unmapped); check the ids or pass --unmapped keep")
-    obs, chosen = normalise_obs(reader.obs, reader.name, rules)
+    _, chosen = normalise_obs(pd.DataFrame(columns=reader.metadata_columns()), reader.name, rules)
+    kept = _kept_columns(reader, config, chosen)
     is_mito = np.array([s.upper().startswith("MT-") for s in mapping.symbols])
     g = len(mapping.symbols)
     detected = np.zeros(g, dtype=np.int64)
-    n_genes, total, mito, hashes = [], [], [], []
+    n_genes, total, mito, hashes, id_hashes, labels = [], [], [], [], [], []
+    want_labels = bool(config.phenoprint) and "perturbation" in chosen
     rounded = 0
+    folder = Path(tempfile.mkdtemp(prefix="source-", dir=scratch))
+    spill = []
     for chunk in reader.iter_chunks(_chunk_rows(reader, config)):
         x, r = _validated(reader, chunk, config)
         rounded += r
-        y = sp.csr_matrix(x @ mapping.aggregate)
-        y.eliminate_zeros()
+        y = mapping.apply(x)
         detected += np.bincount(y.indices, minlength=g)
         n_genes.append(np.diff(y.indptr))
         total.append(np.asarray(y.sum(axis=1)).ravel())
         mito.append(np.asarray(y[:, is_mito].sum(axis=1)).ravel() if is_mito.any() else np.zeros(y.shape[0]))
         hashes.append(row_hashes(y))
+        id_hashes.append(pd.util.hash_array(np.asarray(chunk.obs.index, dtype=object)))
+        meta = _metadata(reader, chunk.obs, rules, kept)
+        spill.append(_spill(folder, len(spill), y, meta))
+        if want_labels:
+            labels.append(meta[[c for c in ("perturbation", "batch") if c in meta]])
         bar.update(y.shape[0])
+    _check_unique_ids(reader, np.concatenate(id_hashes))
     h = np.concatenate(hashes)
     if not any(t.any() for t in total):
         raise DataError(f"{reader.path}: every count is zero ({reader.n_samples} samples x {len(reader.genes)} "
                         f"genes); the matrix holds no data. Export the raw counts again"
                         + (f" ({reader.hint})" if reader.hint else ""))
-    return SourceState(reader, mapping, obs, chosen, detected, np.concatenate(n_genes), np.concatenate(total),
-                       np.concatenate(mito), pd.Series(h).duplicated().to_numpy(), rounded)
+    return SourceState(reader, mapping, chosen, kept, detected.astype(np.int32), np.concatenate(n_genes),
+                       np.concatenate(total), np.concatenate(mito), pd.Series(h).duplicated().to_numpy(),
+                       pd.concat(labels, ignore_index=True) if want_labels else None, spill, rounded)
 
 
 def _curate(st: SourceState, config: BuildConfig) -> None:
     n = st.reader.n_samples
-    st.kind = dataset_kind(st.reader.name, n, float(np.median(st.total)), config.curation)
+    st.kind = dataset_kind(st.reader.name, n, float(np.median(st.total)), config.curation, hint=st.reader.kind_hint)
     min_cells = gene_threshold(n, st.kind, config.curation)
     min_genes = cell_threshold(int((st.detected > 0).sum()), st.kind, config.curation)
     st.thresholds = {"min_cells_per_gene": min_cells, "min_genes_per_cell": min_genes}
@@ -158,17 +256,17 @@ def _curate(st: SourceState, config: BuildConfig) -> None:
 
 
 def _phenoprint(st: SourceState, config: BuildConfig) -> None:
-    labels = st.obs["perturbation"].to_numpy()
+    labels = st.labels["perturbation"].to_numpy()
     if not (labels != "").any():
         return
     idx = np.flatnonzero(st.keep)
     if config.phenoprint == "pca":
-        parts = []
-        for chunk in st.reader.iter_chunks(_chunk_rows(st.reader, config)):
-            x, _ = _validated(st.reader, chunk, config)
-            rows = idx[(idx >= chunk.start) & (idx < chunk.start + x.shape[0])] - chunk.start
-            parts.append(sp.csr_matrix(x @ st.mapping.aggregate)[rows])
-        batch = st.obs["batch"].to_numpy()[idx] if "batch" in st.obs else None
+        parts, start = [], 0
+        for stem in st.spill:
+            x, _ = _unspill(stem, len(st.mapping.symbols))
+            parts.append(x[idx[(idx >= start) & (idx < start + x.shape[0])] - start])
+            start += x.shape[0]
+        batch = st.labels["batch"].to_numpy()[idx] if "batch" in st.labels else None
         scores = pca_consistency(sp.vstack(parts, format="csr"), labels[idx], control=config.control_label,
                                  batch=batch)
     else:
@@ -205,10 +303,30 @@ def _vocabulary(states: list[SourceState], config: BuildConfig, table) -> tuple[
 
 
 def _shard_rows(states: list[SourceState], config: BuildConfig) -> int:
+    """Rows per shard: --shard-size, lowered so the writer's buffer fits the budget. With --max-memory-gb the
+    widest dataset's mean row sets it; without, the corpus' mean row (so mixed corpora of mostly single cells
+    keep --shard-size, and a corpus of bulk samples gets shards of a few thousand)."""
     if config.max_memory_gb is None:
-        return config.shard_size
-    nnz = max(float(np.mean(st.n_genes)) for st in states)
-    return int(max(64, min(config.shard_size, 0.2 * config.max_memory_gb * 2**30 // (nnz * 8 * 4))))
+        nnz = sum(float(st.n_genes.sum()) for st in states) / max(sum(st.n_genes.size for st in states), 1)
+    else:
+        nnz = max(float(np.mean(st.n_genes)) for st in states)
+    return int(max(64, min(config.shard_size, 0.2 * _budget_gb(config) * 2**30 // (max(nnz, 1.0) * 8 * 4))))
+
+
+def _measured(st: SourceState) -> np.ndarray:
+    """Bool (g',) over the source's canonical genes: the genes its dataset measured.
+
+    All of them, unless the reader knows better: a record of measured genes (Census' presence matrix;
+    a canonical gene is measured when one of its source ids is), or none at all (a SOMA dataset without
+    one: the genes its cells detect). A detected gene always counts as measured.
+    """
+    r = st.reader
+    if r.measured is None and not r.measured_from_detection:
+        return np.ones(len(st.mapping.symbols), dtype=bool)
+    recorded = np.zeros(len(st.mapping.symbols), dtype=bool)
+    if r.measured is not None:
+        recorded = np.asarray(st.mapping.aggregate.T @ np.asarray(r.measured, dtype=np.int64)).ravel() > 0
+    return recorded | (st.detected > 0)
 
 
 def _write(states, genes, gene_ids, out: Path, config: BuildConfig, bar: tqdm) -> dict:
@@ -217,21 +335,21 @@ def _write(states, genes, gene_ids, out: Path, config: BuildConfig, bar: tqdm) -
     with CorpusWriter(out, genes, gene_ids, shard_size=_shard_rows(states, config), overwrite=config.overwrite) as w:
         for st in states:
             target = np.array([col.get(s, -1) for s in st.mapping.symbols])
-            measured = np.flatnonzero(target >= 0)
+            measured = np.flatnonzero((target >= 0) & _measured(st))
             if not st.keep.any() or measured.size == 0:
                 stats[st.reader.name] = None
                 continue
             d = w.add_dataset(st.reader.name, target[measured], source=str(st.reader.path),
                               notes=f"{st.reader.kind}; {st.kind}")
-            proj = sp.csr_matrix((np.ones(measured.size, dtype=np.int64), (measured, target[measured])),
-                                 shape=(len(st.mapping.symbols), len(genes)))
-            libs, nnz = [], 0
-            for chunk in st.reader.iter_chunks(_chunk_rows(st.reader, config)):
-                x, _ = _validated(st.reader, chunk, config)
-                rows = np.flatnonzero(st.keep[chunk.start:chunk.start + x.shape[0]])
-                y = sp.csr_matrix(x[rows] @ st.mapping.aggregate @ proj)
-                y.eliminate_zeros()
-                w.add_samples(d, y, st.obs.iloc[chunk.start + rows])
+            to_vocabulary = np.full(len(st.mapping.symbols), -1, dtype=np.int64)
+            to_vocabulary[measured] = target[measured]
+            libs, nnz, start = [], 0, 0
+            for stem in st.spill:
+                x, obs = _unspill(stem, len(st.mapping.symbols))
+                rows = np.flatnonzero(st.keep[start:start + x.shape[0]])
+                start += x.shape[0]
+                y = relabel_columns(x[rows], to_vocabulary, len(genes))
+                w.add_samples(d, y, obs.iloc[rows])
                 libs.append(np.asarray(y.sum(axis=1)).ravel())
                 nnz += y.nnz
                 bar.update(x.shape[0])
@@ -255,10 +373,11 @@ def build_corpus(sources: list[str | os.PathLike], out: str | os.PathLike, confi
     """
     t0 = time.time()
     out = Path(out)
+    local = [Path(s) for s in sources if not is_uri(s)]
     # Refused before any reading: a folder that is not a corpus (never replaced), a corpus without
     # --overwrite, an --out holding one of the sources, an unwritable parent.
-    check_output_target(out, "corpus", is_corpus, config.overwrite, protect=[Path(s) for s in sources])
-    with staged_output(out, "corpus", is_corpus, config.overwrite, protect=[Path(s) for s in sources]) as work:
+    check_output_target(out, "corpus", is_corpus, config.overwrite, protect=local)
+    with staged_output(out, "corpus", is_corpus, config.overwrite, protect=local) as work:
         return _build_into(work, out, sources, config, gene_table, log, t0)
 
 
@@ -267,10 +386,29 @@ def _build_into(work: Path, out: Path, sources, config: BuildConfig, gene_table,
     rules = parse_obs_map(list(config.obs_map))
     table = _load_table(gene_table) if gene_table is None or isinstance(gene_table, (str, os.PathLike)) \
         else gene_table
-    readers = open_sources([Path(s) for s in sources], layer=config.layer, orientation=config.orientation)
+    readers = open_sources([s if is_uri(s) else Path(s) for s in sources], layer=config.layer,
+                           orientation=config.orientation, soma=config.soma(), archs4_samples=config.archs4_samples)
+    scratch = stage_dir(out)        # pass-1 chunks; a hidden staging sibling, so a killed run's is recognised
+    scratch.mkdir()
+    try:
+        return _build_from(readers, work, out, config, table, gene_table, rules, log, t0, scratch)
+    finally:
+        close_readers(readers)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _build_from(readers, work: Path, out: Path, config: BuildConfig, table, gene_table, rules, log, t0: float,
+                scratch: Path) -> dict:
+    if config.keep_obs and tuple(config.keep_obs) not in (("all",), ("none",)):
+        known = sorted({c for r in readers for c in r.metadata_columns()})
+        missing = [c for c in config.keep_obs if c not in known]
+        if missing:
+            raise DataError(f"--keep-obs {' '.join(missing)}: not a metadata column of any source; the sources have "
+                            f"{', '.join(known[:30]) or 'no metadata columns'}")
     total = sum(r.n_samples for r in readers)
+    mappings: dict = {}
     with tqdm(total=total, desc="pass 1/2: statistics", unit="samples", disable=None) as bar:
-        states = [_pass_one(r, table, config, rules, bar, log=log) for r in readers]
+        states = [_pass_one(r, table, config, rules, bar, mappings, scratch, log=log) for r in readers]
     t1 = time.time()
     for st in states:
         _curate(st, config)
@@ -301,7 +439,7 @@ def _report(states, stats, genes, n_dropped, out, config, gene_table, t0, t1) ->
             "genes_detected": int((st.detected > 0).sum()),
             "genes_passing_filter": int((st.detected >= st.thresholds["min_cells_per_gene"]).sum()),
             "genes_measured": s["n_measured"] if s else 0,
-            "obs_columns": st.obs_columns, "values_rounded": st.rounded,
+            "obs_columns": st.obs_columns, "obs_kept": st.kept_columns, "values_rounded": st.rounded,
             "sparsity": s["sparsity"] if s else None, "library_size": s["library"] if s else None,
             "skipped": None if s else "no sample or no gene left after filtering",
             "phenoprint": st.phenoprint,

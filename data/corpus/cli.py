@@ -27,6 +27,9 @@ GENE_TABLE_HELP = ("'default' (cache/references/genes/genes.tsv, built by fetch-
 # BuildConfig and CurationConfig fields whose options are typed by hand below: file options, and
 # switches whose command-line form is the negation of the field (--keep-duplicates = deduplicate False).
 _BUILD_BY_HAND = {"drop_spike_ins", "genes_file", "curation", "overwrite"}
+# options of one kind of source, shown in their own groups
+_SOMA = {"soma_measurement", "soma_layer", "soma_filter", "soma_split_by", "soma_organism", "soma_config"}
+_ARCHS4 = {"archs4_samples"}
 _CURATION_BY_HAND = {"deduplicate", "kinds"}
 
 
@@ -47,20 +50,28 @@ def run_build_corpus(args: argparse.Namespace) -> int:
 
 
 def register_build_corpus(sub) -> None:
+    from dataclasses import fields
+
     from common.cli_args import add_dataclass_args
     from data.corpus.build import BuildConfig
     from data.corpus.curation import CurationConfig
 
     p = sub.add_parser("build-corpus", help="turn count files into a TxFM corpus",
-                       description="Read count data (h5ad, 10x folder or .h5, CSV/TSV[.gz], or folders of them), "
+                       description="Read count data (h5ad, 10x folder or .h5, ARCHS4 .h5, CSV/TSV[.gz], "
+                       "TileDB-SOMA experiments such as a CELLxGENE Census copy or URI, or folders of them), "
                        "validate raw counts, map gene ids, filter, and write a corpus (docs/formats.md) with "
                        "report.json/report.md inside. Two streaming passes; nothing is left behind on error.")
-    p.add_argument("--source", nargs="+", required=True, metavar="FILE_OR_DIR",
-                   help="input files or folders (folders are searched recursively); dataset names come from "
-                   "file names")
+    p.add_argument("--source", nargs="+", required=True, metavar="FILE_DIR_OR_URI",
+                   help="input files, folders (searched recursively) or TileDB-SOMA experiments (a folder or a "
+                   "URI such as s3://...); dataset names come from file names, and for SOMA from the values of "
+                   "--soma-split-by")
     p.add_argument("--out", required=True, help="corpus folder to create, e.g. corpora/NAME")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    add_dataclass_args(p, BuildConfig, skip=_BUILD_BY_HAND, title="reading, genes and perturbations")
+    add_dataclass_args(p, BuildConfig, skip=_BUILD_BY_HAND | _SOMA | _ARCHS4, title="reading, genes and perturbations")
+    add_dataclass_args(p, BuildConfig, skip={f.name for f in fields(BuildConfig)} - _SOMA,
+                       title="TileDB-SOMA sources (CELLxGENE Census; docs/data.md, public corpora)")
+    add_dataclass_args(p, BuildConfig, skip={f.name for f in fields(BuildConfig)} - _ARCHS4,
+                       title="ARCHS4 sources (.h5 gene-count files)")
     g = p.add_argument_group("genes (gene table and vocabulary)")
     g.add_argument("--gene-table", default="default", help=GENE_TABLE_HELP)
     g.add_argument("--keep-spike-ins", action="store_true", help="keep ERCC spike-in features (dropped by default)")
@@ -97,8 +108,12 @@ def register_build_demo(sub) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from data.bench import run_benchmarks
-    run_benchmarks(shared=args.shared, work=args.work, budget_gb=args.max_memory_gb, target_gb=args.target_gb,
+    from data.bench import run_benchmarks, run_public_benchmarks
+    if args.public:
+        run_public_benchmarks(work=args.work or "bench-out/data-public", soma_cells=tuple(args.soma_cells), archs4_samples=args.archs4_samples,
+                              out=args.out)
+        return 0
+    run_benchmarks(shared=args.shared, work=args.work or "bench-out/data", budget_gb=args.max_memory_gb, target_gb=args.target_gb,
                    out=args.out)
     return 0
 
@@ -109,13 +124,21 @@ def register_bench(sub) -> None:
                        "file in --shared, then build a corpus larger than --max-memory-gb from replicated real "
                        "data in a child process and report its peak RSS.")
     p.add_argument("--shared", default="../shared/data", help="real data folder (default: %(default)s)")
-    p.add_argument("--work", default="bench-out/data", help="scratch folder, removed afterwards "
-                   "(default: %(default)s)")
+    p.add_argument("--work", default=None, help="scratch folder, removed afterwards (default: bench-out/data, with "
+                   "--public bench-out/data-public)")
     p.add_argument("--max-memory-gb", type=float, default=0.75, help="memory budget for the large build "
                    "(default: %(default)s)")
     p.add_argument("--target-gb", type=float, default=1.5, help="size of the replicated input's counts "
                    "(data + indices bytes) for the large build (default: %(default)s)")
     p.add_argument("--out", default=None, help="also write the results table (Markdown) to this file")
+    g = p.add_argument_group("public corpora (--public)")
+    g.add_argument("--public", action="store_true", help="instead: build corpora from synthetic TileDB-SOMA "
+                   "experiments (Census layout, 20,000 genes, ~1,000 non-zeros a cell) and a synthetic ARCHS4 file, "
+                   "each in a child process, and report samples/s and peak RSS (docs/data.md, public corpora)")
+    g.add_argument("--soma-cells", type=int, nargs="+", default=[50_000, 200_000],
+                   help="cells of each synthetic SOMA experiment (default: %(default)s)")
+    g.add_argument("--archs4-samples", type=int, default=20_000,
+                   help="samples of the synthetic ARCHS4 file (default: %(default)s)")
     p.set_defaults(func=run_bench)
 
 

@@ -50,10 +50,14 @@ class CurationConfig:
         check_range("max_mito_fraction", self.max_mito_fraction, lo=0, hi=1, none_ok=True)
 
 
-def dataset_kind(name: str, n_samples: int, median_library: float, config: CurationConfig) -> str:
-    """"bulk" or "single-cell": an explicit override, else library size / sample count."""
+def dataset_kind(name: str, n_samples: int, median_library: float, config: CurationConfig,
+                 hint: str | None = None) -> str:
+    """"bulk" or "single-cell": an explicit override, else what the format says (``hint``: TileDB-SOMA
+    sources are single-cell, ARCHS4 files bulk), else library size / sample count."""
     if name in config.kinds:
         return config.kinds[name]
+    if hint in ("bulk", "single-cell"):
+        return hint
     if median_library >= BULK_MEDIAN_LIBRARY or n_samples < BULK_MAX_SAMPLES:
         return "bulk"
     return "single-cell"
@@ -107,13 +111,17 @@ def cell_filter(n_genes: np.ndarray, total: np.ndarray, mito: np.ndarray, duplic
 
 
 def row_hashes(x: sp.csr_matrix) -> np.ndarray:
-    """(n,) uint64 hash of each row's (indices, values); equal rows give equal hashes."""
+    """(n,) uint64 hash of each row's (indices, values); equal rows give equal hashes.
+
+    One pass over byte strings of the whole matrix (slicing ``bytes`` is cheaper than slicing arrays);
+    Python's hash of the row's bytes, so values are stable within a process only.
+    """
     x = sp.csr_matrix(x)
-    out = np.empty(x.shape[0], dtype=np.uint64)
-    for i in range(x.shape[0]):
-        lo, hi = x.indptr[i], x.indptr[i + 1]
-        out[i] = np.uint64(hash((x.indices[lo:hi].tobytes(), x.data[lo:hi].tobytes())) & 0xFFFFFFFFFFFFFFFF)
-    return out
+    ptr = x.indptr.tolist()
+    si, sd = x.indices.itemsize, x.data.itemsize
+    ib, db = x.indices.tobytes(), x.data.tobytes()
+    return np.fromiter((hash((ib[lo * si:hi * si], db[lo * sd:hi * sd])) & 0xFFFFFFFFFFFFFFFF
+                        for lo, hi in zip(ptr[:-1], ptr[1:])), dtype=np.uint64, count=x.shape[0])
 
 
 # ---------------------------------------------------------------------- control-PCA alignment

@@ -24,10 +24,10 @@ from common.gene_ids import ensembl_species_code, human_ensembl_id
 STANDARD_COLUMNS = ("batch", "cell_type", "condition", "perturbation")
 # source column names recognised per standard column, in priority order (matched case-insensitively)
 KNOWN_COLUMNS = {
-    "batch": ("batch", "bio_rep", "replicate", "rep", "donor", "batch_id"),
+    "batch": ("batch", "bio_rep", "replicate", "rep", "donor", "batch_id", "donor_id", "series_id"),
     "cell_type": ("cell_type", "celltype", "cell_types", "annotation", "cell_line", "cell_line_demuxlet",
                   "cell_ontology_class"),
-    "condition": ("condition", "stim", "treatment", "stimulation"),
+    "condition": ("condition", "stim", "treatment", "stimulation", "disease"),
     "perturbation": ("perturbation", "grna_target", "target_gene", "gene_target", "guide_target", "target"),
 }
 _SPIKE = re.compile(r"^ERCC-\d+$", re.IGNORECASE)
@@ -47,6 +47,41 @@ class GeneMapping:
     symbols: list[str]
     ensembl: list[str]
     summary: dict
+
+    def apply(self, x: sp.spmatrix) -> sp.csr_matrix:
+        """Counts (n, g) in the source's columns -> (n, g') in canonical genes (``x @ aggregate``, explicit
+        zeros dropped). When no two source ids land on one gene, columns are relabelled instead of
+        multiplied (indices then unsorted within rows)."""
+        x = sp.csr_matrix(x)
+        target = self._target()
+        if target is None:
+            y = sp.csr_matrix(x @ self.aggregate)
+            y.eliminate_zeros()
+            return y
+        return relabel_columns(x, target, len(self.symbols))
+
+    def _target(self) -> np.ndarray | None:
+        """(g,) canonical column of each source column (-1: dropped), or None when some gene sums several."""
+        if not hasattr(self, "_target_cache"):
+            a = self.aggregate.tocsr()
+            target = None
+            if np.diff(a.indptr).max(initial=0) <= 1 and np.bincount(a.indices, minlength=a.shape[1]).max(initial=0) <= 1:
+                target = np.full(a.shape[0], -1, dtype=np.int64)
+                target[np.flatnonzero(np.diff(a.indptr))] = a.indices
+            self._target_cache = target
+        return self._target_cache
+
+
+def relabel_columns(x: sp.csr_matrix, target: np.ndarray, n_cols: int) -> sp.csr_matrix:
+    """CSR (n, n_cols) whose entry (i, target[j]) is x[i, j]; columns with target -1 are dropped and explicit
+    zeros removed. ``target`` must not send two columns to one (then use a sum, ``x @ aggregate``)."""
+    x = sp.csr_matrix(x)
+    new = target[x.indices]
+    keep = (new >= 0) & (x.data != 0)
+    if keep.all():
+        return sp.csr_matrix((x.data, new, x.indptr), shape=(x.shape[0], n_cols))
+    kept = np.concatenate([[0], np.cumsum(keep)])
+    return sp.csr_matrix((x.data[keep], new[keep], kept[x.indptr]), shape=(x.shape[0], n_cols))
 
 
 def _identity_map(ids: list[str]) -> pd.DataFrame:
@@ -103,6 +138,27 @@ def map_genes(ids, table=None, unmapped: str = "keep", drop_spike_ins: bool = Tr
         "gene_table": "none (ids kept as given)" if table is None else "GeneTable",
     }
     return GeneMapping(agg, uniq, [ens_of[k] for k in uniq], summary)
+
+
+def ids_with_name_fallback(ids, names, table=None) -> list[str]:
+    """Per gene, its id, or its name where the table does not know the id but knows the name.
+
+    Formats with two ids per gene (Census var: feature_id and feature_name; ARCHS4: Ensembl id and symbol)
+    give the Ensembl id first: it maps unambiguously, and the symbol rescues ids newer than the table.
+    """
+    ids = [str(i).strip() for i in ids]
+    if table is None or names is None:
+        return ids
+    names = [str(n).strip() for n in names]
+    if len(names) != len(ids):
+        raise ValueError(f"{len(names)} gene names for {len(ids)} gene ids")
+    unknown = np.flatnonzero(table.map(ids)["status"].to_numpy() == "unmapped")
+    out = list(ids)
+    if unknown.size:
+        by_name = table.map([names[i] for i in unknown])["status"].to_numpy()
+        for i in unknown[by_name == "mapped"]:
+            out[i] = names[i]
+    return out
 
 
 MIN_MAPPED_FRACTION = 0.5   # below: refused (--min-mapped-fraction lowers it)

@@ -59,6 +59,19 @@ class SourceReader(ABC):
     nnz: int | None = None
     kind: str = ""
     hint: str = ""  # a format-specific way out for validation messages
+    kind_hint: str | None = None  # "bulk" or "single-cell" when the format says so (SOMA, ARCHS4); else detected
+    default_keep_obs: tuple[str, ...] = ()  # metadata columns kept in the corpus when --keep-obs is not given ("all": every one)
+    gene_names: np.ndarray | None = None  # a second id per gene (the symbol beside an Ensembl id), used when the first does not map
+    measured: np.ndarray | None = None    # bool (g,): the genes the dataset measured; None: all of ``genes``
+    measured_from_detection: bool = False  # no record of measured genes: a gene counts as measured when detected
+
+    def metadata_columns(self) -> list[str]:
+        """The names of the per-sample metadata columns each chunk's ``obs`` carries."""
+        return [str(c) for c in self.obs.columns]
+
+    def sample_ids_head(self, k: int = 2000) -> pd.Index:
+        """The first ``k`` sample ids (for the transposed-matrix check), without reading counts."""
+        return pd.Index(self.obs.index[:k])
 
     @abstractmethod
     def iter_chunks(self, chunk_size: int) -> Iterator[Chunk]:
