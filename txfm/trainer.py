@@ -55,6 +55,21 @@ def total_steps(cfg: TrainConfig, n_train: int) -> int:
     return cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(cfg.epochs * n_train / cfg.batch_size))
 
 
+def warmup_pct(warmup: float, steps: int) -> float:
+    """The `pct_start` handed to OneCycleLR for a warm-up fraction over `steps` steps.
+
+    OneCycleLR ramps up over steps 0 .. warmup x steps - 1 and anneals over the rest; it divides by
+    the length of each phase, so a warm-up of exactly one step (``--max-steps 10`` at the default
+    0.1) or an annealing phase under one step crashes it. A warm-up that would span fewer than two
+    steps is dropped (there is nothing to ramp between), and the warm-up is capped so that the
+    annealing phase keeps at least one step. Every other combination is passed through unchanged."""
+    w = float(warmup) * steps
+    if w > steps - 1.0:
+        w = steps - 1.0
+        return w / steps if w >= 2.0 else 0.0
+    return float(warmup) if w >= 2.0 else 0.0
+
+
 def make_optimizer(model: TxFM, cfg: TrainConfig, steps: int):
     """AdamW (decay on matrices and the codebook, none on norms/biases/gains) and one-cycle cosine."""
     wd = cfg.weight_decay if cfg.weight_decay >= 0 else 1.0 / (cfg.lr * steps)
@@ -68,7 +83,8 @@ def make_optimizer(model: TxFM, cfg: TrainConfig, steps: int):
         groups.append({"params": [codebook], "weight_decay": wd})
         max_lr.append(cfg.lr * cfg.codebook_lr_mult)
     opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=steps, pct_start=cfg.warmup,
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=steps,
+                                                pct_start=warmup_pct(cfg.warmup, steps),
                                                 anneal_strategy="cos", cycle_momentum=False)
     return opt, sched, wd
 
@@ -405,4 +421,4 @@ def _loop(run: _Run) -> None:
         bar.update(1)
     bar.close()
 
-__all__ = ["train", "evaluate", "TrainingDiverged", "total_steps", "make_optimizer"]
+__all__ = ["train", "evaluate", "TrainingDiverged", "total_steps", "make_optimizer", "warmup_pct"]
