@@ -20,8 +20,9 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from common.atomic import atomic_path, atomic_write_json, atomic_write_text
-from common.errors import UserError
-from common.outputs import check_output_target, commit_dir, is_empty_dir, remove_stale_staging, stage_dir
+from common.errors import UserError, write_failure
+from common.outputs import (check_output_target, commit_dir, discard_staging, is_empty_dir, remove_stale_staging,
+                            stage_dir)
 
 from .checkpoint import load_file, prune, save_checkpoint, step_checkpoints, vocabulary_mismatch, CheckpointError
 from .config import ModelConfig, TrainConfig, from_dict
@@ -222,13 +223,15 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool =
         out); a folder that is not a run is always refused.
     """
     out = Path(cfg.out)
+    existed = out.exists()
     write_dir = _output_dir(cfg, resume, overwrite)
     rank, world, device = _dist_setup(cfg.device)
     corpus = Corpus(cfg.corpus)
     corpus.verify()  # edited manifest, damaged or negative shards: refused before any output is written
     ck = None
     if resume:
-        ck = load_file(out / "last.pt")
+        ck = load_file(out / "last.pt", fix=f"to resume from an earlier checkpoint, copy one of {out}/step-*.pt onto "
+                                            f"{out / 'last.pt'}; or start the run again with --overwrite")
         if ck["genes"] != corpus.genes:
             raise CheckpointError(vocabulary_mismatch(out / "last.pt", ck["genes"], corpus.genes))
         cfg, model_cfg = _resumed_config(cfg, ck, given, out)
@@ -272,14 +275,25 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool =
                support, spec, loader, local_bs, device, world, rank == 0, quiet, resume, out, write_dir)
 
     staged = run.is_main and write_dir != out
+    fresh = run.is_main and not resume and write_dir == out      # a new run written in place
     if staged:
         remove_stale_staging(out)
+    if fresh:
+        (out / "metrics.jsonl").unlink(missing_ok=True)    # rows of an earlier start that saved no checkpoint
     try:
         _loop(run)
-    except BaseException:
+    except BaseException as e:
+        for bar in list(getattr(tqdm, "_instances", ())):    # end the progress line: the error gets its own
+            bar.close()
         if staged:
-            shutil.rmtree(write_dir, ignore_errors=True)       # the run being replaced stays as it was
-        raise
+            err = discard_staging(write_dir, out, e)       # the run being replaced stays as it was
+        else:
+            err = write_failure(e, out)                    # a full disk, read-only folder ... named by `out`
+            if fresh and not has_checkpoint(out):
+                _remove_unsaved_run(out, created=not existed)
+        if err is e:
+            raise
+        raise err from e
     if staged:
         commit_dir(write_dir, out)
     if world > 1:
@@ -288,16 +302,40 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool =
     return out / "last.pt"
 
 
+def has_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether the run folder `path` holds a checkpoint (``last.pt`` or a ``step-*.pt``)."""
+    return (Path(path) / "last.pt").is_file() or bool(step_checkpoints(path))
+
+
+def _remove_unsaved_run(out: Path, created: bool) -> None:
+    """After a new run failed before its first checkpoint: delete the files it wrote (config.json,
+    metrics.jsonl), and the folder when this run created it and nothing else is in it."""
+    for name in ("config.json", "metrics.jsonl"):
+        (out / name).unlink(missing_ok=True)
+    if created and out.is_dir() and is_empty_dir(out):
+        shutil.rmtree(out, ignore_errors=True)
+
+
 def _output_dir(cfg: TrainConfig, resume: bool, overwrite: bool) -> Path:
     """Where the run's files go: ``cfg.out``, or a staging sibling when an existing run is replaced.
     Refuses a resume with nothing to resume, an existing run without --resume/--overwrite, and a
-    folder that is not a run."""
+    folder that is not a run. A run that stopped before its first checkpoint (killed, disk full) is
+    started again in place without --overwrite: it holds nothing to keep."""
     out = Path(cfg.out)
     if resume:
         if not (out / "last.pt").exists():
+            steps = step_checkpoints(out) if out.is_dir() else []
+            if steps:
+                raise CheckpointError(f"{out / 'last.pt'}: missing, so there is nothing to resume; copy the newest "
+                                      f"checkpoint ({steps[-1]}) onto {out / 'last.pt'} to resume from it")
+            if out.is_dir() and is_run(out):
+                raise CheckpointError(f"{out}: the run there stopped before saving its first checkpoint, so there "
+                                      "is nothing to resume; start it again without --resume")
             raise CheckpointError(f"{out / 'last.pt'}: nothing to resume; start the run without --resume")
         return out
     if out.is_dir() and not is_empty_dir(out) and is_run(out) and not overwrite:
+        if not has_checkpoint(out):
+            return out
         raise UserError(f"{out}: a training run already exists there; pass --resume to continue it, "
                         "--overwrite to replace it, or choose a new --out")
     if check_output_target(out, "training run", is_run, overwrite, protect=[cfg.corpus]):
