@@ -30,7 +30,8 @@ class CheckpointError(ValueError):
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """torch.save to a temp file in the same folder, then rename over ``path``."""
     with atomic_path(path) as tmp:      # a failure (disk full, interrupt) leaves the old file, no temp file
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:      # our handle: closed at once on failure (torch's own may stay open)
+            torch.save(obj, f)
 
 
 # The fix for an unreadable file passed as --checkpoint (commands that walk a whole run skip it instead).
