@@ -87,6 +87,7 @@ def _lrs(steps: int, warmup: float, mult: float = 1.0) -> list[list[float]]:
     return out
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before:UserWarning")   # no training here
 @settings(max_examples=300, deadline=None, database=None, derandomize=True)
 @given(steps=st.integers(1, 400), warmup=st.floats(0.0, 1.0, exclude_max=True), mult=st.sampled_from([1.0, 10.0]))
 @example(steps=10, warmup=0.1, mult=1.0)        # the crash of issue 24: a warm-up of exactly one step
