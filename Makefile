@@ -60,7 +60,7 @@ demo: venv references ## demo corpus -> short training -> PCA baseline -> bundle
 	@echo "Starting the app on the demo bundles: http://127.0.0.1:$(PORT)  (Ctrl-C to stop)"
 	$(PY) -m streamlit run app/main.py --server.address 127.0.0.1 --server.port $(PORT) --server.headless true --browser.gatherUsageStats false -- --bundles bundles
 
-bench: venv ## benchmarks -> docs/bench-txfm.md, docs/bench-time-to-quality.md (after make results), docs/precompute.md, bench-out/ (data: ~15 min more for the SOMA/ARCHS4 builds)
+bench: venv browser ## benchmarks -> docs/bench-txfm.md, docs/bench-time-to-quality.md (after make results), docs/precompute.md, bench-out/ (data: ~15 min more for the SOMA/ARCHS4 builds; app load: bench-out/app/load.md)
 	$(PY) -m txfm bench --out docs/bench-txfm.md
 	@if [ -f results/curves/curves.csv ]; then $(PY) -m evaluation time-to-quality --curves results/curves/curves.csv --doc docs/bench-time-to-quality.md; \
 	else echo "time to quality: skipped, run make results first (it writes results/curves/curves.csv)"; fi
@@ -68,6 +68,7 @@ bench: venv ## benchmarks -> docs/bench-txfm.md, docs/bench-time-to-quality.md (
 	$(PY) -m data bench --shared $(SHARED_DATA) --out bench-out/data-bench.md
 	$(PY) -m data bench --public --out bench-out/data-bench-public.md
 	$(PY) -m app.bench --dir bench-out/app --genes 45000 --out bench-out/app/bench.md
+	$(PY) -m app.load --dir bench-out/app --genes 45000 --users 10 --seconds 120 --out bench-out/app/load.md
 
 results: venv references ## train on ../shared/data (about 13 min on 2 cores), precompute TxFM and PCA, write docs/results.md and results/curves
 	test -f $(RESULTS_CORPUS)/manifest.json || $(PY) -m data build-corpus --source $(SHARED_DATA) --out $(RESULTS_CORPUS)

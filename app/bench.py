@@ -20,6 +20,7 @@ from /proc after both bundles have been loaded by every page.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["overview", "gene_map", "neighbourhood", "modules", "enrichment", "compare", "subspaces"]
@@ -45,6 +47,67 @@ def make_bundles(d: Path, n_genes: int, dims: dict[str, int], names: list[str]) 
         t = time.time()
         subprocess.run(cmd, cwd=ROOT, check=True)
         print(f"built {out} in {time.time() - t:.0f} s", flush=True)
+
+
+def add_bundle_args(ap: argparse.ArgumentParser) -> None:
+    """--dir, --genes, --dims, --names: which two bundles a benchmark runs on (`bundle_names`)."""
+    ap.add_argument("--dir", type=Path, default=Path("bench-out/app"),
+                    help="folder for the synthetic bundles (reused when present; default bench-out/app)")
+    ap.add_argument("--genes", type=int, default=45000, help="genes per bundle (default 45000)")
+    ap.add_argument("--dims", default='{"codebook": 767, "decoder": 768}',
+                    help='JSON {matrix: width} for the generator (default the paper\'s TxFM-B widths)')
+    ap.add_argument("--names", nargs=2, default=None, metavar=("A", "B"),
+                    help="two existing bundles in --dir to measure instead of the synthetic ones")
+
+
+def bundle_names(a: argparse.Namespace, build: bool = True) -> list[str]:
+    """The two bundles of `add_bundle_args`: --names (refused when missing), else the synthetic pair,
+    built in --dir when missing (with `build`)."""
+    if a.names:
+        from common.errors import UserError
+        missing = [n for n in a.names if not (a.dir / n / "manifest.json").exists()]
+        if missing:
+            raise UserError(f"{a.dir}: no bundle {', '.join(missing)}; pass bundles that exist with --dir/--names")
+        return list(a.names)
+    names = [f"synthetic{a.genes // 1000}k_a", f"synthetic{a.genes // 1000}k_b"]
+    if build:
+        make_bundles(a.dir, a.genes, json.loads(a.dims), names)
+    return names
+
+
+@contextlib.contextmanager
+def streamlit_server(d: Path, log_path: Path, port: int | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`streamlit run app/main.py` on localhost over bundles folder `d` (output to `log_path`), once it
+    answers its health check; yields (URL, process) and stops it afterwards."""
+    import socket
+    import urllib.request
+    if port is None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+    log = open(log_path, "w")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.address",
+                             "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", "--",
+                             "--bundles", str(d)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"streamlit exited: {Path(log_path).read_text()[-2000:]}")
+                time.sleep(0.3)
+        yield url, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
 
 
 def _rss_mb() -> tuple[float, float]:
@@ -136,8 +199,6 @@ def measure(d: Path, names: list[str], n_queries: int) -> dict:
 
 def measure_browser(d: Path, names: list[str], n_queries: int, port: int = 8765) -> dict:
     """What a person waits for in Chromium: page first paint / complete, type-ahead and gene query times."""
-    import urllib.request
-
     import numpy as np
     from playwright.sync_api import expect, sync_playwright
 
@@ -146,19 +207,7 @@ def measure_browser(d: Path, names: list[str], n_queries: int, port: int = 8765)
     rng = np.random.default_rng(1)
     genes = [str(a.symbols[i]) for i in rng.choice(a.n_genes, 4 * n_queries, replace=False)]
     genes = [g for g in genes if re.fullmatch(r"[A-Za-z0-9-]{3,}", g)][:n_queries]
-    log = open(d / "bench-streamlit.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.address",
-                             "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
-                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", "--",
-                             "--bundles", str(d)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
+    with streamlit_server(d, d / "bench-streamlit.log", port) as (url, _):
         query = "&".join(f"bundle={n}" for n in names) + f"&gene={genes[0]}"
         out: dict = {"pages": {}, "suggest_s": [], "query_s": [], "query_done_s": [], "genes": len(genes)}
         with sync_playwright() as pw:
@@ -199,10 +248,6 @@ def measure_browser(d: Path, names: list[str], n_queries: int, port: int = 8765)
                 out["query_done_s"].append(time.perf_counter() - t)
             browser.close()
         return out
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
 
 
 def browser_report(r: dict, names: list[str], n_genes: list[int]) -> str:
@@ -268,32 +313,19 @@ def report(runs: list[dict], cmd: str, names: list[str] | None = None) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m app.bench", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--dir", type=Path, default=Path("bench-out/app"),
-                    help="folder for the synthetic bundles (reused when present; default bench-out/app)")
-    ap.add_argument("--genes", type=int, default=45000, help="genes per bundle (default 45000)")
-    ap.add_argument("--dims", default='{"codebook": 767, "decoder": 768}',
-                    help='JSON {matrix: width} for the generator (default the paper\'s TxFM-B widths)')
+    add_bundle_args(ap)
     ap.add_argument("--queries", type=int, default=20, help="gene queries timed (default 20)")
     ap.add_argument("--repeats", type=int, default=3,
                     help="fresh measurement processes; tables show the median and the max over them (default 3)")
     ap.add_argument("--out", type=Path, default=None, help="also write the markdown report here")
-    ap.add_argument("--names", nargs=2, default=None, metavar=("A", "B"),
-                    help="two existing bundles in --dir to measure instead of the synthetic ones")
     ap.add_argument("--browser-only", action="store_true", help="only the Chromium measurements")
     ap.add_argument("--no-browser", action="store_true", help="skip the Chromium measurements")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
-    names = a.names or [f"synthetic{a.genes // 1000}k_a", f"synthetic{a.genes // 1000}k_b"]
     if a.worker:
-        print("RESULT " + json.dumps(measure(a.dir, names, a.queries)))
+        print("RESULT " + json.dumps(measure(a.dir, bundle_names(a, build=False), a.queries)))
         return
-    if a.names:
-        from common.errors import UserError
-        missing = [n for n in names if not (a.dir / n / "manifest.json").exists()]
-        if missing:
-            raise UserError(f"{a.dir}: no bundle {', '.join(missing)}; pass bundles that exist with --dir/--names")
-    else:
-        make_bundles(a.dir, a.genes, json.loads(a.dims), names)
+    names = bundle_names(a)
     cmd = "python -m app.bench " + " ".join(sys.argv[1:] if argv is None else argv)
     browser_text = ""
     if not a.no_browser:

@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from .errors import write_failure
+
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
     """Hex sha256 of a file, read in 4 MiB chunks (constant memory)."""
@@ -35,6 +37,10 @@ _FILE_MODE = _file_mode()
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary sibling path to write; rename it onto `path` on success, delete it on failure.
 
+    A failure that means the folder cannot take the file (disk full, quota, read-only, permission, a
+    library's "short write") is re-raised as one OSError naming `path` and the cause
+    (`common.errors.write_failure`).
+
     `suffix` keeps an extension some writers insist on (np.save appends '.npy', np.savez '.npz').
     """
     path = Path(path)
@@ -46,10 +52,13 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         os.chmod(tmp, _FILE_MODE)       # mkstemp makes 0600; outputs get the usual umask-based mode
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
+        err = write_failure(e, path, scratch=tmp)     # a full disk, read-only folder ... named by `path`
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise
+        if err is e:
+            raise
+        raise err from e
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

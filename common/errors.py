@@ -12,11 +12,16 @@ exit `EXIT_BUG` (3), and the traceback with --debug.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import pickle
 import re
+import struct
 import sys
-from typing import Callable, Sequence
+import zipfile
+import zlib
+from typing import Callable, Iterator, Sequence
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1      # a check ran and found problems (e.g. `precompute validate` on a damaged bundle)
@@ -64,7 +69,97 @@ _OS_FIXES = {
     errno.ENOTDIR: "a part of the path is a file, expected a folder; check the path",
     errno.ENOTEMPTY: "folder is not empty",
     errno.EEXIST: "already exists",
+    errno.EFBIG: "the file is larger than this file system (or a `ulimit -f` size limit) allows; write to another folder",
+    errno.EIO: "input/output error from the disk; check the disk (dmesg) or write to another folder",
 }
+
+# errnos that mean "this folder cannot take the output": reported as one line naming the path,
+# wherever they surface (also wrapped inside a library's RuntimeError, as torch.save does).
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG,
+                          errno.EIO})
+# What libraries raise when a write stops part-way without an errno: numpy's tofile/np.save
+# ("67136 requested and 54240 written"), torch.save ("[enforce fail at inline_container.cc] unexpected
+# pos", "PytorchStreamWriter failed", "file write failed", "iostream error"), Arrow ("Error writing bytes").
+_SHORT_WRITE = re.compile(r"requested and \d+ written|unexpected pos|file write failed|PytorchStreamWriter failed|"
+                          r"iostream error|error writing bytes", re.IGNORECASE)
+FULL_BELOW_BYTES = 1 << 20      # a file system with less free space than this counts as full
+
+
+def exception_chain(e: BaseException, limit: int = 8):
+    """`e`, then what it was raised from or while handling (``__cause__``, else ``__context__``)."""
+    seen = set()
+    while e is not None and id(e) not in seen and len(seen) < limit:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__
+
+
+def write_errno(e: BaseException) -> OSError | None:
+    """The first OSError in `e`'s chain whose errno says the output cannot be written (disk full, quota,
+    read-only, permission, too large, I/O error), or None."""
+    for x in exception_chain(e):
+        if isinstance(x, OSError) and x.errno in WRITE_ERRNOS:
+            return x
+    return None
+
+
+def is_short_write(e: BaseException) -> bool:
+    """Whether `e` is a library's report of a write that stopped part-way (see _SHORT_WRITE)."""
+    return isinstance(e, (OSError, RuntimeError)) and getattr(e, "errno", None) is None and \
+        bool(_SHORT_WRITE.search(str(e)))
+
+
+def disk_problem(path: str | os.PathLike) -> int | None:
+    """Why the file system holding `path` cannot take writes now: EROFS (mounted read-only), ENOSPC
+    (under FULL_BELOW_BYTES free, counting what this user may use), EACCES (folder not writable), or
+    None when none of these holds."""
+    probe = os.path.abspath(os.fspath(path))
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
+    try:
+        st = os.statvfs(probe)
+    except OSError:
+        return None
+    if st.f_flag & getattr(os, "ST_RDONLY", 1):
+        return errno.EROFS
+    free = (st.f_bfree if hasattr(os, "geteuid") and os.geteuid() == 0 else st.f_bavail) * st.f_frsize
+    if free < FULL_BELOW_BYTES:
+        return errno.ENOSPC
+    folder = probe if os.path.isdir(probe) else os.path.dirname(probe)
+    if not os.access(folder, os.W_OK):
+        return errno.EACCES
+    return None
+
+
+def write_failure(e: BaseException, path: str | os.PathLike, scratch: str | os.PathLike | None = None) -> BaseException:
+    """What to raise for `e`, raised while writing the output `path`: an OSError naming the path and the
+    cause (disk full, quota, read-only, permission, too large, I/O error) when `e` is such a failure,
+    also when a library wrapped it (torch.save's RuntimeError) or reported only a short write (numpy's
+    "N requested and M written": the cause is then read from the file system); `e` itself otherwise.
+
+    Call it BEFORE deleting the partial output (the free space it took is part of the diagnosis).
+    `scratch`: the temporary file or staging folder being written for `path`; an errno naming a file
+    in it is reported under `path` instead (the scratch copy is deleted), other file names are kept.
+    """
+    found = write_errno(e)
+    if found is not None:
+        name = getattr(found, "filename2", None) or found.filename     # a copy's failure is about its target
+        if name is not None and scratch is not None:
+            rel = os.path.relpath(os.path.abspath(os.fspath(name)), os.path.abspath(os.fspath(scratch)))
+            if rel == ".":
+                name = None
+            elif not rel.startswith(".."):
+                name = os.path.join(os.fspath(path), rel)
+        if found is e and name == found.filename and name is not None and not getattr(e, "filename2", None):
+            return e
+        return OSError(found.errno, found.strerror or os.strerror(found.errno), os.fspath(path) if name is None else name)
+    if is_short_write(e):
+        cause = disk_problem(path)
+        if cause is not None:
+            return OSError(cause, os.strerror(cause), os.fspath(path))
+        return UserError(f"{os.fspath(path)}: the write stopped part-way ({one_line(str(e))[:160]}); check that its "
+                         "disk has free space and is writable, then run the command again")
+    return e
 
 
 def one_line(text: str) -> str:
@@ -88,7 +183,49 @@ def message_for(e: BaseException) -> str:
     """The one-line message printed for an expected failure."""
     if isinstance(e, OSError) and not isinstance(e, UserError) and e.errno is not None:
         return one_line(describe_os_error(e))
+    cause = write_errno(e) if not isinstance(e, UserError) else None
+    if cause is not None:             # e.g. torch.save's RuntimeError raised while handling ENOSPC
+        return one_line(describe_os_error(cause))
+    if is_short_write(e):
+        return one_line(f"{e}; a write stopped part-way: check that the output's disk has free space and is writable")
     return one_line(str(e) or type(e).__name__)
+
+
+# OSErrors that say a file cannot be reached (missing, permission, I/O) rather than that its content is
+# damaged; torch reports a truncated checkpoint as EINVAL, which counts as damaged.
+ACCESS_ERRNOS = frozenset({errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR, errno.EIO,
+                           errno.ELOOP, errno.ENAMETOOLONG})
+
+# What readers of numpy (.npy/.npz), zip, Parquet/Arrow, HDF5 and torch files raise on a damaged or
+# truncated file (an OSError without errno comes from h5py and Arrow; a RuntimeError from torch).
+DAMAGED_FILE_ERRORS = (ValueError, EOFError, KeyError, IndexError, zipfile.BadZipFile, zlib.error, struct.error,
+                       pickle.UnpicklingError, RuntimeError)
+
+
+@contextlib.contextmanager
+def reading(path: str | os.PathLike, fix: str, what: str = "file", error: type[Exception] = UserError,
+            also: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+    """Read `path` inside this block: a damaged or truncated file becomes ONE `error` naming the file,
+    what it should be and `fix` (something the user can do with the command at hand), e.g.
+    ``data/shards/shard-00003.npz: corpus shard is damaged or truncated (BadZipFile: File is not a zip
+    file); rebuild the corpus ...``. An `error` raised inside passes unchanged; an OSError with an errno
+    (missing file, permission, I/O: ACCESS_ERRNOS) keeps its own meaning, with `path` filled in when it
+    had none. `also`: more exception types that mean a damaged file for this reader (e.g. Exception for
+    pyarrow, whose errors derive from TypeError and NotImplementedError too)."""
+    try:
+        yield
+    except (error, UserError):
+        raise
+    except OSError as e:
+        if e.errno in ACCESS_ERRNOS:
+            if e.filename is None:
+                e.filename = os.fspath(path)
+            raise
+        raise error(f"{os.fspath(path)}: {what} is damaged or truncated ({type(e).__name__}: "
+                    f"{one_line(str(e))[:160]}); {fix}") from e
+    except (*DAMAGED_FILE_ERRORS, *also) as e:
+        raise error(f"{os.fspath(path)}: {what} is damaged or truncated ({type(e).__name__}: "
+                    f"{one_line(str(e) or type(e).__name__)[:160]}); {fix}") from e
 
 
 def debug_requested(argv: Sequence[str] | None) -> bool:
@@ -133,6 +270,9 @@ def run_main(main: Callable[[list[str]], int | None], argv: Sequence[str] | None
     except Exception as e:  # noqa: BLE001 -- a defect: say so in one line, traceback with --debug
         if debug:
             raise
+        if write_errno(e) is not None or is_short_write(e):   # a library wrapped a full disk: not a defect
+            print(f"error: {message_for(e)}", file=sys.stderr)
+            return EXIT_USER
         print(f"internal error ({type(e).__name__}): {message_for(e)} -- rerun with --debug for the "
               "traceback and report it", file=sys.stderr)
         return EXIT_BUG

@@ -15,13 +15,14 @@ Refusals (raised as UserError before any work is done):
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import uuid
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from .errors import UserError
+from .errors import UserError, disk_problem, write_failure
 
 # Files an OS or an editor drops into any folder; they do not make a folder "someone else's".
 IGNORABLE_FILES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini", ".ipynb_checkpoints", "__MACOSX"})
@@ -53,7 +54,9 @@ def _check_writable_parent(out: Path) -> None:
     if probe.exists() and not probe.is_dir():
         raise UserError(f"{probe}: is a file, so no folder can be created there; choose another --out")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"{probe}: folder is not writable; choose an --out in a folder you can write to")
+        why = {errno.EROFS: " (its file system is mounted read-only)",
+               errno.EACCES: " (permission denied)"}.get(disk_problem(probe) or errno.EACCES, "")
+        raise UserError(f"{probe}: folder is not writable{why}; choose an --out in a folder you can write to")
 
 
 def check_output_target(out: str | os.PathLike, kind: str, is_own: Callable[[Path], bool],
@@ -116,6 +119,15 @@ def remove_stale_staging(out: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def discard_staging(work: Path, out: Path, e: BaseException) -> BaseException:
+    """After `e` stopped the build of `out` in the staging folder `work`: diagnose a write failure (disk
+    full, read-only, permission, short write; before deleting, as the free space counts), delete `work`,
+    and return what to raise -- an error naming `out` (or the file under it) and the cause, or `e`."""
+    err = write_failure(e, out, scratch=work)
+    shutil.rmtree(work, ignore_errors=True)
+    return err
+
+
 def commit_dir(work: Path, out: Path) -> Path:
     """Move a finished `work` folder onto `out`; an existing `out` is replaced only now."""
     work, out = Path(work), Path(out)
@@ -148,9 +160,11 @@ def staged_output(out: str | os.PathLike, kind: str, is_own: Callable[[Path], bo
         if out.exists() and is_empty_dir(out):
             shutil.rmtree(out)
         commit_dir(work, out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+    except BaseException as e:
+        err = discard_staging(work, out, e)
+        if err is e:
+            raise
+        raise err from e
 
 
 def check_output_file(out: str | os.PathLike, kind: str, is_own: Callable[[Path], bool], replace: bool,

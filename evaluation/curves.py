@@ -66,7 +66,7 @@ def run_curves(run_dir: str | Path, references: str | Path, pca: str | Path | No
     from precompute.bundle.recall import recall_population
     from precompute.references import load_pairs
     from precompute.bundle.recall import pairs_to_indices
-    from evaluation.results import run_checkpoints
+    from evaluation.results import RunCheckpoints, run_checkpoints
     from txfm.feed import resolve_device
     from txfm.inference import gene_matrices
 
@@ -76,8 +76,10 @@ def run_curves(run_dir: str | Path, references: str | Path, pca: str | Path | No
     cks = run_checkpoints(run_dir)
     if len(cks) > 1 and cks[-1].name == "last.pt" and filecmp.cmp(cks[-1], cks[-2], shallow=False):
         cks = cks[:-1]  # last.pt is a copy of the final step checkpoint
+    run = RunCheckpoints(run_dir, cks)
+    _, (_, last_genes, last_meta) = run.last()         # the newest readable checkpoint
+    cks = run.checkpoints
     cks = [c for i, c in enumerate(cks) if i % every == every - 1 or c == cks[-1]]
-    _, last_genes, last_meta = gene_matrices(cks[-1])
     corpus = corpus or last_meta["corpus"].get("path")
     if "support" not in last_genes.columns and corpus:  # a run saved before checkpoints recorded it
         from txfm.corpus import Corpus
@@ -103,7 +105,10 @@ def run_curves(run_dir: str | Path, references: str | Path, pca: str | Path | No
     out = []
     jobs = ([("pca", Path(pca))] if pca is not None else []) + [("txfm", c) for c in cks]
     for kind, path in tqdm(jobs, desc="checkpoints"):
-        mats, genes, meta = gene_matrices(path)
+        got = gene_matrices(path) if kind == "pca" else run.load(path)
+        if got is None:
+            continue
+        mats, genes, meta = got
         knn = float("nan")
         if cells is not None:
             z, _ = (pca_baseline_embedding(path, cells) if kind == "pca"

@@ -40,7 +40,7 @@ def pca_baseline_embedding(path: str | os.PathLike, data: LabelledCounts) -> tup
     from txfm.checkpoint import load_file
     from txfm.inference import map_to_vocabulary
 
-    pca = PCABaseline.from_dict(load_file(path, "txfm-pca-baseline"))
+    pca = PCABaseline.from_dict(load_file(path, "txfm-pca-baseline"), path)
     mapping = map_to_vocabulary(data.genes, pca.genes, pca.gene_ids)
     if mapping.n_mapped == 0:
         raise ValueError(f"{path}: none of the {len(data.genes)} genes of {data.name} is among the baseline's "

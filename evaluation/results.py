@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from common.atomic import atomic_write_text
+from common.atomic import atomic_path, atomic_write_text
+from common.errors import UserError
 
 SOURCES = ["CORUM", "huMAP", "Reactome", "SIGNOR", "StringDB", "combined", "mean_of_sources"]
 
@@ -26,6 +27,41 @@ def _sweep_recall(mat: np.ndarray, pairs: dict, ranks: list[int] | None, n_nulls
     sub, _ = pca_scores(mat, standardise=standardise)
     rs = rank_sweep(sub.shape[1]) if ranks is None else sorted({min(r, sub.shape[1]) for r in ranks})
     return recall_sweep(sub, pairs, rs, n_nulls=n_nulls, null_size=null_size, seed=seed)
+
+
+class RunCheckpoints:
+    """The gene matrices of a run's checkpoints, loaded one at a time; a checkpoint that cannot be read
+    (truncated, damaged) is skipped with one warning on stderr, and the run is refused only when none
+    can be read -- `evaluation results` and `evaluation curves` walk a whole run, so "pass another
+    checkpoint" is not advice they can follow."""
+
+    def __init__(self, run_dir: Path, checkpoints: list[Path]):
+        self.run_dir, self.checkpoints, self.skipped = Path(run_dir), list(checkpoints), {}
+
+    def load(self, path: Path):
+        """`txfm.inference.gene_matrices(path)`, or None (warned once) when the file cannot be read."""
+        import sys
+
+        from txfm.checkpoint import OTHER_CHECKPOINT, CheckpointError
+        from txfm.inference import gene_matrices
+        if path in self.skipped:
+            return None
+        try:
+            return gene_matrices(path)
+        except CheckpointError as e:
+            self.skipped[path] = str(e).removesuffix(OTHER_CHECKPOINT).rstrip("; ")
+            print(f"warning: {self.skipped[path]}; skipped, the run is evaluated without it", file=sys.stderr)
+            return None
+
+    def last(self):
+        """(path, gene_matrices) of the newest readable checkpoint; the checkpoints after it are dropped."""
+        for i in range(len(self.checkpoints) - 1, -1, -1):
+            got = self.load(self.checkpoints[i])
+            if got is not None:
+                self.checkpoints = self.checkpoints[:i + 1]
+                return self.checkpoints[i], got
+        raise UserError(f"{self.run_dir}: none of its {len(self.checkpoints)} checkpoint(s) can be read (e.g. "
+                        f"{next(iter(self.skipped.values()))}); train the run again")
 
 
 def run_checkpoints(run_dir: Path) -> list[Path]:
@@ -58,9 +94,10 @@ def evaluate(run_dir: Path, pca_path: Path, references_dir: Path, ranks: list[in
     from precompute.references import load_pairs
     from precompute.bundle.recall import pairs_to_indices
 
-    cks = run_checkpoints(run_dir)
+    run = RunCheckpoints(run_dir, run_checkpoints(run_dir))
     pca_m, pca_genes, pca_meta = gene_matrices(pca_path)
-    last_m, last_genes, _ = gene_matrices(cks[-1])
+    _, (last_m, last_genes, _) = run.last()
+    cks = run.checkpoints
     label = POPULATION_ALL
     if not whole_vocabulary:
         pop, label = recall_population(last_genes)
@@ -81,7 +118,10 @@ def evaluate(run_dir: Path, pca_path: Path, references_dir: Path, ranks: list[in
     frames = []
     jobs = [("pca", pca_path)] + [("txfm", c) for c in cks]
     for kind, path in tqdm(jobs, desc="checkpoints"):
-        mats, genes, meta = gene_matrices(path)
+        got = (pca_m, pca_genes, pca_meta) if kind == "pca" else run.load(path)
+        if got is None:
+            continue
+        mats, genes, meta = got
         for name, m in restrict(mats, genes).items():
             final = kind == "pca" or path == cks[-1]
             df = _sweep_recall(m, pairs, ranks if final else [32 if name == "codebook" else 256],
@@ -89,7 +129,9 @@ def evaluate(run_dir: Path, pca_path: Path, references_dir: Path, ranks: list[in
             frames.append(df.assign(checkpoint=str(path), samples_seen=int(meta.get("samples_seen", 0)),
                                     matrix=name, final=final))
     info = {"genes": len(shared), "population": label, "n_pairs": {k: int(len(v)) for k, v in pairs.items()},
-            "pca_samples": int(pca_meta.get("samples_seen", 0)), "checkpoints": [str(c) for c in cks]}
+            "pca_samples": int(pca_meta.get("samples_seen", 0)),
+            "checkpoints": [str(c) for c in cks if c not in run.skipped],
+            "skipped": {str(k): v for k, v in run.skipped.items()}}
     return pd.concat(frames, ignore_index=True), info
 
 
@@ -126,7 +168,8 @@ def plot_curves(table: pd.DataFrame, rank_png: Path, learn_png: Path) -> None:
     ax.set_ylabel("combined recall")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(rank_png, dpi=120)
+    with atomic_path(rank_png, suffix=".png") as tmp:     # the doc's folder is created; no half-written PNG
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(6, 4))
     tx = comb[comb.matrix != "pca"]
@@ -143,7 +186,8 @@ def plot_curves(table: pd.DataFrame, rank_png: Path, learn_png: Path) -> None:
     ax.set_ylabel("combined recall")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(learn_png, dpi=120)
+    with atomic_path(learn_png, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
 
 
@@ -181,5 +225,7 @@ def write_results_doc(doc: Path, table: pd.DataFrame, info: dict, command: str,
         "(mean_of_sources); combined pools all pairs.", "",
         "Pairs per source: " + ", ".join(f"{k} {v:,}" for k, v in info["n_pairs"].items()) + ".", "",
         *md, "", f"![recall vs rank]({rank_png.name})", "", f"![learning curve]({learn_png.name})", "",
-        "Checkpoints: " + ", ".join(Path(c).name for c in info["checkpoints"]) + "."])
+        "Checkpoints: " + ", ".join(Path(c).name for c in info["checkpoints"]) + "."
+        + ("" if not info.get("skipped") else
+           " Skipped as unreadable: " + ", ".join(Path(c).name for c in info["skipped"]) + ".")])
     atomic_write_text(doc, text + "\n")

@@ -92,7 +92,7 @@ def cmd_import(a: argparse.Namespace) -> int:
     ref = _references(a)
     mats, genes, source = load_embedding(a.embeddings, ref, name=a.name, gene_column=a.gene_column,
                                          genes=a.genes, varm=a.varm, key=a.key,
-                                         support_from=a.support_from, log=print)
+                                         support_from=a.support_from, log=print, allow_counts=a.allow_counts)
     return _build(a, mats, genes, ref, source, params, "embedding",
                   protect=[a.embeddings] + [x for x in (a.genes, a.support_from) if x])
 
@@ -190,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "compared with")
     i.add_argument("--references", default=DEFAULT_REFERENCES,
                    help=f"reference folder from `python -m data fetch-references` (default {DEFAULT_REFERENCES})")
+    i.add_argument("--allow-counts", action="store_true",
+                   help="import a matrix that looks like counts (integer or boolean values, only non-negative "
+                        "whole numbers, or more columns than genes) with a warning; refused by default")
     i.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
     i.add_argument("--force", action="store_true", help="recompute every step (with --overwrite)")
     i.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -13,6 +13,7 @@ TxFM or PCA bundle's honest population.
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +29,21 @@ MATRIX_NAME = "embedding"
 
 def load_embedding(path: Path | str, references_dir: Path | str, name: str = MATRIX_NAME,
                    gene_column: str | None = None, genes: Path | str | None = None, varm: str | None = None,
-                   key: str | None = None, support_from: Path | str | None = None, log=print) -> tuple[dict[str, np.ndarray], pd.DataFrame, dict[str, Any]]:
+                   key: str | None = None, support_from: Path | str | None = None, log=print,
+                   allow_counts: bool = False) -> tuple[dict[str, np.ndarray], pd.DataFrame, dict[str, Any]]:
     """(matrices {name: (G, D)}, genes table (symbol, ensembl_id), manifest.source) for an embedding file.
 
     ``support_from``: a bundle whose genes' measurement support (datasets measuring each gene well) is
     copied by symbol (0 for genes it lacks), so the embedding's recall is scored on that bundle's honest
     population instead of its whole vocabulary.
+    ``allow_counts``: import a matrix that looks like counts (``data.readers.embeddings.count_like``) with a
+    warning on stderr instead of refusing it.
     """
     from data.genes.table import GeneTable, mapping_summary
     from data.readers.embeddings import read_gene_embedding
     path = Path(path)
-    x, ids = read_gene_embedding(path, gene_column=gene_column, genes=genes, varm=varm, key=key)
+    x, ids = read_gene_embedding(path, gene_column=gene_column, genes=genes, varm=varm, key=key,
+                                 allow_counts=allow_counts, warn=lambda m: print(m, file=sys.stderr))
     table_path = Path(references_dir) / "genes" / "genes.tsv"
     if not table_path.is_file():
         raise UserError(f"{table_path}: gene table not found, needed to map the embedding's identifiers; run "

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -25,10 +26,11 @@ import numpy as np
 import pandas as pd
 
 from common.errors import UserError
-from common.outputs import check_output_target, is_empty_dir, remove_stale_staging, stage_dir
+from common.outputs import check_output_target, discard_staging, is_empty_dir, remove_stale_staging, stage_dir
 
 from .bundle import files as bundle_files
 from . import steps
+from .bundle.validate import check_files
 from .bundle.files import (BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, MANIFEST, finalise, is_bundle, now_iso,
                         partial_dir, save_npy, save_parquet, write_json_atomic)
 from .params import BundleParams, choose_ranks
@@ -121,9 +123,11 @@ def build_bundle(matrices: dict[str, np.ndarray], genes: pd.DataFrame,
     try:
         return _build_in(work, out, existing, matrices, genes, ref_dir, source, params, force,
                          training_metrics, progress, overwrite, status)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+    except BaseException as e:
+        err = discard_staging(work, out, e)       # a full disk etc. named by `out`; the staging folder goes
+        if err is e:
+            raise
+        raise err from e
 
 
 def _copy_bundle(src: Path, dst: Path) -> None:
@@ -145,6 +149,14 @@ def _build_in(work: Path, out: Path, existing: bool, matrices, genes, ref_dir, s
     except ValueError:
         old = {}
     old_steps = old.get("steps", {}) if not force else {}
+    damaged = check_files(out, old.get("files") or {}, verify_hashes=False, unlisted=False) if old_steps else []
+    if damaged:           # a truncated or edited file: nothing of the old bundle is reused
+        if not overwrite:
+            raise UserError(f"{out}: the bundle there is damaged ({damaged[0]}); pass --overwrite to rebuild it, "
+                            "or choose a new --out")
+        print(f"warning: {out}: the bundle there is damaged ({damaged[0]}); every step is recomputed",
+              file=sys.stderr)
+        old_steps = {}
     names = list(matrices)
     ctx = steps.StepContext(work=work, params=params, names=names, references_dir=ref_dir, progress=progress)
     pdict = asdict(params)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -58,10 +59,19 @@ def run_checkpoints(run: Path) -> list[Path]:
     return out
 
 
+def _warn(msg: str) -> None:
+    print(f"warning: {msg}", file=sys.stderr)
+
+
 def build_series(run: Path | str, out: Path | str, references: Path | str, params: BundleParams | None = None,
-                 pca: Path | str | None = None, overwrite: bool = False, progress: bool = True, log=print) -> Path:
-    """Build one light bundle per checkpoint of ``run`` into the series folder ``out``; return it."""
+                 pca: Path | str | None = None, overwrite: bool = False, progress: bool = True, log=print,
+                 warn=_warn) -> Path:
+    """Build one light bundle per checkpoint of ``run`` into the series folder ``out``; return it.
+
+    A checkpoint that cannot be read (truncated, damaged) is skipped with a warning and listed under
+    "skipped" in series.json; the series is refused only when no checkpoint can be read."""
     from tqdm.auto import tqdm
+    from txfm.checkpoint import OTHER_CHECKPOINT, CheckpointError
 
     from .checkpoint_source import load_gene_matrices
     from .pipeline import build_bundle
@@ -71,10 +81,16 @@ def build_series(run: Path | str, out: Path | str, references: Path | str, param
         raise UserError(f"{references}: reference folder not found; run `python -m data fetch-references` "
                         "or pass --references DIR")
     lp = light_params(params)
-    entries = []
+    entries, skipped = [], []
     with staged_output(out, "run series", is_series, overwrite, protect=(run, references)) as work:
         for ck in tqdm(checkpoints, desc="checkpoints", disable=not progress):
-            mats, genes, source = load_gene_matrices(ck)
+            try:
+                mats, genes, source = load_gene_matrices(ck)
+            except CheckpointError as e:
+                reason = str(e).removesuffix(OTHER_CHECKPOINT).rstrip("; ")
+                warn(f"{reason}; skipped, the series goes on without it")
+                skipped.append({"checkpoint": str(ck), "reason": reason})
+                continue
             if source.get("kind") != "txfm":
                 raise UserError(f"{ck}: not a TxFM checkpoint; a series is built from a training run")
             if int(source.get("step", 0)) in {e["step"] for e in entries}:
@@ -87,10 +103,13 @@ def build_series(run: Path | str, out: Path | str, references: Path | str, param
             entries.append({"step": int(source.get("step", 0)), "samples_seen": int(source.get("samples_seen", 0)),
                             "checkpoint": str(ck), "bundle": name})
             log(f"{ck.name}: step {entries[-1]['step']:,}, {entries[-1]['samples_seen']:,} samples seen -> {name}")
+        if not entries:
+            raise UserError(f"{run}: none of its {len(checkpoints)} checkpoint(s) can be read (e.g. "
+                            f"{skipped[0]['reason']}); train the run again")
         entries.sort(key=lambda e: e["step"])
         write_json_atomic(work / SERIES_FILE, {
             "format": SERIES_FORMAT, "format_version": 1, "created": now_iso(), "run": str(run),
-            "checkpoints": entries, "params": {k: (list(v) if isinstance(v, tuple) else v)
+            "checkpoints": entries, "skipped": skipped, "params": {k: (list(v) if isinstance(v, tuple) else v)
                                                for k, v in lp.__dict__.items()},
             "pca": str(pca) if pca else None})
     return out

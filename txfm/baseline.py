@@ -16,10 +16,11 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.linalg import LinearOperator
 
+from common.errors import reading
 from common.options import OptionError, check_range
 
 from . import __version__
-from .checkpoint import FORMAT_VERSION, atomic_torch_save
+from .checkpoint import FORMAT_VERSION, CheckpointError, atomic_torch_save
 from .corpus import Corpus
 from .preprocessing import preprocess
 
@@ -79,10 +80,30 @@ class PCABaseline:
                 "n_samples_fit": int(self.n_samples_fit), "corpus": corpus or {}}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PCABaseline":
-        return cls(d["genes"], d["gene_ids"], d["gene_index"].numpy(), d["mean"].numpy(), d["scale"].numpy(),
-                   d["components"].numpy(), d["explained_variance"].numpy(), PCAConfig(**d["config"]),
-                   int(d["n_samples_fit"]))
+    def from_dict(cls, d: dict, where: str | os.PathLike = "PCA baseline") -> "PCABaseline":
+        """The baseline stored in a loaded PCA file `d`; a file whose arrays are missing, of the wrong
+        shape or empty (zero components, zero genes) is refused naming `where` (CheckpointError)."""
+        fix = f"fit it again with `python -m txfm baseline-pca --corpus CORPUS --out {where} --overwrite`"
+        with reading(where, fix, "PCA baseline file", CheckpointError):
+            arrays = {k: np.asarray(d[k]) for k in ("gene_index", "mean", "scale", "components",
+                                                               "explained_variance")}
+            genes, gene_ids = list(d["genes"]), list(d["gene_ids"])
+            config, n_fit = PCAConfig(**d["config"]), int(d["n_samples_fit"])
+        comp = arrays["components"]
+        g = len(genes)
+        if comp.ndim != 2 or comp.shape[0] < 1 or comp.shape[1] < 1:
+            raise CheckpointError(f"{where}: the PCA baseline has components of shape {comp.shape}, no usable "
+                                  f"component; {fix}")
+        shapes = {k: arrays[k].shape for k in ("gene_index", "mean", "scale")}
+        if comp.shape[1] != g or len(gene_ids) != g or any(s != (g,) for s in shapes.values()) or \
+                arrays["explained_variance"].shape != (comp.shape[0],):
+            raise CheckpointError(f"{where}: the PCA baseline's arrays disagree ({g} genes, components "
+                                  f"{comp.shape}, {', '.join(f'{k} {v}' for k, v in shapes.items())}, explained "
+                                  f"variance {arrays['explained_variance'].shape}); {fix}")
+        if not (np.isfinite(comp).all() and np.isfinite(arrays["mean"]).all() and np.isfinite(arrays["scale"]).all()):
+            raise CheckpointError(f"{where}: the PCA baseline holds NaN or infinite values; {fix}")
+        return cls(genes, gene_ids, arrays["gene_index"], arrays["mean"], arrays["scale"], comp,
+                   arrays["explained_variance"], config, n_fit)
 
     def save(self, path: str | os.PathLike, corpus: dict | None = None) -> None:
         atomic_torch_save(self.to_dict(corpus), path)
@@ -108,6 +129,9 @@ def fit_pca_matrix(x: sp.csr_matrix, cfg: PCAConfig) -> tuple[np.ndarray, np.nda
 
     op = LinearOperator((n, g), matvec=matmat, rmatvec=rmatmat, matmat=matmat, rmatmat=rmatmat, dtype=np.float64)
     k = min(cfg.n_components, n - 1, g)
+    if k < 1:
+        raise ValueError(f"PCA needs at least 2 samples and 1 gene, got {n} sample(s) and {g} gene(s); "
+                         "fit it on a corpus with more samples")
     _, s, vt = randomized_svd_operator(op, k, cfg.n_iter, cfg.seed)
     return mean, scale, vt, s ** 2 / max(n - 1, 1)
 

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from common.atomic import atomic_path
-from common.errors import strip_unsafe_advice
+from common.errors import ACCESS_ERRNOS, strip_unsafe_advice
 
 from . import __version__
 from .config import ModelConfig, TrainConfig, from_dict
@@ -30,20 +30,32 @@ class CheckpointError(ValueError):
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """torch.save to a temp file in the same folder, then rename over ``path``."""
     with atomic_path(path) as tmp:      # a failure (disk full, interrupt) leaves the old file, no temp file
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:      # our handle: closed at once on failure (torch's own may stay open)
+            torch.save(obj, f)
 
 
-def load_file(path: str | os.PathLike, expected_format: str | tuple[str, ...] = FORMAT) -> dict:
-    """Load a checkpoint-like file safely (no unpickling) and check its format and version."""
+# The fix for an unreadable file passed as --checkpoint (commands that walk a whole run skip it instead).
+OTHER_CHECKPOINT = "pass another checkpoint (a run keeps step-*.pt files beside last.pt) or train again"
+
+
+def load_file(path: str | os.PathLike, expected_format: str | tuple[str, ...] = FORMAT,
+              fix: str = OTHER_CHECKPOINT) -> dict:
+    """Load a checkpoint-like file safely (no unpickling) and check its format and version.
+    `fix`: what the user can do about an unreadable file with the command at hand."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint; train one with `python -m txfm train ...`")
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as e:
+        if e.errno not in ACCESS_ERRNOS:      # torch reports a truncated file as EINVAL
+            raise CheckpointError(f"{path}: not a readable TxFM checkpoint ({type(e).__name__}: "
+                                  f"{strip_unsafe_advice(str(e))[:200]}); the file is truncated or corrupt; {fix}") from e
+        raise                 # permission, I/O error: the error policy names the file and the cause
     except Exception as e:  # torch raises several types for truncated/corrupt/unsafe files
         why = f"{type(e).__name__}: {strip_unsafe_advice(str(e))[:200]}"
-        raise CheckpointError(f"{path}: not a readable TxFM checkpoint ({why}); "
-                              f"the file may be truncated or corrupt — use another checkpoint of the run") from e
+        raise CheckpointError(f"{path}: not a readable TxFM checkpoint ({why}); the file may be truncated or "
+                              f"corrupt; {fix}") from e
     if not isinstance(ck, dict) or "format" not in ck:
         raise CheckpointError(f"{path}: not a TxFM checkpoint (no 'format' field)")
     formats = (expected_format,) if isinstance(expected_format, str) else expected_format

@@ -89,7 +89,7 @@ class TrainConfig:
     epochs: float = 1.0  # passes over the training samples (may be fractional)
     max_steps: int = 0  # if > 0, overrides the step count derived from epochs
     lr: float = 1e-3  # peak learning rate of the one-cycle cosine schedule
-    warmup: float = 0.1  # fraction of steps spent warming up
+    warmup: float = 0.1  # fraction of steps spent warming up (a warm-up under two steps is skipped)
     weight_decay: float = -1.0  # AdamW weight decay; < 0 means 1 / (lr * total_steps) as in the paper
     codebook_lr_mult: float = 1.0  # the codebook's peak learning rate is lr x this (its rows see a gradient only when revealed)
     beta1: float = 0.9

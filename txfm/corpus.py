@@ -21,10 +21,16 @@ import pandas as pd
 import scipy.sparse as sp
 
 from common.atomic import sha256_file
-from common.outputs import check_output_target, commit_dir, is_empty_dir, stage_dir
+from common.errors import reading
+from common.outputs import check_output_target, commit_dir, discard_staging, is_empty_dir, stage_dir
 
 FORMAT = "txfm-corpus"
 FORMAT_VERSION = 1
+
+
+def rebuild_hint(corpus: str | os.PathLike) -> str:
+    """The fix for a damaged corpus file, naming the corpus folder."""
+    return f"rebuild the corpus: `python -m data build-corpus --source ... --out {corpus} --overwrite`"
 
 
 class CorpusError(ValueError):
@@ -111,13 +117,17 @@ class CorpusWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+            err = discard_staging(self._tmp, self.out, exc)   # a full disk etc. named by the corpus folder
+            if err is not exc:
+                raise err from exc
             return
         try:
             self._finish()
-        except BaseException:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            raise
+        except BaseException as e:
+            err = discard_staging(self._tmp, self.out, e)
+            if err is e:
+                raise
+            raise err from e
 
     def add_dataset(self, name: str, measured: Sequence[int] | np.ndarray, source: str = "", notes: str = "") -> int:
         """Register a source dataset; ``measured`` are vocabulary indices it profiles. Returns its index."""
@@ -257,7 +267,7 @@ def check_shard_arrays(z, n_rows: int, n_genes: int, n_datasets: int, where: str
     [0, n_genes) and strictly increasing within each row (sorted, unique); data are finite
     non-negative integers; dataset indices are in [0, n_datasets). Returns (indptr, dataset).
     """
-    fix = "the corpus is corrupt; rebuild it with `python -m data build-corpus`"
+    fix = f"the corpus is corrupt; {rebuild_hint(Path(where).parent.parent)}"
     try:
         indptr, indices, data, dset = (np.asarray(z[k]) for k in ("indptr", "indices", "data", "dataset"))
     except KeyError as e:
@@ -306,7 +316,7 @@ def verify_corpus(corpus: "Corpus") -> dict:
 
     t0 = time.perf_counter()
     m, where = corpus.manifest, corpus.path / "manifest.json"
-    fix = "rebuild the corpus with `python -m data build-corpus`"
+    fix = rebuild_hint(corpus.path)
     genes, ids = m.get("genes", []), m.get("gene_ids", [])
     if len(ids) != len(genes) or len(set(genes)) != len(genes):
         raise CorpusError(f"{where}: {len(genes)} genes, {len(set(genes))} distinct, {len(ids)} gene ids; the "
@@ -325,14 +335,9 @@ def verify_corpus(corpus: "Corpus") -> dict:
         raw = f.read_bytes()
         total += len(raw)
         h.update(hashlib.sha256(raw).hexdigest().encode())
-        try:
-            with np.load(io.BytesIO(raw), allow_pickle=False) as z:
-                indptr, dset = check_shard_arrays(z, int(s["n_samples"]), len(genes), len(corpus.datasets), str(f))
-                indices = np.asarray(z["indices"])
-        except (OSError, ValueError, EOFError) as e:
-            if isinstance(e, CorpusError):
-                raise
-            raise CorpusError(f"{f}: unreadable shard ({e}); {fix}") from e
+        with reading(f, fix, "corpus shard", CorpusError), np.load(io.BytesIO(raw), allow_pickle=False) as z:
+            indptr, dset = check_shard_arrays(z, int(s["n_samples"]), len(genes), len(corpus.datasets), str(f))
+            indices = np.asarray(z["indices"])
         partial = [int(k) for k in np.unique(dset) if not measured[k].all()]  # skip datasets measuring every gene
         if indices.size and partial and not measured[np.repeat(dset, np.diff(indptr)), indices].all():
             raise CorpusError(f"{f}: counts in genes their dataset does not list as measured; {fix}")
@@ -356,26 +361,30 @@ class Corpus:
                               f"`python -m data build-corpus --source ... --out {self.path}`")
         try:
             m = json.loads(mpath.read_text())
-        except json.JSONDecodeError as e:
-            raise CorpusError(f"{mpath}: manifest is not valid JSON ({e}); rebuild the corpus") from e
-        if m.get("format") != FORMAT:
-            raise CorpusError(f"{mpath}: format is {m.get('format')!r}, expected {FORMAT!r}")
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise CorpusError(f"{mpath}: manifest is not valid JSON ({e}); {rebuild_hint(self.path)}") from e
+        if not isinstance(m, dict) or m.get("format") != FORMAT:
+            found = m.get("format") if isinstance(m, dict) else type(m).__name__
+            raise CorpusError(f"{mpath}: format is {found!r}, expected {FORMAT!r}")
         if m.get("format_version") != FORMAT_VERSION:
             raise CorpusError(f"{mpath}: corpus format version {m.get('format_version')} is not supported by "
                               f"this txfm (reads version {FORMAT_VERSION}); rebuild the corpus or upgrade txfm")
         self.manifest = m
-        self.genes: list[str] = m["genes"]
-        self.gene_ids: list[str] = m["gene_ids"]
-        self.datasets = [DatasetInfo(d["name"], d["n_samples"], np.asarray(d["measured"], dtype=np.int64),
-                                     d.get("source", ""), d.get("notes", "")) for d in m["datasets"]]
-        self.shards: list[dict] = m["shards"]
-        self.n_samples: int = m["n_samples"]
-        self.fingerprint: str = m["fingerprint"]
-        self._offsets = np.cumsum([0] + [s["n_samples"] for s in self.shards])
+        # a field missing or of the wrong type: the manifest was edited or damaged
+        with reading(mpath, rebuild_hint(self.path), "corpus manifest", CorpusError):
+            self.genes: list[str] = list(m["genes"])
+            self.gene_ids: list[str] = list(m["gene_ids"])
+            self.datasets = [DatasetInfo(d["name"], int(d["n_samples"]), np.asarray(d["measured"], dtype=np.int64),
+                                         d.get("source", ""), d.get("notes", "")) for d in m["datasets"]]
+            self.shards: list[dict] = list(m["shards"])
+            self.n_samples: int = int(m["n_samples"])
+            self.fingerprint: str = str(m["fingerprint"])
+            self._offsets = np.cumsum([0] + [int(s["n_samples"]) for s in self.shards])
+            files = [str(s["file"]) for s in self.shards]
         self._obs: pd.DataFrame | None = None
-        for s in self.shards:
-            if not (self.path / s["file"]).exists():
-                raise CorpusError(f"{self.path}: shard {s['file']} is missing; the corpus is incomplete, rebuild it")
+        for file in files:
+            if not (self.path / file).exists():
+                raise CorpusError(f"{self.path}: shard {file} is missing; the corpus is incomplete, {rebuild_hint(self.path)}")
 
     @property
     def n_genes(self) -> int:
@@ -389,7 +398,13 @@ class Corpus:
     def obs(self) -> pd.DataFrame:
         """Per-sample metadata in global row order (loaded once)."""
         if self._obs is None:
-            self._obs = pd.read_parquet(self.path / "obs.parquet")
+            p = self.path / "obs.parquet"
+            with reading(p, rebuild_hint(self.path), "corpus sample table", CorpusError):
+                obs = pd.read_parquet(p)
+            if len(obs) != self.n_samples or "dataset" not in obs.columns:
+                raise CorpusError(f"{p}: {len(obs)} rows{'' if 'dataset' in obs.columns else ' without a dataset column'}"
+                                  f" for the manifest's {self.n_samples} samples; {rebuild_hint(self.path)}")
+            self._obs = obs
         return self._obs
 
     def measured_mask(self, dataset: int) -> np.ndarray:
@@ -409,15 +424,12 @@ class Corpus:
     def load_shard(self, i: int) -> tuple[sp.csr_matrix, np.ndarray]:
         """Shard ``i`` as (counts CSR (n, G) int32, dataset index per row (n,))."""
         f = self.path / self.shards[i]["file"]
-        try:
-            with np.load(f, allow_pickle=False) as z:
-                x = sp.csr_matrix((z["data"], z["indices"], z["indptr"]),
-                                  shape=(int(z["indptr"].shape[0] - 1), self.n_genes))
-                d = z["dataset"].astype(np.int64)
-        except (OSError, ValueError, KeyError) as e:
-            raise CorpusError(f"{f}: unreadable shard ({e}); the corpus is corrupt, rebuild it") from e
+        with reading(f, rebuild_hint(self.path), "corpus shard", CorpusError), np.load(f, allow_pickle=False) as z:
+            x = sp.csr_matrix((z["data"], z["indices"], z["indptr"]),
+                              shape=(int(z["indptr"].shape[0] - 1), self.n_genes))
+            d = z["dataset"].astype(np.int64)
         if x.shape[0] != self.shards[i]["n_samples"]:
-            raise CorpusError(f"{f}: holds {x.shape[0]} rows, manifest says {self.shards[i]['n_samples']}")
+            raise CorpusError(f"{f}: holds {x.shape[0]} rows, manifest says {self.shards[i]['n_samples']}; {rebuild_hint(self.path)}")
         return x, d
 
     def iter_shards(self) -> Iterator[tuple[int, sp.csr_matrix, np.ndarray]]:

@@ -229,7 +229,7 @@ def gene_matrices(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], pd.Da
     ck = load_file(path, ("txfm-checkpoint", "txfm-pca-baseline"))
     if ck["format"] == "txfm-pca-baseline":
         from .baseline import PCABaseline
-        pca = PCABaseline.from_dict(ck)
+        pca = PCABaseline.from_dict(ck, path)
         meta = {"kind": "pca", "model_config": ck["config"], "train_config": {}, "corpus": ck.get("corpus", {}),
                 "samples_seen": int(ck.get("n_samples_fit", 0)), "n_parameters": int(pca.components.size)}
         support = meta["corpus"].get("gene_support")  # over the corpus vocabulary; keep the PCA's genes

@@ -20,8 +20,9 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from common.atomic import atomic_path, atomic_write_json, atomic_write_text
-from common.errors import UserError
-from common.outputs import check_output_target, commit_dir, is_empty_dir, remove_stale_staging, stage_dir
+from common.errors import UserError, write_failure
+from common.outputs import (check_output_target, commit_dir, discard_staging, is_empty_dir, remove_stale_staging,
+                            stage_dir)
 
 from .checkpoint import load_file, prune, save_checkpoint, step_checkpoints, vocabulary_mismatch, CheckpointError
 from .config import ModelConfig, TrainConfig, from_dict
@@ -56,6 +57,21 @@ def total_steps(cfg: TrainConfig, n_train: int) -> int:
     return cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(cfg.epochs * n_train / cfg.batch_size))
 
 
+def warmup_pct(warmup: float, steps: int) -> float:
+    """The `pct_start` handed to OneCycleLR for a warm-up fraction over `steps` steps.
+
+    OneCycleLR ramps up over steps 0 .. warmup x steps - 1 and anneals over the rest; it divides by
+    the length of each phase, so a warm-up of exactly one step (``--max-steps 10`` at the default
+    0.1) or an annealing phase under one step crashes it. A warm-up that would span fewer than two
+    steps is dropped (there is nothing to ramp between), and the warm-up is capped so that the
+    annealing phase keeps at least one step. Every other combination is passed through unchanged."""
+    w = float(warmup) * steps
+    if w > steps - 1.0:
+        w = steps - 1.0
+        return w / steps if w >= 2.0 else 0.0
+    return float(warmup) if w >= 2.0 else 0.0
+
+
 def make_optimizer(model: TxFM, cfg: TrainConfig, steps: int):
     """AdamW (decay on matrices and the codebook, none on norms/biases/gains) and one-cycle cosine."""
     wd = cfg.weight_decay if cfg.weight_decay >= 0 else 1.0 / (cfg.lr * steps)
@@ -70,7 +86,8 @@ def make_optimizer(model: TxFM, cfg: TrainConfig, steps: int):
         max_lr.append(cfg.lr * cfg.codebook_lr_mult)
     opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
                             fused=True if _fused_adamw(model) else None)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=steps, pct_start=cfg.warmup,
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=steps,
+                                                pct_start=warmup_pct(cfg.warmup, steps),
                                                 anneal_strategy="cos", cycle_momentum=False)
     return opt, sched, wd
 
@@ -227,13 +244,15 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool =
         out); a folder that is not a run is always refused.
     """
     out = Path(cfg.out)
+    existed = out.exists()
     write_dir = _output_dir(cfg, resume, overwrite)
     rank, world, device = _dist_setup(cfg.device)
     corpus = Corpus(cfg.corpus)
     corpus.verify()  # edited manifest, damaged or negative shards: refused before any output is written
     ck = None
     if resume:
-        ck = load_file(out / "last.pt")
+        ck = load_file(out / "last.pt", fix=f"to resume from an earlier checkpoint, copy one of {out}/step-*.pt onto "
+                                            f"{out / 'last.pt'}; or start the run again with --overwrite")
         if ck["genes"] != corpus.genes:
             raise CheckpointError(vocabulary_mismatch(out / "last.pt", ck["genes"], corpus.genes))
         cfg, model_cfg = _resumed_config(cfg, ck, given, out)
@@ -278,14 +297,25 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool =
                support, spec, loader, local_bs, device, world, rank == 0, quiet, resume, out, write_dir)
 
     staged = run.is_main and write_dir != out
+    fresh = run.is_main and not resume and write_dir == out      # a new run written in place
     if staged:
         remove_stale_staging(out)
+    if fresh:
+        (out / "metrics.jsonl").unlink(missing_ok=True)    # rows of an earlier start that saved no checkpoint
     try:
         _loop(run)
-    except BaseException:
+    except BaseException as e:
+        for bar in list(getattr(tqdm, "_instances", ())):    # end the progress line: the error gets its own
+            bar.close()
         if staged:
-            shutil.rmtree(write_dir, ignore_errors=True)       # the run being replaced stays as it was
-        raise
+            err = discard_staging(write_dir, out, e)       # the run being replaced stays as it was
+        else:
+            err = write_failure(e, out)                    # a full disk, read-only folder ... named by `out`
+            if fresh and not has_checkpoint(out):
+                _remove_unsaved_run(out, created=not existed)
+        if err is e:
+            raise
+        raise err from e
     if staged:
         commit_dir(write_dir, out)
     if dist.is_initialized():
@@ -294,16 +324,40 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool =
     return out / "last.pt"
 
 
+def has_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether the run folder `path` holds a checkpoint (``last.pt`` or a ``step-*.pt``)."""
+    return (Path(path) / "last.pt").is_file() or bool(step_checkpoints(path))
+
+
+def _remove_unsaved_run(out: Path, created: bool) -> None:
+    """After a new run failed before its first checkpoint: delete the files it wrote (config.json,
+    metrics.jsonl), and the folder when this run created it and nothing else is in it."""
+    for name in ("config.json", "metrics.jsonl"):
+        (out / name).unlink(missing_ok=True)
+    if created and out.is_dir() and is_empty_dir(out):
+        shutil.rmtree(out, ignore_errors=True)
+
+
 def _output_dir(cfg: TrainConfig, resume: bool, overwrite: bool) -> Path:
     """Where the run's files go: ``cfg.out``, or a staging sibling when an existing run is replaced.
     Refuses a resume with nothing to resume, an existing run without --resume/--overwrite, and a
-    folder that is not a run."""
+    folder that is not a run. A run that stopped before its first checkpoint (killed, disk full) is
+    started again in place without --overwrite: it holds nothing to keep."""
     out = Path(cfg.out)
     if resume:
         if not (out / "last.pt").exists():
+            steps = step_checkpoints(out) if out.is_dir() else []
+            if steps:
+                raise CheckpointError(f"{out / 'last.pt'}: missing, so there is nothing to resume; copy the newest "
+                                      f"checkpoint ({steps[-1]}) onto {out / 'last.pt'} to resume from it")
+            if out.is_dir() and is_run(out):
+                raise CheckpointError(f"{out}: the run there stopped before saving its first checkpoint, so there "
+                                      "is nothing to resume; start it again without --resume")
             raise CheckpointError(f"{out / 'last.pt'}: nothing to resume; start the run without --resume")
         return out
     if out.is_dir() and not is_empty_dir(out) and is_run(out) and not overwrite:
+        if not has_checkpoint(out):
+            return out
         raise UserError(f"{out}: a training run already exists there; pass --resume to continue it, "
                         "--overwrite to replace it, or choose a new --out")
     if check_output_target(out, "training run", is_run, overwrite, protect=[cfg.corpus]):
@@ -450,4 +504,4 @@ def _check_finite(diverged: torch.Tensor, out: Path, bar) -> None:
             f"for extreme counts. Last good checkpoint: {out / 'last.pt'}")
 
 
-__all__ = ["train", "train_step", "evaluate", "TrainingDiverged", "total_steps", "make_optimizer"]
+__all__ = ["train", "train_step", "evaluate", "TrainingDiverged", "total_steps", "make_optimizer", "warmup_pct"]

@@ -279,6 +279,28 @@ def _phenoprint(st: SourceState, config: BuildConfig) -> None:
     st.phenoprint = scored.to_dict(orient="records")
 
 
+def read_genes_file(path: str | os.PathLike) -> list[str]:
+    """The gene names of a --genes file (one per line, blank lines skipped); refused (DataError naming
+    the file and the fix) when missing, not UTF-8 text, empty, or holding a name twice."""
+    p = Path(path)
+    drop = "or drop --genes to use the union of the sources' genes"
+    if not p.is_file():
+        raise DataError(f"{p}: --genes file not found; pass a text file with one gene per line, {drop}")
+    try:
+        lines = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    except UnicodeDecodeError as e:
+        raise DataError(f"{p}: --genes file is not UTF-8 text ({e.reason} at byte {e.start}); pass a text file "
+                        f"with one gene per line, {drop}") from e
+    if not lines:
+        raise DataError(f"{p}: --genes file lists no gene (it is empty); write one gene symbol or Ensembl id per "
+                        f"line, {drop}")
+    dup = pd.Index(lines)[pd.Index(lines).duplicated()].unique().tolist()
+    if dup:
+        raise DataError(f"{p}: --genes lists {len(dup)} gene(s) more than once (e.g. {dup[0]!r}); list each gene "
+                        "once")
+    return lines
+
+
 def _vocabulary(states: list[SourceState], config: BuildConfig, table) -> tuple[list[str], list[str], int]:
     ens: dict[str, str] = {}
     for st in states:
@@ -287,9 +309,14 @@ def _vocabulary(states: list[SourceState], config: BuildConfig, table) -> tuple[
                 ens[s] = e
     all_genes = {s for st in states for s in st.mapping.symbols}
     if config.genes_file:
-        lines = [ln.strip() for ln in Path(config.genes_file).read_text().splitlines() if ln.strip()]
+        lines = read_genes_file(config.genes_file)
         m = map_genes(lines, table, unmapped="keep", drop_spike_ins=False)
         genes = m.symbols
+        if not genes or not set(genes) & all_genes:
+            example = sorted(all_genes)[:3]
+            raise DataError(f"{config.genes_file}: none of the {len(lines)} gene(s) of --genes (e.g. {lines[0]!r}) is "
+                            f"among the sources' genes (e.g. {', '.join(map(repr, example))}); list genes the "
+                            "sources measure, with the same kind of id, or drop --genes")
         for s, e in zip(m.symbols, m.ensembl):
             if e and not ens.get(s):
                 ens[s] = e
@@ -377,6 +404,8 @@ def build_corpus(sources: list[str | os.PathLike], out: str | os.PathLike, confi
     # Refused before any reading: a folder that is not a corpus (never replaced), a corpus without
     # --overwrite, an --out holding one of the sources, an unwritable parent.
     check_output_target(out, "corpus", is_corpus, config.overwrite, protect=local)
+    if config.genes_file:
+        read_genes_file(config.genes_file)          # an empty or unreadable --genes file: refused before reading
     with staged_output(out, "corpus", is_corpus, config.overwrite, protect=local) as work:
         return _build_into(work, out, sources, config, gene_table, log, t0)
 
@@ -415,10 +444,11 @@ def _build_from(readers, work: Path, out: Path, config: BuildConfig, table, gene
         if config.phenoprint and "perturbation" in st.obs_columns:
             _phenoprint(st, config)
     genes, gene_ids, n_dropped = _vocabulary(states, config, table)
+    where = ", ".join(str(r.path) for r in readers[:3]) + (", ..." if len(readers) > 3 else "")
     if not genes:
-        raise DataError(f"{out}: no gene passes the gene filter in any source; lower --min-cells")
+        raise DataError(f"{where}: no gene passes the gene filter in any source; lower --min-cells")
     if not any(st.keep.any() for st in states):
-        raise DataError(f"{out}: the filters removed every sample; lower --min-genes / --min-counts")
+        raise DataError(f"{where}: the filters removed every sample; lower --min-genes / --min-counts")
     with tqdm(total=total, desc="pass 2/2: writing", unit="samples", disable=None) as bar:
         stats = _write(states, genes, gene_ids, work, replace(config, overwrite=True), bar)
     report = _report(states, stats, genes, n_dropped, out, config, gene_table, t0, t1)

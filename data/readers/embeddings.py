@@ -13,7 +13,10 @@ Formats (``read_gene_embedding``):
   ``symbols``) or the ``genes`` file.
 
 Every problem (empty file, text in a number column, NaN or infinite values, a 1-D array, duplicate or
-empty identifiers, lengths that disagree) raises ``DataError`` naming the file and the fix.
+empty identifiers, lengths that disagree) raises ``DataError`` naming the file and the fix. A matrix
+that looks like counts rather than an embedding (``count_like``: an integer or boolean dtype, every
+value a non-negative whole number, or more columns than gene rows) is refused too, saying what was
+seen, unless ``allow_counts`` (``--allow-counts``) imports it with a warning.
 """
 from __future__ import annotations
 
@@ -31,8 +34,10 @@ FORMATS_HELP = ("TSV/CSV with a gene column, .npy with --genes, .h5ad (genes as 
 
 
 def read_gene_embedding(path: Path | str, gene_column: str | None = None, genes: Path | str | None = None,
-                        varm: str | None = None, key: str | None = None) -> tuple[np.ndarray, list[str]]:
-    """(float32 (G, D) matrix, G identifiers in row order) from an embedding file (see the module)."""
+                        varm: str | None = None, key: str | None = None, allow_counts: bool = False,
+                        warn=None) -> tuple[np.ndarray, list[str]]:
+    """(float32 (G, D) matrix, G identifiers in row order) from an embedding file (see the module).
+    `warn(message)` receives the count-like remark when `allow_counts` lets such a matrix through."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found; pass the embedding file with --embeddings")
@@ -51,7 +56,34 @@ def read_gene_embedding(path: Path | str, gene_column: str | None = None, genes:
         x, ids = _read_pt(path, key, genes)
     else:
         raise DataError(f"{path}: unknown embedding format {path.suffix or '(no suffix)'!r}; use {FORMATS_HELP}")
-    return _checked(path, x, ids)
+    dtype = np.asarray(x).dtype
+    x, ids = _checked(path, x, ids)
+    why = count_like(x, dtype)
+    if why is not None:
+        if not allow_counts:
+            raise DataError(f"{path}: does not look like a gene embedding: {why}; pass a gene x dimension embedding "
+                            "(e.g. a model's gene vectors or PCA loadings), or --allow-counts to import it anyway")
+        if warn is not None:
+            warn(f"warning: {path}: does not look like a gene embedding: {why}; imported anyway (--allow-counts)")
+    return x, ids
+
+
+def count_like(x: np.ndarray, dtype: np.dtype | None = None) -> str | None:
+    """Why the (G, D) matrix `x` (read with `dtype`) looks like counts rather than an embedding, or None:
+    an integer or boolean dtype; every value a non-negative whole number; more columns than gene rows (an
+    embedding has far fewer dimensions than genes; a genes x cells count matrix has more)."""
+    dtype = np.dtype(dtype if dtype is not None else x.dtype)
+    g, d = x.shape
+    if dtype.kind in "biu":
+        return (f"its values are of type {dtype} (min {x.min():g}, max {x.max():g}), as counts are, not the "
+                "real numbers of an embedding")
+    if x.size and x.min() >= 0 and np.array_equal(x, np.round(x)):
+        return (f"every value is a non-negative whole number (min {x.min():g}, max {x.max():g}), as counts are, "
+                "not the real numbers of an embedding")
+    if d > g:
+        return (f"it has more columns ({d:,}) than gene rows ({g:,}); an embedding has fewer dimensions than genes "
+                "(is it a genes x cells count matrix?)")
+    return None
 
 
 def _checked(path: Path, x, ids: list[str]) -> tuple[np.ndarray, list[str]]:
@@ -197,4 +229,5 @@ def _read_pt(path: Path, key: str | None, genes: Path | str | None) -> tuple[np.
         ids = [str(n) for n in names]
     else:
         ids = _read_gene_list(path, genes, "the .pt dict")
-    return x.detach().float().numpy(), ids
+    x = x.detach()
+    return (x.float().numpy() if x.is_floating_point() else x.numpy()), ids    # integer/bool kept for count_like

@@ -21,7 +21,7 @@ from scipy.linalg import orthogonal_procrustes
 
 from common.outputs import check_output_target, staged_output
 
-from .files import now_iso, save_parquet, write_json_atomic
+from .files import now_iso, read_array, read_json, read_table, save_parquet, write_json_atomic
 from .validate import check_bundle
 from . import files as bundle_files
 
@@ -152,12 +152,12 @@ def _chosen_rank(manifest: dict, matrix: str, path: Path) -> int:
     info = manifest["matrices"].get(matrix, {})
     if isinstance(info, dict) and info.get("rank"):
         return int(info["rank"])
-    return int(np.load(path / bundle_files.subspace_file(matrix), mmap_mode="r").shape[1])
+    return int(read_array(path / bundle_files.subspace_file(matrix)).shape[1])
 
 
 def _compare_into(work: Path, a: Path, b: Path, ma: dict, mb: dict) -> None:
-    ga = pd.read_parquet(a / bundle_files.GENES)
-    gb = pd.read_parquet(b / bundle_files.GENES)
+    ga = read_table(a / bundle_files.GENES)
+    gb = read_table(b / bundle_files.GENES)
     sa, sb = ga.symbol.to_numpy(object), gb.symbol.to_numpy(object)
     shared = set(sa) & set(sb)
     common = sorted(set(ma["matrices"]) & set(mb["matrices"]))
@@ -166,19 +166,19 @@ def _compare_into(work: Path, a: Path, b: Path, ma: dict, mb: dict) -> None:
     save_parquet(work / "genes.parquet", pd.DataFrame({"symbol": allg, "in_a": [g in set(sa) for g in allg],
                                                        "in_b": [g in set(sb) for g in allg]}))
     summary, recalls = {}, []
-    pairs_a = pd.read_parquet(a / bundle_files.PAIRS) if (a / bundle_files.PAIRS).exists() else \
+    pairs_a = read_table(a / bundle_files.PAIRS) if (a / bundle_files.PAIRS).exists() else \
         pd.DataFrame(columns=["source", "gene_a", "gene_b"])
     order = sorted(shared)
     b_to_a = row_map(sb, sa)
     for x, y in pairs:
         key = f"{x}__{y}"
-        ka = np.load(a / bundle_files.knn_files(x)[0], mmap_mode="r")
-        kb = np.load(b / bundle_files.knn_files(y)[0], mmap_mode="r")
+        ka = read_array(a / bundle_files.knn_files(x)[0])
+        kb = read_array(b / bundle_files.knn_files(y)[0])
         change = neighbourhood_change(sa, ka, sb, kb, min(ka.shape[1], kb.shape[1]))
         jac = change.drop_duplicates("gene").set_index("gene").loc[order, "jaccard"].to_numpy()
         save_parquet(work / "overlap" / f"{key}.parquet", pd.DataFrame({"symbol": order, "jaccard": jac}))
-        xa = pd.read_parquet(a / bundle_files.umap_file(x))[["x", "y"]].to_numpy(float)
-        xb = align_layout(xa, pd.read_parquet(b / bundle_files.umap_file(y))[["x", "y"]].to_numpy(float), b_to_a)
+        xa = read_table(a / bundle_files.umap_file(x))[["x", "y"]].to_numpy(float)
+        xb = align_layout(xa, read_table(b / bundle_files.umap_file(y))[["x", "y"]].to_numpy(float), b_to_a)
         ra_, rb_ = row_map(np.asarray(order, dtype=object), sa), row_map(np.asarray(order, dtype=object), sb)
         save_parquet(work / "layout" / f"{key}.parquet",
                      pd.DataFrame({"symbol": order, "x_a": xa[ra_, 0].astype(np.float32),
@@ -188,15 +188,15 @@ def _compare_into(work: Path, a: Path, b: Path, ma: dict, mb: dict) -> None:
                         "mean_jaccard": float(np.nanmean(jac)) if len(jac) else None}
         rank_x, rank_y = _chosen_rank(ma, x, a), _chosen_rank(mb, y, b)
         rec, n_pop, label = recall_side_by_side(
-            np.load(a / bundle_files.subspace_file(x), mmap_mode="r")[:, :rank_x],
-            np.load(b / bundle_files.subspace_file(y), mmap_mode="r")[:, :rank_y], ga, gb, pairs_a)
+            read_array(a / bundle_files.subspace_file(x))[:, :rank_x],
+            read_array(b / bundle_files.subspace_file(y))[:, :rank_y], ga, gb, pairs_a)
         recalls.append(rec.assign(pair=key, rank=np.where(rec.side == "A", rank_x, rank_y)))
         summary[key].update({"recall_population": label, "recall_n_genes": n_pop,
                              "rank_a": rank_x, "rank_b": rank_y})
         mod_a, mod_b = a / bundle_files.modules_file(x), b / bundle_files.modules_file(y)
         if mod_a.exists() and mod_b.exists():
-            ta = pd.read_parquet(mod_a).sort_values("gene")
-            tb = pd.read_parquet(mod_b).sort_values("gene")
+            ta = read_table(mod_a).sort_values("gene")
+            tb = read_table(mod_b).sort_values("gene")
             res = [c for c in ta.columns if c.startswith("res_") and c in tb.columns]
             rows = np.flatnonzero(row_map(sa, sb) >= 0)
             for r in res:
@@ -211,8 +211,7 @@ def _compare_into(work: Path, a: Path, b: Path, ma: dict, mb: dict) -> None:
         "b": {"path": str(b), "created": mb["created"], "source": mb["source"].get("checkpoint")},
         "genes": {"a": len(sa), "b": len(sb), "shared": len(shared)},
         "pairs": [list(p) for p in pairs], "summary": summary,
-        "best": {"a": json.loads((a / bundle_files.BEST).read_text()),
-                 "b": json.loads((b / bundle_files.BEST).read_text())}})
+        "best": {"a": read_json(a / bundle_files.BEST), "b": read_json(b / bundle_files.BEST)}})
 
 
 # ---- any two gene matrices (the app's Compare page and `precompute compare`) ------------------

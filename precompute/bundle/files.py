@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from common.atomic import atomic_path, atomic_write_json, sha256_file  # noqa: F401 (sha256_file re-exported)
+from common.errors import reading
 from common.outputs import commit_dir
 
 BUNDLE_FORMAT = "txfm-bundle"
@@ -77,6 +78,39 @@ def gmt_file(library: str) -> str:
 
 class BundleError(ValueError):
     """A bundle is missing, incomplete, tampered with or of an unknown format."""
+
+
+# The fix for a damaged file of a bundle (the readers below name the file).
+REBUILD_BUNDLE = ("rebuild the bundle: `python -m precompute run --checkpoint CKPT --out BUNDLE --overwrite` "
+                  "(or `precompute import ... --overwrite` for an imported embedding)")
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A Parquet table of a bundle; a missing, truncated or damaged file is one BundleError naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise BundleError(f"{path}: file is missing from the bundle; {REBUILD_BUNDLE}")
+    with reading(path, REBUILD_BUNDLE, "bundle table", BundleError, also=(Exception,)):   # pyarrow: many types
+        return pd.read_parquet(path)
+
+
+def read_array(path: Path) -> np.ndarray:
+    """A ``.npy`` array of a bundle, memory-mapped read-only (never unpickled); a missing, truncated or
+    damaged file is one BundleError naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise BundleError(f"{path}: file is missing from the bundle; {REBUILD_BUNDLE}")
+    with reading(path, REBUILD_BUNDLE, "bundle array (.npy)", BundleError):
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file of a bundle (e.g. recall/best.json); a damaged file is one BundleError naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise BundleError(f"{path}: file is missing from the bundle; {REBUILD_BUNDLE}")
+    with reading(path, REBUILD_BUNDLE, "bundle JSON file", BundleError):
+        return json.loads(path.read_text(encoding="utf-8"))
 
 
 def now_iso() -> str:

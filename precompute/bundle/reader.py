@@ -17,7 +17,7 @@ import pandas as pd
 from common.gmt import gmt_sets
 
 # precompute owns the contract; these imports are torch-free (numpy/pandas/pyarrow only).
-from .files import BundleError, read_manifest
+from .files import REBUILD_BUNDLE, BundleError, read_array, read_json, read_manifest, read_table
 from .validate import check_bundle
 from . import files as bundle_files
 
@@ -91,7 +91,10 @@ class Bundle:
     def best(self) -> dict:
         """``recall/best.json`` ({matrix: {"rank", "recall"}}) or {} when absent."""
         p = self.path / bundle_files.BEST
-        return json.loads(p.read_text()) if p.exists() else {}
+        best = read_json(p) if p.exists() else {}
+        if not isinstance(best, dict):
+            raise BundleError(f"{p}: not a {{matrix: {{rank, recall}}}} table; {REBUILD_BUNDLE}")
+        return best
 
     @cached_property
     def recall(self) -> pd.DataFrame:
@@ -186,10 +189,7 @@ class Bundle:
             p = self.path / rel
             if not p.exists():
                 raise BundleError(f"{p}: file is missing from the bundle; {MAKE_BUNDLE_HINT}.")
-            try:
-                arr = np.load(p, mmap_mode="r", allow_pickle=False)
-            except ValueError as e:
-                raise BundleError(f"{p}: not a plain .npy array ({e}); rebuild the bundle.") from e
+            arr = read_array(p)
             if arr.ndim != 2 or arr.shape[0] != self.n_genes:
                 raise BundleError(
                     f"{p}: shape {arr.shape} does not match the {self.n_genes} genes of genes.parquet; "
@@ -202,10 +202,7 @@ class Bundle:
 def _read_parquet(p: Path) -> pd.DataFrame:
     if not p.exists():
         raise BundleError(f"{p}: file is missing from the bundle; {MAKE_BUNDLE_HINT}.")
-    try:
-        return pd.read_parquet(p)
-    except Exception as e:  # pyarrow raises several types for corrupt files
-        raise BundleError(f"{p}: cannot be read as Parquet ({e}); rebuild the bundle.") from e
+    return read_table(p)
 
 
 def validate(path: Path) -> dict:

@@ -11,14 +11,13 @@ Two writers, for two needs:
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from common.outputs import remove_stale_staging, stage_dir
+from common.outputs import discard_staging, remove_stale_staging, stage_dir
 
 from . import files as bundle_files
 from .files import finalise, now_iso, save_npy, save_parquet, write_json_atomic
@@ -239,9 +238,11 @@ def make_planted_bundle(out: Path | str, n_genes: int = 400, n_programs: int = 1
     work.mkdir(parents=True)
     try:
         return _write_planted(work, out, n_genes, n_programs, k, seed, with_pca, variant)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+    except BaseException as e:
+        err = discard_staging(work, out, e)
+        if err is e:
+            raise
+        raise err from e
 
 
 def _write_planted(work: Path, out: Path, n_genes: int, n_programs: int, k: int, seed: int, with_pca: bool,

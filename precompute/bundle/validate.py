@@ -39,7 +39,9 @@ def _os_clutter(rel: Path) -> bool:
     return any(part.startswith(".") or part.lower() in _CLUTTER_NAMES for part in rel.parts)
 
 
-def _check_files(root: Path, files: dict[str, Any], verify_hashes: bool) -> list[str]:
+def check_files(root: Path, files: dict[str, Any], verify_hashes: bool, unlisted: bool = True) -> list[str]:
+    """Problems of the files `files` ({rel: {bytes, sha256}}, manifest.files) lists under `root`: missing,
+    another size (truncated), another sha256 (when verify_hashes), and (with `unlisted`) files not listed."""
     problems = []
     for rel, info in files.items():
         p = root / rel
@@ -51,7 +53,7 @@ def _check_files(root: Path, files: dict[str, Any], verify_hashes: bool) -> list
             problems.append(f"{p}: {size} bytes, manifest says {info.get('bytes')} (truncated or modified)")
         elif verify_hashes and sha256_file(p) != info.get("sha256"):
             problems.append(f"{p}: sha256 differs from the manifest (file modified after the build)")
-    for p in sorted(root.rglob("*")):
+    for p in sorted(root.rglob("*")) if unlisted else []:
         if p.is_file() and p.name != MANIFEST and p.relative_to(root).as_posix() not in files \
                 and not _os_clutter(p.relative_to(root)):
             problems.append(f"{p}: not listed in manifest.files (file added after the build)")
@@ -118,8 +120,9 @@ def _check_matrix(root: Path, name: str, info: dict, g: int, problems: list[str]
                 problems.append(f"{bundle_files.knn_files(name)[1]}: similarities are not descending per row")
     _check_parquet(root / bundle_files.umap_file(name), ["gene", "x", "y"], g, problems)
     mod = root / bundle_files.modules_file(name)
+    before = len(problems)
     _check_parquet(mod, ["gene"], g, problems)
-    if mod.is_file() and not any(c.startswith("res_") for c in _columns(mod)):
+    if mod.is_file() and len(problems) == before and not any(c.startswith("res_") for c in _columns(mod)):
         problems.append(f"{mod}: no res_<value> module columns")
     _check_parquet(root / bundle_files.enrichment_file(name), ENRICH_COLUMNS, None, problems)
 
@@ -148,12 +151,15 @@ def validate_bundle(path: Path | str, verify_hashes: bool = True) -> list[str]:
                         f"{', '.join(map(repr, SOURCE_KINDS))}")
     if not m["matrices"]:
         problems.append(f"{root / MANIFEST}: no matrices listed")
-    problems += _check_files(root, m["files"], verify_hashes)
+    problems += check_files(root, m["files"], verify_hashes)
     gp = root / bundle_files.GENES
     _check_parquet(gp, GENE_COLUMNS, None, problems)
     if not gp.is_file() or any("genes.parquet" in q for q in problems):
         return problems
-    genes = pd.read_parquet(gp, columns=["gene", "symbol"])
+    try:
+        genes = pd.read_parquet(gp, columns=["gene", "symbol"])
+    except Exception as e:  # noqa: BLE001 - a readable footer over damaged pages
+        return problems + [f"{gp}: unreadable parquet ({e})"]
     g = len(genes)
     if not np.array_equal(genes["gene"].to_numpy(), np.arange(g)):
         problems.append(f"{gp}: column gene must be 0..{g - 1} in order")
@@ -170,11 +176,12 @@ def validate_bundle(path: Path | str, verify_hashes: bool = True) -> list[str]:
     else:
         try:
             b = json.loads(best.read_text())
-            lost = sorted(set(m["matrices"]) - set(b))
+        except ValueError as e:             # not JSON, not UTF-8
+            problems.append(f"{best}: not valid JSON ({e})")
+        else:
+            lost = sorted(set(m["matrices"]) - set(b)) if isinstance(b, dict) else sorted(m["matrices"])
             if lost:
                 problems.append(f"{best}: no entry for matrices {lost}")
-        except json.JSONDecodeError as e:
-            problems.append(f"{best}: not valid JSON ({e})")
     return problems
 
 

@@ -12,6 +12,9 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+
+import numpy as np
+import pandas as pd
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,14 +107,88 @@ def no_leftovers(folder: Path) -> None:
     assert not bad, f"leftovers: {bad}"
 
 
+# ---- the shared world of the command-line cases (built once per session) ---------------------
+FAST = ["--quiet", "--k", "8", "--null-size", "60", "--umap-epochs", "20", "--resolutions", "1"]
+G = 120
+
+
+def _counts(seed=0, n=96):
+    rng = np.random.default_rng(seed)
+    programs = rng.integers(0, 6, G)
+    return rng.poisson(rng.gamma(2.0, 1.0, (n, 6))[:, programs] * rng.gamma(2.0, 1.0, G) * 3), programs
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory):
+    """Inputs shared by all cases (never written by a case): corpus, trained run, references,
+    bundle, comparison, PCA baseline, embeddings, an h5ad source and a built corpus."""
+    import anndata
+
+    from precompute.cli import main as pmain
+    from precompute.bundle.synthetic import write_synthetic_references
+    from txfm.config import TrainConfig, model_config
+    from txfm.corpus import CorpusWriter
+    from txfm.trainer import train
+
+    root = tmp_path_factory.mktemp("world")
+    counts, programs = _counts()
+    genes = [f"SYN{i:05d}" for i in range(G)]
+    with CorpusWriter(root / "corpus", genes, [f"ENSG9{i:010d}" for i in range(G)], shard_size=64) as w:
+        d = w.add_dataset("toy", np.arange(G))
+        w.add_samples(d, counts, pd.DataFrame({"batch": np.repeat(["a", "b"], len(counts) // 2)}))
+    cfg = TrainConfig(corpus=str(root / "corpus"), out=str(root / "run"), reveal=64, batch_size=32,
+                      max_steps=2, val_every=0, log_every=1, save_every=2, device="cpu", precision="fp32")
+    train(cfg, model_config("tiny", G, dim=32, depth=1, heads=2, decoder_depth=1), quiet=True)
+    ref = write_synthetic_references(root / "refs", genes, programs, pairs_per_source=60)
+    assert pmain(["run", "--checkpoint", str(root / "run" / "last.pt"), "--references", str(ref),
+                  "--out", str(root / "bundle"), *FAST]) == 0
+    from precompute.bundle.compare import compare_bundles
+    compare_bundles(root / "bundle", root / "bundle", root / "comparison")
+    from txfm.baseline import PCAConfig, run_baseline
+    run_baseline(str(root / "corpus"), root / "pca.pt", PCAConfig(n_components=4, min_cells=1))
+    np.savez(root / "emb.npz", cls=np.zeros((2, 3)), sample_id=np.array(["a", "b"]))
+    a = anndata.AnnData(X=counts[:, :30].astype(np.float32))
+    a.var_names = genes[:30]
+    a.obs_names = [f"c{i}" for i in range(len(counts))]
+    a.write_h5ad(root / "src.h5ad")
+    from data.corpus.build import BuildConfig, build_corpus
+    from data.corpus.curation import CurationConfig
+    build_corpus([root / "src.h5ad"], root / "built", BuildConfig(curation=CurationConfig(min_cells=1, min_genes=1)),
+                 gene_table="none", log=lambda m: None)
+    (root / "perturbation").mkdir()
+    for f in ("run.json", "perturbation.csv"):
+        (root / "perturbation" / f).write_text("{}\n")
+    return root
+
+
+@pytest.fixture
+def W(world, tmp_path):
+    """The world, plus a check that no case changed it (it lies outside the case's tmp folder)."""
+    before = tree_hash(world)
+    yield world
+    assert tree_hash(world) == before, "a case changed files outside its tmp folder"
+    no_leftovers(tmp_path)
+
+
+def run_args(W, out, *extra):
+    return ["run", "--checkpoint", W / "run" / "last.pt", "--references", W / "refs", "--out", out, *FAST, *extra]
+
+
+def train_args(W, out, *extra):
+    return ["train", "--corpus", W / "corpus", "--out", out, "--reveal", "64", "--batch-size", "32",
+            "--max-steps", "2", "--val-every", "0", "--log-every", "1", "--save-every", "2", "--device", "cpu",
+            "--precision", "fp32", "--dim", "32", "--depth", "1", "--heads", "2", "--decoder-depth", "1", *extra]
+
+
 # ---- the app (Streamlit AppTest) --------------------------------------------------------------
 APP_MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 _MD_ESCAPE = __import__("re").compile(r"\\([!-/:-@\[-`{-~])")
 
 
 def md_unescape(md: str) -> str:
-    """Markdown source as the viewer reads it (backslash escapes removed)."""
-    return _MD_ESCAPE.sub(r"\1", md)
+    """Markdown source as the viewer reads it (backslash escapes and the invisible word joiners that stop
+    auto-linking removed)."""
+    return _MD_ESCAPE.sub(r"\1", md).replace("\u2060", "")
 
 
 def _strip_code_spans(md: str) -> str:
@@ -148,6 +225,11 @@ def assert_inert_markdown(md: str) -> None:
     unescaped = re.sub(r"\\.", "", rest)          # drop escaped characters
     for pattern in (r"\]\(", r"<[a-zA-Z/!]", r"https?:", r"www\.", r"\[", r"javascript:", r":\w+\["):
         assert not re.search(pattern, unescaped), f"{pattern!r} is live Markdown in {md!r}"
+    # GFM autolink literals are found after escapes are resolved: a scheme, www. or an e-mail's @ must
+    # follow a word joiner (app.text.unlink), or the browser links it
+    resolved = _MD_ESCAPE.sub(r"\1", rest)
+    for m in re.finditer(r"(?i)(https?:|ftp:|mailto:|xmpp:|www\.|@)", resolved):
+        assert resolved[m.start() - 1:m.start()] == "\u2060", f"{m.group(0)!r} would be auto-linked in {md!r}"
 
 
 def app_run(root: Path, page: str = "overview", **params):
