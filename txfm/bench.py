@@ -122,10 +122,10 @@ def data_path_rows(corpus: str, repeats: int, measure_s: float) -> list[str]:
                                                                    warmup_s=2.0, measure_s=measure_s)),
              ("training, workers 1", lambda hd: training_throughput(corpus, cfg, 256, 32, "cpu", "fp32", 1, hd,
                                                                    warmup_s=2.0, measure_s=measure_s))]
-    nbytes = {hd: host_bytes(next(iter(batch_source(corpus, 256, 32, hd)))) for hd in (True, False)}
+    nbytes = {hd: host_bytes(next(iter(batch_source(corpus, 256, 32, "cuda", 1, hd)))) for hd in (True, False)}
     lines = ["| what (tiny, K = 256, batch 32, fp32) | before: dense batches from the workers | now: sparse batches, "
              "densified by the trainer | now / before |", "|---|---:|---:|---:|",
-             f"| bytes per batch leaving the loader | {nbytes[True] / 1e6:.2f} MB | {nbytes[False] / 1e6:.2f} MB | "
+             f"| bytes per batch leaving the loader (on a GPU) | {nbytes[True] / 1e6:.2f} MB | {nbytes[False] / 1e6:.2f} MB | "
              f"{nbytes[False] / nbytes[True]:.2f} |"]
     for name, run in cases:
         rates = {True: [], False: []}
@@ -208,9 +208,10 @@ def run_benchmarks(out: str | os.PathLike, quick: bool = False) -> str:
         "## Data path: before and after device-side batches", "",
         "A synthetic corpus with the shared corpus's 48,573 genes and 3% non-zero (about 1,500 genes a cell). "
         "Before: the workers build the dense target and masks ((B, G) float32 + two bools) and ship them; now: "
-        "they ship the CSR values and the encoder's inputs, and the trainer builds the dense batch where it "
-        "trains (here the same CPU, so the densifying itself costs the same; on a GPU it moves to the device). "
-        "Row gathering is the new one in both columns.", "", *data_path, "",
+        "on a GPU they ship the CSR values and the encoder's inputs (the bytes row) and the dense batch is built "
+        "on the device; on a CPU, with workers they still densify (the same `txfm.feed.densify`, on a core beside "
+        "the step, `txfm.feed.loader_source`), without workers the trainer does. Row gathering is the new one in "
+        "both columns.", "", *data_path, "",
         "## Inference", "",
         "Embedding samples (`txfm.inference.encode_counts`: normalisation, reveal, encoder forward, no dense "
         "target and no decoder) against the training step above, in the same run (20,000 genes, 5% non-zero).",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Iterable, Iterator
 
 import torch
+from torch.utils.data import IterableDataset
 
 
 def densify(batch: dict[str, torch.Tensor], measured_by_dataset: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -35,6 +36,27 @@ def densify(batch: dict[str, torch.Tensor], measured_by_dataset: torch.Tensor) -
     if pad is not None:
         out["pad_mask"] = pad
     return out
+
+
+class HostDense(IterableDataset):
+    """Dense batches built on the host from a stream of sparse ones (by the DataLoader worker that reads
+    the stream). The stream has ``path``, its corpus folder, and yields ``txfm.dataset.sparse_batch``es."""
+
+    def __init__(self, stream: IterableDataset):
+        self.stream = stream
+
+    def __iter__(self):
+        from .corpus import Corpus
+        measured = torch.from_numpy(Corpus(self.stream.path).measured_matrix())
+        for batch in self.stream:
+            yield densify(batch, measured)
+
+
+def loader_source(stream: IterableDataset, device: torch.device, workers: int) -> IterableDataset:
+    """What the DataLoader iterates for a run on ``device`` with ``workers`` processes: sparse batches,
+    densified by DeviceFeed on the device, except on a CPU with workers, where the workers densify (the
+    same ``densify``, on cores beside the training step rather than in its way)."""
+    return HostDense(stream) if torch.device(device).type == "cpu" and workers > 0 else stream
 
 
 def resolve_device(pref: str = "auto") -> torch.device:
@@ -90,4 +112,4 @@ class DeviceFeed:
         return batch
 
 
-__all__ = ["densify", "to_device", "DeviceFeed", "resolve_device"]
+__all__ = ["densify", "to_device", "DeviceFeed", "HostDense", "loader_source", "resolve_device"]

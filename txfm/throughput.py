@@ -5,7 +5,8 @@ same run. Used by ``python -m txfm bench`` (CPU) and ``make gpu-check`` (GPU, do
 
 ``host_dense=True`` measures the data path as it was before batches were densified on the device
 (23d5c5a): the workers build the dense (B, G) target and masks and ship them. Row gathering is the new
-one in both modes, so the ratio isolates what crosses processes and the host-device link.
+one in both modes, so on a GPU the ratio isolates what crosses processes and the host-device link (on a
+CPU with workers the trainer densifies in the workers too, ``txfm.feed.loader_source``).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from .config import ModelConfig, TrainConfig
 from .corpus import Corpus
 from .dataset import BatchSpec, CorpusStream
-from .feed import DeviceFeed, densify
+from .feed import DeviceFeed, HostDense, loader_source
 from .model import TxFM, flops_per_sample
 
 
@@ -50,25 +51,15 @@ def matmul_peak(dtype: torch.dtype, device: torch.device | str = "cpu", n: int |
     return 2 * n ** 3 / statistics.median(times)
 
 
-class HostDense(IterableDataset):
-    """A stream whose workers build dense batches on the host (the data path before txfm.feed)."""
-
-    def __init__(self, stream: CorpusStream):
-        self.stream = stream
-
-    def __iter__(self):
-        measured = torch.from_numpy(Corpus(self.stream.path).measured_matrix())
-        for batch in self.stream:
-            yield densify(batch, measured)
-
-
-def batch_source(corpus: str, k: int, batch: int, host_dense: bool = False, seed: int = 0) -> IterableDataset:
-    """The host side of the trainer's batches (its defaults for the library norm, dataset mixing and
-    temperature): sparse batches, or dense ones with ``host_dense``."""
+def batch_source(corpus: str, k: int, batch: int, device: torch.device, workers: int, host_dense: bool = False,
+                 seed: int = 0) -> IterableDataset:
+    """The host side of the trainer's batches on ``device`` with ``workers`` (its defaults for the library
+    norm, dataset mixing and temperature, and its choice of where to densify, ``txfm.feed.loader_source``),
+    or with ``host_dense`` the data path before device-side batches (dense batches from the workers)."""
     tc = TrainConfig(corpus=corpus, out="-")
     stream = CorpusStream(corpus, batch, BatchSpec(reveal=k, library_norm=tc.library_norm), seed=seed,
                           mix_shards=tc.mix_shards, temperature=tc.dataset_temperature)
-    return HostDense(stream) if host_dense else stream
+    return HostDense(stream) if host_dense else loader_source(stream, torch.device(device), workers)
 
 
 def batch_feed(source: IterableDataset, device: torch.device, workers: int) -> DeviceFeed:
@@ -129,7 +120,7 @@ def training_throughput(corpus: str, model_cfg: ModelConfig, k: int, batch: int,
         opt, sched, _ = make_optimizer(model, tc, 100_000)
         state["opt"] = opt
         forward = torch.compile(model) if compile else model
-        state["feed"] = feed = batch_feed(batch_source(corpus, k, batch, host_dense), device, workers)
+        state["feed"] = feed = batch_feed(batch_source(corpus, k, batch, device, workers, host_dense), device, workers)
         rate, steps = _timed(lambda: train_step(forward, model, opt, sched, next(feed), device, precision,
                                                 tc.grad_clip), device, batch, warmup_s, measure_s)
         return Throughput(rate, steps, _peak_memory(device))
@@ -150,7 +141,7 @@ def loader_throughput(corpus: str, k: int, batch: int, device: torch.device | st
     """Samples/s of the loader alone, dense batches delivered on ``device`` (no model), and the bytes one
     batch carries from the workers to the trainer process."""
     device = torch.device(device)
-    source = batch_source(corpus, k, batch, host_dense)
+    source = batch_source(corpus, k, batch, device, workers, host_dense)
     probe = host_bytes(next(iter(source)))
     feed = batch_feed(source, device, workers)
     rate, steps = _timed(lambda: next(feed), device, batch, warmup_s, measure_s)

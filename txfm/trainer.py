@@ -28,7 +28,7 @@ from .checkpoint import load_file, prune, save_checkpoint, step_checkpoints, voc
 from .config import ModelConfig, TrainConfig, from_dict
 from .corpus import Corpus
 from .dataset import BatchSpec, CorpusStream, detection_counts, gene_statistics, validation_batches
-from .feed import DeviceFeed
+from .feed import DeviceFeed, loader_source
 from .masking import frequency_weights
 from .model import TxFM
 
@@ -289,7 +289,8 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool =
     local_bs = cfg.batch_size // world
     stream = CorpusStream(cfg.corpus, local_bs, spec, train_rows, cfg.seed, rank, world, start_batch=start,
                           mix_shards=cfg.mix_shards, temperature=cfg.dataset_temperature)
-    loader = DataLoader(stream, batch_size=None, num_workers=cfg.workers, pin_memory=device.type == "cuda",
+    loader = DataLoader(loader_source(stream, device, cfg.workers), batch_size=None, num_workers=cfg.workers,
+                        pin_memory=device.type == "cuda",
                         generator=torch.Generator().manual_seed(cfg.seed),  # keeps the global RNG untouched
                         persistent_workers=False)
     forward = torch.compile(ddp) if cfg.compile else ddp

@@ -141,3 +141,29 @@ def test_flops_per_sample_equals_torchs_flop_counter(shape, k, b):
         parts, _ = model(synthetic_batch(cfg, b, k))
         parts.loss.backward()
     assert counter.get_total_flops() == flops_per_sample(cfg, k) * b
+
+
+def test_on_a_cpu_with_workers_the_workers_densify_and_the_run_is_the_same(tiny_corpus, tmp_path, monkeypatch):
+    """loader_source: sparse batches for a GPU (densified there), dense ones built by the workers on a CPU
+    (beside the step, not in its way); a run densifying in its workers equals one densifying in the trainer."""
+    import json
+
+    import txfm.trainer
+    from txfm.config import TrainConfig
+    from txfm.feed import HostDense, loader_source
+    from txfm.trainer import train
+
+    stream = CorpusStream(tiny_corpus, 8, BatchSpec(reveal=8), seed=0)
+    assert loader_source(stream, torch.device("cuda"), 2) is stream
+    assert loader_source(stream, torch.device("cpu"), 0) is stream
+    assert isinstance(loader_source(stream, torch.device("cpu"), 2), HostDense)
+    losses = []
+    for where in ("workers", "trainer"):
+        if where == "trainer":   # the GPU path on the CPU: sparse batches from the workers
+            monkeypatch.setattr(txfm.trainer, "loader_source", lambda stream, device, workers: stream)
+        out = tmp_path / where
+        train(TrainConfig(corpus=tiny_corpus, out=str(out), reveal=8, batch_size=8, max_steps=6, log_every=1,
+                          val_every=0, workers=2, device="cpu", precision="fp32"),
+              ModelConfig(n_genes=40, dim=16, depth=1, heads=2), quiet=True)
+        losses.append([json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines()])
+    assert losses[0] == losses[1] and len(losses[0]) == 6
