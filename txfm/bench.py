@@ -210,8 +210,10 @@ def run_benchmarks(out: str | os.PathLike, quick: bool = False) -> str:
         "Before: the workers build the dense target and masks ((B, G) float32 + two bools) and ship them; now: "
         "on a GPU they ship the CSR values and the encoder's inputs (the bytes row) and the dense batch is built "
         "on the device; on a CPU, with workers they still densify (the same `txfm.feed.densify`, on a core beside "
-        "the step, `txfm.feed.loader_source`), without workers the trainer does. Row gathering is the new one in "
-        "both columns.", "", *data_path, "",
+        "the step, `txfm.feed.loader_source`), without workers the trainer does, so on a CPU both "
+        "columns do the same work and their ratio shows this machine's spread between runs (two runs of this "
+        "table gave 0.88-1.03 for the same code); the before/after training throughput on the CPU against the "
+        "code of 23d5c5a itself is in docs/txfm.md.", "", *data_path, "",
         "## Inference", "",
         "Embedding samples (`txfm.inference.encode_counts`: normalisation, reveal, encoder forward, no dense "
         "target and no decoder) against the training step above, in the same run (20,000 genes, 5% non-zero).",
