@@ -25,7 +25,10 @@ pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                  reason=f"{CHROMIUM} is missing: install it with `make browser`")]
 
-ALLOWED_HOSTS = {"127.0.0.1", "www.ncbi.nlm.nih.gov", "www.ensembl.org", "www.uniprot.org", "www.genecards.org"}
+# the links the app builds itself: gene cards (NCBI, Ensembl, UniProt, GeneCards) and a module's STRING network
+# (its genes URL-encoded in the query; Enrichr is a form the browser posts, not a link)
+ALLOWED_HOSTS = {"127.0.0.1", "www.ncbi.nlm.nih.gov", "www.ensembl.org", "www.uniprot.org", "www.genecards.org",
+                 "string-db.org"}
 HOSTILE = ["[phish](http://evil.example/login)", '=HYPERLINK("http://evil.example/x","open")',
            "see https://evil.example/a", "www.evil.example", "ops@evil.example"]
 OTHER = "mail@evil.example"          # the second bundle's folder name
