@@ -15,6 +15,7 @@ from common.atomic import atomic_path
 from common.errors import ACCESS_ERRNOS, strip_unsafe_advice
 
 from . import __version__
+from .averaging import averaged_state
 from .config import ModelConfig, TrainConfig, from_dict
 from .model import TxFM
 
@@ -89,15 +90,21 @@ def save_checkpoint(path: str | os.PathLike, model: TxFM, genes: list[str], gene
     atomic_torch_save(ck, path)
 
 
-def load_model(path: str | os.PathLike, genes: list[str] | None = None) -> tuple[TxFM, dict]:
-    """Rebuild the model from a checkpoint (eval mode, CPU). With ``genes``, the vocabulary must match."""
+def load_model(path: str | os.PathLike, genes: list[str] | None = None,
+               weights: str = "averaged") -> tuple[TxFM, dict]:
+    """Rebuild the model from a checkpoint (eval mode, CPU). With ``genes``, the vocabulary must match.
+
+    weights: "averaged" reads the run's weight average (``--ema``) where the checkpoint has one and the
+    trained weights otherwise; "trained" always reads the trained weights."""
+    if weights not in ("averaged", "trained"):
+        raise ValueError(f"weights={weights!r}: expected 'averaged' or 'trained'")
     ck = load_file(path)
     if genes is not None and list(genes) != list(ck["genes"]):
         raise CheckpointError(vocabulary_mismatch(path, ck["genes"], genes))
     cfg = from_dict(ModelConfig, ck["model_config"])
     model = TxFM(cfg)
     try:
-        model.load_state_dict(ck["model"])
+        model.load_state_dict(averaged_state(ck) if weights == "averaged" else ck["model"])
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not match its model config ({str(e)[:200]})") from e
     model.eval()

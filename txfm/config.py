@@ -96,6 +96,7 @@ class TrainConfig:
     beta2: float = 0.999
     eps: float = 1e-6
     grad_clip: float = 1.0  # max global gradient norm (0 = off)
+    ema: float = 0.0  # > 0: keep an exponential moving average of the weights with this decay (e.g. 0.999), read by inference (txfm/averaging.py)
     precision: Precision = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU
     seed: int = 0  # seeds model init, data order, masking, stochastic depth
     workers: int = 0  # DataLoader worker processes per rank
@@ -131,6 +132,7 @@ class TrainConfig:
         check_range("beta2", self.beta2, lo=0, hi=1, hi_open=True)
         check_range("eps", self.eps, lo=0, lo_open=True)
         check_range("grad_clip", self.grad_clip, lo=0, what="0 = off")
+        check_range("ema", self.ema, lo=0, hi=1, hi_open=True, what="0 = off; e.g. 0.999")
         check_range("seed", self.seed, lo=0, integer=True)
         check_range("workers", self.workers, lo=0, integer=True)
         check_range("mix_shards", self.mix_shards, lo=0, integer=True, what="0 = all shards")

@@ -24,6 +24,7 @@ from common.errors import UserError, write_failure
 from common.outputs import (check_output_target, commit_dir, discard_staging, is_empty_dir, remove_stale_staging,
                             stage_dir)
 
+from .averaging import WeightAverage
 from .checkpoint import load_file, prune, save_checkpoint, step_checkpoints, vocabulary_mismatch, CheckpointError
 from .config import ModelConfig, TrainConfig, from_dict
 from .corpus import Corpus
@@ -210,6 +211,7 @@ class _Run:
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
     wd: float                         # the weight decay in use (recorded in config.json)
+    ema: WeightAverage | None         # the weights' moving average (--ema), or None
     corpus: Corpus
     val: np.ndarray                   # (n_samples,) bool, the validation split
     n_train: int
@@ -270,9 +272,10 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool =
     torch.manual_seed(cfg.seed)
     model = TxFM(model_cfg).to(device)
     opt, sched, wd = make_optimizer(model, cfg, steps)
+    ema = WeightAverage(model, cfg.ema) if cfg.ema > 0 else None
     start = samples_seen = 0
     if ck is not None:
-        start, samples_seen, wd = _restore(ck, model, opt, sched, steps, device, out)
+        start, samples_seen, wd = _restore(ck, model, opt, sched, steps, device, out, ema)
     weights = None
     if cfg.reveal_tau != 0:
         weights = frequency_weights(detection_counts(corpus, train_rows), cfg.reveal_tau)
@@ -294,7 +297,7 @@ def train(cfg: TrainConfig, model_cfg: ModelConfig | None = None, resume: bool =
                         generator=torch.Generator().manual_seed(cfg.seed),  # keeps the global RNG untouched
                         persistent_workers=False)
     forward = torch.compile(ddp) if cfg.compile else ddp
-    run = _Run(cfg, model_cfg, model, ddp, forward, opt, sched, wd, corpus, val, n_train, steps, start, samples_seen,
+    run = _Run(cfg, model_cfg, model, ddp, forward, opt, sched, wd, ema, corpus, val, n_train, steps, start, samples_seen,
                support, spec, loader, local_bs, device, world, rank == 0, quiet, resume, out, write_dir)
 
     staged = run.is_main and write_dir != out
@@ -388,12 +391,19 @@ def _resumed_config(cfg: TrainConfig, ck: dict, given: dict | None, out: Path) -
                    **{k: v for k, v in safe.items() if k not in ("out", "corpus")}), model_cfg
 
 
-def _restore(ck: dict, model: TxFM, opt, sched, steps: int, device: torch.device, out: Path) -> tuple[int, int, float]:
-    """Load a checkpoint's model, optimiser, schedule and RNG state; (start step, samples seen, weight decay)."""
+def _restore(ck: dict, model: TxFM, opt, sched, steps: int, device: torch.device, out: Path,
+             ema: WeightAverage | None = None) -> tuple[int, int, float]:
+    """Load a checkpoint's model, optimiser, schedule, weight average and RNG state; (start step, samples seen,
+    weight decay)."""
     if ck["step"] > steps:
         raise UserError(f"--resume {out}: the run is at step {ck['step']}, past the {steps} steps its options "
                         "give; pass --max-steps N with N >= the current step")
     model.load_state_dict(ck["model"])
+    if ema is not None:
+        if "ema_model" not in ck:
+            raise CheckpointError(f"{out / 'last.pt'}: the run keeps a weight average (--ema) but this checkpoint holds "
+                                  "none; copy one of its step-*.pt onto last.pt, or start the run again with --overwrite")
+        ema.load_state_dict(ck["ema_model"])
     opt.load_state_dict(ck["optimizer"])       # restores lr and the weight decay the run started with
     _set_fused(opt, _fused_adamw(model))
     if ck["scheduler"].get("total_steps", steps) == steps:
@@ -438,7 +448,7 @@ def _loop(run: _Run) -> None:
     def checkpoint(step: int) -> None:
         path = wdir / f"step-{step:07d}.pt"
         save_checkpoint(path, model, corpus.genes, corpus.gene_ids, cfg, opt, sched, step, samples_seen,
-                        corpus_info)
+                        corpus_info, extra=None if run.ema is None else {"ema_model": run.ema.state_dict()})
         _atomic_copy(path, wdir / "last.pt")
         prune(wdir, cfg.keep_last)
 
@@ -454,6 +464,8 @@ def _loop(run: _Run) -> None:
     for step in range(start + 1, steps + 1):
         parts, gnorm = train_step(run.forward, model, opt, sched, next(feed), device, cfg.precision, cfg.grad_clip)
         diverged = torch.where((diverged == 0) & ~torch.isfinite(parts.loss.detach()), step, diverged)
+        if run.ema is not None:
+            run.ema.update(model, step)
         samples_seen += cfg.batch_size
         logging = step % cfg.log_every == 0 or step == steps
         saving = step % cfg.save_every == 0 or step == steps
