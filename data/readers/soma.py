@@ -5,8 +5,9 @@ an Experiment, or a Census root (a Collection holding ``census_data/<organism>``
 ``census_info/datasets`` table and ``feature_dataset_presence_matrix`` then say which genes each
 dataset measured). Cells are chosen with an ``obs`` value filter in SOMA's syntax
 (``tissue_general == 'blood' and is_primary_data == True``), grouped into one corpus dataset per
-value of an ``obs`` column (``dataset_id`` by default), and read in chunks of rows: one
-``Experiment.axis_query`` per chunk, with the chunk's ``soma_joinid`` values as coordinates.
+value of an ``obs`` column (``dataset_id`` by default; the cells found once with
+``Experiment.axis_query``), and read in chunks of rows: one ``obs`` and one ``X`` read per chunk, with the
+chunk's ``soma_joinid`` values as coordinates.
 
 Gene ids are the ``var`` feature ids (Ensembl ids in Census; ``var_id`` in experiments written by
 ``tiledbsoma.io.from_h5ad``), with the feature names as a second choice for ids the gene table does not
@@ -245,11 +246,12 @@ class _SomaSource:
 
     def read(self, joinids: np.ndarray) -> tuple[sp.csr_matrix, pd.DataFrame]:
         """Counts (CSR, rows in ``joinids`` order, columns in var order) and obs of the given (sorted) cells."""
-        import tiledbsoma
-        with self.exp.axis_query(self.options.measurement,
-                                 obs_query=tiledbsoma.AxisQuery(coords=(joinids,))) as q:
-            obs = q.obs().concat().to_pandas()
-            t = q.X(self.options.layer).tables().concat()
+        # Point reads with the joinids as a NumPy array (tiledbsoma copies them). An axis query hands its
+        # resolved joinids to the X read as an Arrow array instead, and one full test run crashed inside
+        # that hand-over (SIGSEGV in ManagedQuery.set_coord); the cells are known here, so no query is needed.
+        joinids = np.ascontiguousarray(joinids, dtype=np.int64)
+        obs = self.exp.obs.read(coords=(joinids,)).concat().to_pandas()
+        t = self.X.read(coords=(joinids,)).tables().concat()
         d0 = t.column("soma_dim_0").to_numpy()
         if joinids.size and joinids[-1] - joinids[0] < 8 * joinids.size + 4096:    # a lookup table over the span
             lookup = np.zeros(int(joinids[-1] - joinids[0]) + 1, dtype=np.int64)
